@@ -1,0 +1,34 @@
+"""Installation script for skcrystal.
+
+torch is listed with a lower bound only; install the wheel you want *before*
+this package (the README does ``pip install torch==2.13.0`` first) so that pip
+does not pull a multi-GB CUDA build on a CPU-only machine.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="skcrystal",
+    version="0.1.0",
+    description="Graph neural networks for crystals as scikit-learn estimators",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["skcrystal", "skcrystal.*"]),
+    package_data={"skcrystal.datasets": ["data/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "skorch>=1.0",
+        "scikit-learn>=1.3",
+        "pymatgen>=2024.1.1",
+        "matminer>=0.9",
+        "pandas>=1.5",
+        "joblib>=1.2",
+        "numpy>=1.24",
+        "scipy>=1.10",
+    ],
+    extras_require={
+        "plot": ["matplotlib>=3.6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6"],
+    },
+    entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
+)
