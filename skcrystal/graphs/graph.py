@@ -1,0 +1,141 @@
+"""The crystal graph container (numpy, one structure).
+
+A :class:`CrystalGraph` is what the builder makes from one pymatgen
+``Structure`` and what the cache stores. It is plain numpy so it pickles
+small, can be built in worker processes and cached on disk. Conversion to
+torch happens only when graphs are collated into a
+:class:`~skcrystal.graphs.batch.GraphBatch`.
+
+Edge convention (used by every model in :mod:`skcrystal.nn`)
+-------------------------------------------------------------
+Edge ``e`` goes from a *centre* atom ``center[e]`` to one of its neighbours
+``neighbor[e]`` (an atom index of the same cell, possibly a periodic image,
+possibly the centre itself in another cell). Messages flow neighbour ->
+centre and are aggregated over the centre index. ``vectors[e]`` is the
+Cartesian bond vector ``r(neighbor image) - r(center)`` in Å and
+``offsets[e]`` the integer lattice image of the neighbour.
+
+Extras
+------
+Models that need more than the bare graph (a line graph, a reverse-edge
+index, positional encodings) register a *graph extra*: a function of the
+graph that returns named arrays, computed once and memoised inside the
+graph (so the cache keeps it with the graph). Each extra array has its
+items along axis 0 and declares how its values shift when graphs are
+concatenated into a batch: by the node count (``"node"``), by the edge
+count (``"edge"``), by the count of another extra's items (the name of that
+extra), or not at all (``None``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CrystalGraph", "register_extra", "EXTRA_OFFSETS"]
+
+#: How each registered extra array is offset when graphs are batched:
+#: name -> None | "node" | "edge" | name of another extra (offset by its length).
+EXTRA_OFFSETS: dict[str, str | None] = {}
+
+
+def register_extra(name, offset=None):
+    """Declare how the extra array ``name`` is shifted when batching.
+
+    Parameters
+    ----------
+    name : str
+        Key of the array in :attr:`CrystalGraph.extras`.
+    offset : {None, "node", "edge"} or str
+        ``"node"`` for arrays of node indices, ``"edge"`` for arrays of edge
+        indices, the name of another extra for indices into that extra's
+        items, ``None`` for features that are concatenated unchanged.
+    """
+    previous = EXTRA_OFFSETS.get(name, offset)
+    if previous != offset:
+        raise ValueError(
+            f"graph extra {name!r} is already registered with offset "
+            f"{previous!r}, cannot re-register with {offset!r}")
+    EXTRA_OFFSETS[name] = offset
+
+
+@dataclass
+class CrystalGraph:
+    """Periodic multigraph of one crystal.
+
+    Attributes
+    ----------
+    atomic_numbers : ndarray of int64, shape (n_atoms,)
+    positions : ndarray of float64, shape (n_atoms, 3)
+        Cartesian coordinates in Å.
+    lattice : ndarray of float64, shape (3, 3)
+        Lattice vectors as rows, Å.
+    center, neighbor : ndarray of int64, shape (n_edges,)
+        Edge end points (see the module docstring for the direction).
+    distances : ndarray of float64, shape (n_edges,)
+        Bond lengths in Å.
+    offsets : ndarray of int64, shape (n_edges, 3)
+        Lattice image of the neighbour.
+    vectors : ndarray of float64, shape (n_edges, 3)
+        Bond vectors ``r(neighbor image) - r(center)`` in Å.
+    radius : float
+        Cut-off actually used, Å (larger than asked for when the builder
+        grew it).
+    extras : dict of str -> ndarray
+        Memoised model-specific additions (see :func:`register_extra`).
+    """
+
+    atomic_numbers: np.ndarray
+    positions: np.ndarray
+    lattice: np.ndarray
+    center: np.ndarray
+    neighbor: np.ndarray
+    distances: np.ndarray
+    offsets: np.ndarray
+    vectors: np.ndarray
+    radius: float
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def n_atoms(self):
+        return int(self.atomic_numbers.shape[0])
+
+    @property
+    def n_edges(self):
+        return int(self.center.shape[0])
+
+    def neighbor_counts(self):
+        """Number of edges of each centre atom, shape (n_atoms,)."""
+        return np.bincount(self.center, minlength=self.n_atoms)
+
+    def with_extra(self, key, func, **params):
+        """Return the extra arrays made by ``func(self, **params)``, memoised.
+
+        Parameters
+        ----------
+        key : str
+            Memo key; include the parameters that change the result.
+        func : callable
+            ``func(graph, **params) -> dict[str, ndarray]``; each returned
+            name must have been declared with :func:`register_extra`.
+        """
+        memo = self.extras.setdefault("_memo", {})
+        if key not in memo:
+            arrays = func(self, **params)
+            for name in arrays:
+                if name not in EXTRA_OFFSETS:
+                    raise KeyError(
+                        f"graph extra {name!r} (made by {key!r}) is not "
+                        "registered; call skcrystal.graphs.register_extra")
+            memo[key] = arrays
+        return memo[key]
+
+    @property
+    def nbytes(self):
+        """Memory held by the arrays of this graph, bytes."""
+        total = sum(a.nbytes for a in (
+            self.atomic_numbers, self.positions, self.lattice, self.center,
+            self.neighbor, self.distances, self.offsets, self.vectors))
+        for arrays in self.extras.get("_memo", {}).values():
+            total += sum(np.asarray(a).nbytes for a in arrays.values())
+        return total
