@@ -1,0 +1,251 @@
+"""Hand-checked crystal graphs: builder, ties, invariances, cache, batching."""
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from skcrystal.graphs import (
+    GraphBuilder, GraphCache, build_graph, collate_graphs, default_cache,
+    get_graphs)
+
+A_NACL = 5.64
+
+
+def per_atom_signature(graph, decimals=6):
+    """Per atom: sorted (Z centre, Z neighbour, distance) tuples; as a multiset."""
+    z = graph.atomic_numbers
+    sig = Counter()
+    for atom in range(graph.n_atoms):
+        mine = graph.center == atom
+        items = sorted(zip(z[graph.neighbor[mine]].tolist(),
+                           np.round(graph.distances[mine], decimals).tolist()))
+        sig[(int(z[atom]), tuple(items))] += 1
+    return sig
+
+
+def normalized(sig):
+    """Signature counts divided by their gcd (cells of different size)."""
+    g = 0
+    for v in sig.values():
+        g = math.gcd(g, v)
+    return {k: v // g for k, v in sig.items()}
+
+
+# ---------------------------------------------------------------- rocksalt
+
+
+def test_nacl_keeps_whole_tied_shell(nacl):
+    assert len(nacl) == 8
+    g = build_graph(nacl, radius=8.0, max_neighbors=12)
+    counts = g.neighbor_counts()
+    np.testing.assert_array_equal(counts, 18)
+    z = g.atomic_numbers
+    for atom in range(8):
+        mine = g.center == atom
+        d = g.distances[mine]
+        other = z[g.neighbor[mine]] != z[atom]
+        # 6 unlike neighbours at a/2, then the 12 like ones at a/sqrt(2)
+        np.testing.assert_allclose(d[other], A_NACL / 2, atol=1e-9)
+        assert other.sum() == 6
+        np.testing.assert_allclose(d[~other], A_NACL / math.sqrt(2), atol=1e-9)
+        assert (~other).sum() == 12
+        # no duplicate (neighbour, image) pair
+        pairs = {(int(n), tuple(o)) for n, o in zip(g.neighbor[mine], g.offsets[mine])}
+        assert len(pairs) == 18
+
+
+def test_max_neighbors_none_keeps_everything_in_radius(nacl):
+    g = build_graph(nacl, radius=4.0, max_neighbors=None)
+    # within 4 Å: 6 at 2.82 and 12 at 3.99
+    np.testing.assert_array_equal(g.neighbor_counts(), 18)
+    assert g.distances.max() <= 4.0
+
+
+def test_dtypes_and_shapes(nacl):
+    g = build_graph(nacl)
+    for name in ("atomic_numbers", "center", "neighbor", "offsets"):
+        assert getattr(g, name).dtype == np.int64, name
+    for name in ("positions", "lattice", "distances", "vectors"):
+        assert getattr(g, name).dtype == np.float64, name
+    assert g.offsets.shape == (g.n_edges, 3) and g.vectors.shape == (g.n_edges, 3)
+    assert not np.any((g.center == g.neighbor) & (g.offsets == 0).all(axis=1))
+
+
+# ---------------------------------------------------------------- self images
+
+
+def test_one_atom_cell_self_images():
+    s = Structure(Lattice.orthorhombic(3.0, 4.0, 5.0), ["Cu"], [[0.1, 0.2, 0.3]])
+    g = build_graph(s, radius=5.5, max_neighbors=None)
+    assert (g.center == 0).all() and (g.neighbor == 0).all()
+    assert (np.abs(g.offsets).sum(axis=1) > 0).all()
+    expected = np.linalg.norm(g.offsets * np.array([3.0, 4.0, 5.0]), axis=1)
+    np.testing.assert_allclose(g.distances, expected, atol=1e-9)
+    # shells within 5.5 Å: ±a (3), ±b (4), ±c (5), ±a±b (5)
+    assert sorted(np.round(g.distances, 6).tolist()) == [3.0] * 2 + [4.0] * 2 + [5.0] * 6
+    k12 = build_graph(s, radius=8.0, max_neighbors=12)
+    assert k12.n_edges >= 12 and (k12.neighbor == 0).all()
+
+
+def test_bond_vectors(nacl, diamond):
+    perturbed = nacl.copy()
+    perturbed.perturb(0.1, min_distance=0.05)
+    # fractional coordinates outside [0, 1) and a skewed cell
+    unwrapped = Structure(Lattice([[3, 0, 0], [2.5, 4, 0], [1, 1, 5]]), ["Na", "Cl"],
+                          [[1.3, -0.6, 2.2], [0.02, 0.97, 0.45]])
+    for s in (perturbed, diamond, unwrapped):
+        g = build_graph(s, radius=6.0, max_neighbors=12)
+        lattice = s.lattice.matrix
+        expected = s.cart_coords[g.neighbor] + g.offsets @ lattice - s.cart_coords[g.center]
+        np.testing.assert_allclose(g.vectors, expected, atol=1e-9)
+        np.testing.assert_allclose(np.linalg.norm(g.vectors, axis=1), g.distances, atol=1e-9)
+
+
+# ---------------------------------------------------------------- invariances
+
+
+def test_invariant_to_atom_permutation(nacl):
+    rng = np.random.default_rng(3)
+    s = nacl.copy()
+    s.perturb(0.05)
+    perm = rng.permutation(len(s))
+    shuffled = Structure(s.lattice, [s[i].specie for i in perm], s.frac_coords[perm])
+    a = build_graph(s, radius=8.0, max_neighbors=12)
+    b = build_graph(shuffled, radius=8.0, max_neighbors=12)
+    assert per_atom_signature(a) == per_atom_signature(b)
+
+
+def test_invariant_to_rotation(nacl):
+    theta = 0.7
+    rot = np.array([[math.cos(theta), -math.sin(theta), 0],
+                    [math.sin(theta), math.cos(theta), 0], [0, 0, 1]])
+    axis2 = np.array([[1, 0, 0], [0, math.cos(1.1), -math.sin(1.1)],
+                      [0, math.sin(1.1), math.cos(1.1)]])
+    matrix = nacl.lattice.matrix @ (axis2 @ rot).T
+    rotated = Structure(Lattice(matrix), nacl.species, nacl.frac_coords)
+    a = build_graph(nacl, radius=8.0, max_neighbors=12)
+    b = build_graph(rotated, radius=8.0, max_neighbors=12)
+    assert per_atom_signature(a) == per_atom_signature(b)
+    np.testing.assert_array_equal(b.neighbor_counts(), 18)
+
+
+def test_primitive_vs_conventional(nacl, diamond):
+    for s in (nacl, diamond):
+        prim = s.get_primitive_structure()
+        assert len(prim) < len(s)
+        a = build_graph(s, radius=8.0, max_neighbors=12)
+        b = build_graph(prim, radius=8.0, max_neighbors=12)
+        assert normalized(per_atom_signature(a)) == normalized(per_atom_signature(b))
+    # diamond: 4 nearest at sqrt(3)/4 a, then the tied shell of 12
+    g = build_graph(diamond.get_primitive_structure(), radius=8.0, max_neighbors=12)
+    np.testing.assert_array_equal(g.neighbor_counts(), 16)
+
+
+# ---------------------------------------------------------------- isolated atoms
+
+
+def _far_pair():
+    return Structure(Lattice.cubic(40.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])
+
+
+def test_isolated_atom_raises_with_structure_index(nacl):
+    builder = GraphBuilder(radius=3.0, max_neighbors=12)
+    cache = GraphCache()
+    with pytest.raises(ValueError, match=r"structure 7\b.*radius=3"):
+        get_graphs([nacl, _far_pair()], builder, cache=cache, indices=[4, 7])
+
+
+def test_grow_radius():
+    builder = GraphBuilder(radius=3.0, max_neighbors=12, grow_radius=True)
+    (g,) = get_graphs([_far_pair()], builder, cache=GraphCache())
+    assert g.radius > 3.0
+    assert (g.neighbor_counts() >= 12).all()
+    assert g.distances.max() <= g.radius + 1e-9
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_memory_cache_hits(nacl, diamond):
+    builder = GraphBuilder(radius=6.0, max_neighbors=12)
+    default_cache.clear()
+    first = get_graphs([nacl, diamond], builder)
+    hits = default_cache.hits
+    second = get_graphs([nacl, diamond], builder)
+    assert default_cache.hits == hits + 2
+    assert all(a is b for a, b in zip(first, second))
+    # same content, new object: keyed by content, so still a hit
+    remade = Structure.from_dict(nacl.as_dict())
+    (third,) = get_graphs([remade], builder)
+    assert third is first[0]
+    assert default_cache.hits == hits + 3
+    # other parameters: a miss
+    misses = default_cache.misses
+    get_graphs([nacl], GraphBuilder(radius=6.0, max_neighbors=8))
+    assert default_cache.misses == misses + 1
+    default_cache.clear()
+
+
+def graphs_equal(a, b):
+    for name in ("atomic_numbers", "positions", "lattice", "center", "neighbor",
+                 "distances", "offsets", "vectors"):
+        if not np.array_equal(getattr(a, name), getattr(b, name)):
+            return False
+    return a.radius == b.radius
+
+
+def test_disk_cache_roundtrip(tmp_path, nacl, diamond):
+    builder = GraphBuilder(radius=6.0, max_neighbors=12)
+    built = get_graphs([nacl, diamond], builder, cache=GraphCache(), cache_dir=str(tmp_path))
+    files = list(tmp_path.rglob("*.pkl"))
+    assert len(files) == 2
+    fresh = GraphCache()
+    loaded = get_graphs([nacl, diamond], builder, cache=fresh, cache_dir=str(tmp_path))
+    assert fresh.misses == 0
+    assert all(graphs_equal(a, b) for a, b in zip(built, loaded))
+    assert all(a is not b for a, b in zip(built, loaded))
+
+
+def test_parallel_equals_serial(nacl):
+    rng = np.random.default_rng(0)
+    base = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    structures = []
+    for _ in range(80):
+        cart = base.cart_coords + rng.normal(scale=0.05, size=(2, 3))
+        structures.append(Structure(base.lattice, base.species, cart,
+                                    coords_are_cartesian=True))
+    builder = GraphBuilder(radius=5.0, max_neighbors=12)
+    serial = get_graphs(structures, builder, n_jobs=1, cache=GraphCache())
+    parallel = get_graphs(structures, builder, n_jobs=2, cache=GraphCache())
+    assert len(parallel) == 80
+    assert all(graphs_equal(a, b) for a, b in zip(serial, parallel))
+
+
+# ---------------------------------------------------------------- batching
+
+
+def test_collate_offsets(nacl):
+    one = Structure(Lattice.cubic(3.0), ["Cu"], [[0, 0, 0]])
+    g1 = build_graph(one, radius=4.0, max_neighbors=None)  # 6 self images
+    g2 = build_graph(nacl, radius=4.0, max_neighbors=None)
+    batch = collate_graphs([g1, g2])
+    assert batch.n_graphs == 2 and batch.n_nodes == 9
+    assert batch.n_edges == g1.n_edges + g2.n_edges
+    for t in (batch.edge_index, batch.atomic_numbers, batch.offsets, batch.node_graph,
+              batch.edge_graph, batch.n_nodes_per_graph, batch.n_edges_per_graph):
+        assert t.dtype == torch.int64
+    assert batch.distances.dtype == torch.float32
+    e1 = g1.n_edges
+    np.testing.assert_array_equal(batch.edge_index[:, :e1].numpy(),
+                                  np.stack([g1.center, g1.neighbor]))
+    np.testing.assert_array_equal(batch.edge_index[:, e1:].numpy(),
+                                  np.stack([g2.center, g2.neighbor]) + 1)
+    np.testing.assert_array_equal(batch.node_graph.numpy(), [0] + [1] * 8)
+    np.testing.assert_array_equal(batch.edge_graph.numpy(), [0] * e1 + [1] * g2.n_edges)
+    np.testing.assert_array_equal(batch.n_nodes_per_graph.numpy(), [1, 8])
+    np.testing.assert_allclose(batch.distances.numpy(),
+                               np.concatenate([g1.distances, g2.distances]), rtol=1e-6)
+    assert tuple(batch.lattice.shape) == (2, 3, 3)
