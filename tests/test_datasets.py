@@ -1,0 +1,364 @@
+"""Loaders on the real files in ../shared/data, the bundled demo set, and errors."""
+import fnmatch
+import gzip
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Structure
+
+from conftest import shared_path
+from skcrystal import datasets
+from skcrystal.datasets import (load, load_alignn_folder, load_cgcnn_folder, load_csv,
+                                load_matbench, load_matbench_json, load_mlearn,
+                                load_perovskites, matbench_folds, matbench_test_fold,
+                                shared_data_path, structures_from_cif)
+from skcrystal.datasets._cif import _NotSimple, _fast_parse, _pymatgen_parse
+
+JDFT2D = ("jdft2d", "matbench_jdft2d_fold0_train.json.gz")
+JDFT2D_FOLDS = ("jdft2d", "matbench_jdft2d_folds.json")
+
+
+def _n_atom_rows(cif):
+    """Atom-site rows in a pymatgen-written P1 CIF (lines ending in occupancy 1)."""
+    return sum(1 for line in cif.splitlines() if re.match(r"^\s+[A-Z][a-z]?\s+\S+\s+1\s", line))
+
+
+def _same(a, b):
+    return (np.array_equal(a.lattice.matrix, b.lattice.matrix)
+            and [s.species_string for s in a] == [s.species_string for s in b]
+            and np.array_equal(a.frac_coords, b.frac_coords) and a.labels == b.labels)
+
+
+# --- bundled demo set: never skipped ----------------------------------------
+
+def test_exports_are_explicit():
+    assert sorted(datasets.__all__) == sorted(set(datasets.__all__))
+    for name in datasets.__all__:
+        assert callable(getattr(datasets, name))
+
+
+def test_bundled_perovskites_load_without_shared_data():
+    X, y = load_perovskites()
+    raw = pd.read_csv(Path(datasets.__file__).parent / "data" / "perovskites_demo.csv.gz")
+    assert len(X) == len(y) == len(raw) == 1000
+    assert all(isinstance(s, Structure) and len(s) == 5 for s in X)
+    np.testing.assert_array_equal(y, raw["heat_all"].to_numpy())
+    assert X[0].composition.reduced_formula == Structure.from_str(
+        raw["cif"][0], fmt="cif").composition.reduced_formula
+
+
+def test_bundled_perovskites_options():
+    df = load_perovskites(n=20, as_frame=True)
+    assert list(df.columns) == ["material_id", "structure", "formula", "heat_all",
+                                "heat_ref", "dir_gap", "ind_gap"]
+    assert len(df) == 20
+    X, y = load_perovskites(n=20, target=["dir_gap", "ind_gap"])
+    assert y.shape == (20, 2)
+    np.testing.assert_array_equal(y, df[["dir_gap", "ind_gap"]].to_numpy())
+    a = load_perovskites(n=30, random_state=0, as_frame=True)
+    b = load_perovskites(n=30, random_state=0, as_frame=True)
+    assert a["material_id"].tolist() == b["material_id"].tolist()
+    assert a["material_id"].tolist() != df["material_id"].tolist()[:30]
+    with pytest.raises(ValueError, match=r"target='gap'.*available columns.*heat_all"):
+        load_perovskites(target="gap")
+    with pytest.raises(ValueError, match="n must be"):
+        load_perovskites(n=5000)
+
+
+def test_bundled_file_is_small_and_packaged():
+    data = Path(datasets.__file__).parent / "data"
+    files = [f for f in data.iterdir() if f.is_file()]
+    assert files and sum(f.stat().st_size for f in files) < 1.5e6
+    # setup.py: package_data={"skcrystal.datasets": ["data/*"]}
+    assert all(fnmatch.fnmatch(f"data/{f.name}", "data/*") for f in files)
+
+
+def test_shared_data_path_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKCRYSTAL_SHARED_DATA", str(tmp_path))
+    assert shared_data_path() == tmp_path
+    monkeypatch.setenv("SKCRYSTAL_SHARED_DATA", str(tmp_path / "absent"))
+    assert shared_data_path() is None
+
+
+# --- CIF parsing --------------------------------------------------------------
+
+def test_structures_from_cif_errors():
+    cif = pd.read_csv(Path(datasets.__file__).parent / "data" / "perovskites_demo.csv.gz",
+                      nrows=3)["cif"].tolist()
+    with pytest.raises(TypeError, match="single str"):
+        structures_from_cif(cif[0])
+    bad = [cif[0], "data_broken\n_cell_length_a 1\n", cif[1]]
+    with pytest.raises(ValueError, match=r"row 1 \(id 'b'\)"):
+        structures_from_cif(bad, ids=["a", "b", "c"])
+    with pytest.warns(UserWarning, match=r"skipped 1 of 3 rows.*row 1"):
+        X, index = structures_from_cif(bad, on_error="skip", return_index=True)
+    assert len(X) == 2 and index.tolist() == [0, 2]
+
+
+def test_cif_warnings_are_suppressed(nacl):
+    # symmetry operations + 0.33333 coordinates: pymatgen's CifParser path,
+    # which warns about rounding to 1/3
+    cif = """data_test
+_symmetry_space_group_name_H-M   'P 1'
+_cell_length_a 3.0
+_cell_length_b 3.0
+_cell_length_c 5.0
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 120
+loop_
+ _symmetry_equiv_pos_as_xyz
+ 'x, y, z'
+ '-x, -y, -z'
+loop_
+ _atom_site_type_symbol
+ _atom_site_label
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_occupancy
+ Mo Mo1 0.33333 0.66667 0.25 1
+"""
+    with pytest.raises(_NotSimple):
+        _fast_parse(cif)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        X = structures_from_cif([cif] * 3)
+    assert [str(w.message) for w in caught] == []
+    assert len(X[0]) == 2
+
+
+def test_fast_parser_matches_pymatgen(shared_data):
+    files = ["perovskites/perovskites_part2.csv", "carbon_24/carbon_24_val.csv",
+             "supercon/supercon_val.csv"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in files:
+            for cif in pd.read_csv(shared_data / name, nrows=40)["cif"]:
+                assert _same(_fast_parse(cif), _pymatgen_parse(cif)), name
+
+
+# --- CSV ------------------------------------------------------------------------
+
+def test_load_csv_perovskites():
+    path = shared_path("perovskites", "perovskites_part2.csv")
+    raw = pd.read_csv(path)
+    X, y = load_csv(path, target="heat_all")
+    assert len(X) == len(y) == 1024
+    assert all(len(s) == 5 for s in X)
+    np.testing.assert_array_equal(y, raw["heat_all"].to_numpy())
+    df = load_csv(path, target=["dir_gap", "ind_gap"], as_frame=True)
+    assert list(df.columns) == ["material_id", "structure", "dir_gap", "ind_gap"]
+    np.testing.assert_array_equal(df["material_id"], raw["material_id"])
+    X2, y2 = load_csv(path, target=["dir_gap", "ind_gap"])
+    assert y2.shape == (1024, 2)
+
+
+def test_load_csv_carbon_and_supercon():
+    path = shared_path("carbon_24", "carbon_24_val.csv")
+    raw = pd.read_csv(path)
+    X, y = load_csv(path, target="energy_per_atom")
+    assert len(X) == 2032
+    assert [len(s) for s in X] == [_n_atom_rows(c) for c in raw["cif"]]
+    assert min(len(s) for s in X) >= 6 and max(len(s) for s in X) <= 24
+    np.testing.assert_array_equal(y, raw["energy_per_atom"].to_numpy())
+    path = shared_path("supercon", "supercon_val.csv")
+    raw = pd.read_csv(path)
+    df = load_csv(path, target="prop", as_frame=True)
+    assert len(df) == 105 and df["material_id"].iloc[0] == raw["material_id"].iloc[0]
+    assert [len(s) for s in df["structure"]] == [_n_atom_rows(c) for c in raw["cif"]]
+
+
+def test_load_csv_parallel_matches_serial():
+    path = shared_path("perovskites", "perovskites_part2.csv")
+    X1, y1 = load_csv(path, target="heat_all")
+    X2, y2 = load_csv(path, target="heat_all", n_jobs=2)
+    assert all(_same(a, b) for a, b in zip(X1, X2))
+    np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    rows = pd.read_csv(Path(datasets.__file__).parent / "data" / "perovskites_demo.csv.gz",
+                       nrows=4)
+    rows.loc[2, "cif"] = rows.loc[2, "cif"].replace("_cell_length_a", "_cell_length_q")
+    rows.loc[2, "cif"] = rows.loc[2, "cif"].replace("loop_", "")
+    path = tmp_path / "small.csv"
+    rows.to_csv(path, index=False)
+    return path, rows
+
+
+def test_load_csv_errors(small_csv, tmp_path):
+    path, rows = small_csv
+    with pytest.raises(ValueError, match=r"target='gap' is not a column.*available "
+                                         r"columns: \['material_id', 'formula'"):
+        load_csv(path, target="gap")
+    with pytest.raises(ValueError, match=r"cif_column='structure'"):
+        load_csv(path, target="heat_all", cif_column="structure")
+    bad_id = rows.loc[2, "material_id"]
+    with pytest.raises(ValueError, match=rf"row 2 \(id {bad_id}\) of .*small.csv"):
+        load_csv(path, target="heat_all")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 4 rows.*row 2"):
+        df = load_csv(path, target="heat_all", on_error="skip", as_frame=True)
+    assert df["material_id"].tolist() == rows["material_id"].drop(index=2).tolist()
+    np.testing.assert_array_equal(df["heat_all"], rows["heat_all"].drop(index=2))
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        load_csv(missing, target="heat_all")
+    with pytest.raises(ValueError, match="target is required.*available columns"):
+        load(path)
+
+
+# --- reference-code folders -----------------------------------------------------
+
+def test_load_cgcnn_folder():
+    folder = shared_path("cgcnn_sample")
+    table = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})
+    df = load_cgcnn_folder(folder, as_frame=True)
+    assert len(df) == 10 and list(df.columns) == ["id", "structure", "target"]
+    assert df["id"].tolist() == table[0].tolist()  # text ids, atom_init.json ignored
+    np.testing.assert_array_equal(df["target"], table[1].to_numpy(dtype=float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for ident, s in zip(df["id"], df["structure"]):
+            assert len(s) == len(Structure.from_file(folder / f"{ident}.cif"))
+    X, y = load(folder)
+    assert len(X) == 10 and y.shape == (10,)
+
+
+def test_load_cgcnn_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent"))):
+        load_cgcnn_folder(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="id_prop.csv"):
+        load_cgcnn_folder(tmp_path)
+    (tmp_path / "id_prop.csv").write_text("abc,1.0\n")
+    with pytest.raises(FileNotFoundError, match=r"abc\.cif not found \(row 0"):
+        load_cgcnn_folder(tmp_path)
+
+
+def test_load_alignn_folder():
+    folder = shared_path("alignn_sample")
+    table = pd.read_csv(folder / "id_prop.csv", header=None)
+    X, y = load_alignn_folder(folder)
+    assert len(X) == len(y) == 50
+    np.testing.assert_array_equal(y, table[1].to_numpy(dtype=float))
+    for name, s in zip(table[0], X):
+        counts = (folder / name).read_text().splitlines()[6].split()
+        assert len(s) == sum(int(c) for c in counts)
+    df = load(folder, as_frame=True)
+    assert df["id"].tolist() == table[0].tolist()
+
+
+# --- matbench -------------------------------------------------------------------
+
+def test_load_matbench_json():
+    path = shared_path(*JDFT2D)
+    with gzip.open(path, "rt") as fh:
+        raw = json.load(fh)
+    X, y = load_matbench_json(path)
+    assert len(X) == len(y) == 508
+    assert all(isinstance(s, Structure) for s in X)
+    np.testing.assert_array_equal(y, [row[1] for row in raw["data"]])
+    assert len(X[0]) == len(raw["data"][0][0]["sites"])
+    df = load(path, as_frame=True)
+    assert list(df.columns) == ["id", "structure", "exfoliation_en"]
+    assert df["id"].tolist() == raw["index"]
+    with pytest.raises(ValueError, match=r"target='gap'.*available columns"):
+        load_matbench_json(path, target="gap")
+
+
+def test_matbench_folds_partial_task():
+    path, fold_file = shared_path(*JDFT2D), shared_path(*JDFT2D_FOLDS)
+    with open(fold_file) as fh:
+        splits = json.load(fh)["splits"]["matbench_jdft2d"]
+    ids = load_matbench_json(path, as_frame=True)["id"].tolist()
+    assert set(ids) == set(splits["fold_0"]["train"])
+    with pytest.warns(UserWarning, match=r"dropped fold\(s\) \[0\]"):
+        cv = matbench_folds(fold_file, ids)
+    assert len(cv) == 4  # fold 0's test rows are not in the file
+    seen = []
+    for k, (train, test) in zip(range(1, 5), cv):
+        assert not set(train) & set(test)
+        assert len(train) + len(test) == len(ids)
+        assert {ids[i] for i in test} == set(splits[f"fold_{k}"]["test"]) & set(ids)
+        assert {ids[i] for i in train} == set(splits[f"fold_{k}"]["train"]) & set(ids)
+        seen.extend(test.tolist())
+    assert sorted(seen) == list(range(len(ids)))
+    # the same splits from PredefinedSplit, and from load_matbench_json(folds=...)
+    from sklearn.model_selection import PredefinedSplit
+    test_fold = matbench_test_fold(fold_file, ids)
+    for (a, b), (c, d) in zip(cv, PredefinedSplit(test_fold).split()):
+        assert a.tolist() == c.tolist() and b.tolist() == d.tolist()
+    with pytest.warns(UserWarning, match="dropped"):
+        X, y, cv2 = load_matbench_json(path, folds="auto")
+    assert [t.tolist() for _, t in cv2] == [t.tolist() for _, t in cv]
+    df = load_matbench_json(path, folds=fold_file, as_frame=True)
+    np.testing.assert_array_equal(df["test_fold"], test_fold)
+    with pytest.raises(ValueError, match=r"ids\[0\]='mb-jdft2d-999'"):
+        matbench_folds(fold_file, ["mb-jdft2d-999"] + ids[1:])
+
+
+def test_matbench_fold_file_is_kfold_of_full_task():
+    """README: official folds = KFold(5, shuffle, 18012019) over the task in load order."""
+    from sklearn.model_selection import KFold
+    with open(shared_path(*JDFT2D_FOLDS)) as fh:
+        splits = json.load(fh)["splits"]["matbench_jdft2d"]
+    n = len(splits["fold_0"]["train"]) + len(splits["fold_0"]["test"])
+    assert n == 636
+    ids = [f"mb-jdft2d-{i + 1:03d}" for i in range(n)]
+    for k, (_, test) in enumerate(KFold(5, shuffle=True, random_state=18012019).split(ids)):
+        assert sorted(ids[i] for i in test) == sorted(splits[f"fold_{k}"]["test"])
+
+
+def test_load_matbench_offline_error(monkeypatch):
+    import matminer.datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Max retries exceeded with url: ml.materialsproject.org")
+
+    monkeypatch.setattr(matminer.datasets, "load_dataset", offline)
+    with pytest.raises(OSError) as info:
+        load_matbench("jdft2d")
+    message = str(info.value)
+    assert "load_matbench_json('matbench_jdft2d.json.gz')" in message
+    assert "ConnectionError" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(ValueError, match="compositions, not structures"):
+        load_matbench("steels")
+    with pytest.raises(ValueError, match="not a matbench structure task"):
+        load_matbench("nonsense")
+
+
+# --- mlearn ---------------------------------------------------------------------
+
+def test_load_mlearn():
+    path = shared_path("mlearn", "Si.id_prop.json")
+    with open(path) as fh:
+        raw = json.load(fh)
+    X, y = load_mlearn(path)
+    assert len(X) == len(y) == 264
+    np.testing.assert_array_equal(y, [r["total_energy"] for r in raw])
+    n_atoms = np.array([len(s) for s in X])
+    np.testing.assert_array_equal(n_atoms, [len(r["atoms"]["elements"]) for r in raw])
+    assert {str(e) for s in X for e in s.composition.elements} == {"Si"}
+    _, y_cell = load_mlearn(path, per_atom=False)
+    np.testing.assert_allclose(y_cell, y * n_atoms)
+    df = load(path, as_frame=True, per_atom=False)
+    assert list(df.columns) == ["jid", "structure", "n_atoms", "energy", "forces", "stresses"]
+    np.testing.assert_allclose(df["energy"], y_cell)
+    with pytest.raises(ValueError, match="target=.*does not apply"):
+        load(path, target="energy")
+
+
+def test_load_unknown_format(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="unknown format"):
+        load(path)
+    with pytest.raises(FileNotFoundError, match="nothing.csv"):
+        load(tmp_path / "nothing.csv")
