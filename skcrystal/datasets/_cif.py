@@ -185,19 +185,32 @@ def _fast_parse(text):
     # element). Sorting here builds the Structure once instead of twice.
     x = [elements[sym] for sym in symbols]
     if not all(math.isfinite(v) for v in x):
-        # NaN electronegativity (noble gases...): let pymatgen order them
-        return Structure(lattice, symbols, frac, labels=labels).get_sorted_structure()
+        # NaN electronegativity (noble gases...) makes the order depend on
+        # CifParser's internals: leave such files to it
+        raise _NotSimple("element without electronegativity")
     order = sorted(range(len(symbols)), key=lambda k: (x[k], symbols[k]))
     return Structure(lattice, [symbols[k] for k in order], frac[order],
                      labels=[labels[k] for k in order])
 
 
+_PARSE_KW = None
+
+
 def _pymatgen_parse(text):
+    global _PARSE_KW
+    import inspect
+
     from pymatgen.io.cif import CifParser
-    parser = CifParser.from_str(text)
-    # primitive=False keeps the cell as written (5-atom perovskite cells
-    # stay 5 atoms); on_error="raise" surfaces the real reason for a failure.
-    return parser.parse_structures(primitive=False, on_error="raise")[0]
+    if _PARSE_KW is None:
+        # primitive=False keeps the cell as written (5-atom perovskite cells
+        # stay 5 atoms; pymatgen < 2024.2 defaulted to primitive=True);
+        # on_error="raise" (newer pymatgen) surfaces the real reason for a
+        # failure instead of "Invalid CIF file with no structures!".
+        params = inspect.signature(CifParser.parse_structures).parameters
+        _PARSE_KW = {"primitive": False}
+        if "on_error" in params:
+            _PARSE_KW["on_error"] = "raise"
+    return CifParser.from_str(text).parse_structures(**_PARSE_KW)[0]
 
 
 def _parse_one(text, parser):
@@ -235,22 +248,45 @@ def _parse_many(texts, n_jobs=None, parser="auto"):
     texts = list(texts)
     if parser not in ("auto", "pymatgen"):
         raise ValueError(f"parser must be 'auto' or 'pymatgen', got {parser!r}")
-    if n_jobs in (None, 1) or len(texts) < 64:
-        return _parse_chunk(texts, parser)
-    from joblib import Parallel, delayed, effective_n_jobs
-    n_workers = effective_n_jobs(n_jobs)
+    structures = [None] * len(texts)
+    errors = [None] * len(texts)
+    slow = list(range(len(texts)))
+    if parser == "auto":
+        # The fast path costs about what shipping a Structure back from a
+        # worker process costs (pickling), so it always runs here; only the
+        # CIFs it declines (pymatgen's CifParser, ~2 ms each) are worth
+        # spreading over workers.
+        slow = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, text in enumerate(texts):
+                try:
+                    if not isinstance(text, str):
+                        raise _NotSimple("not a string")
+                    structures[i] = _fast_parse(text)
+                except Exception:  # _NotSimple, malformed numbers...: CifParser judges
+                    slow.append(i)
+    if not slow:
+        return structures, errors
+    slow_texts = [texts[i] for i in slow]
+    n_workers = 1
+    if n_jobs not in (None, 1) and len(slow) >= 64:
+        from joblib import effective_n_jobs
+        n_workers = effective_n_jobs(n_jobs)
     if n_workers == 1:
-        return _parse_chunk(texts, parser)
-    # a few chunks per worker: low scheduling overhead, still balanced
-    n_chunks = min(len(texts), 4 * n_workers)
-    bounds = np.linspace(0, len(texts), n_chunks + 1).astype(int)
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_parse_chunk)(texts[a:b], parser)
-        for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
-    structures, errors = [], []
-    for s, e in results:
-        structures.extend(s)
-        errors.extend(e)
+        results = [_parse_chunk(slow_texts, "pymatgen")]
+    else:
+        from joblib import Parallel, delayed
+        # a few chunks per worker: low scheduling overhead, still balanced
+        n_chunks = min(len(slow), 4 * n_workers)
+        bounds = np.linspace(0, len(slow), n_chunks + 1).astype(int)
+        results = Parallel(n_jobs=n_jobs)(
+            delayed(_parse_chunk)(slow_texts[a:b], "pymatgen")
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
+    out_s = [x for s, _ in results for x in s]
+    out_e = [x for _, e in results for x in e]
+    for i, st, err in zip(slow, out_s, out_e):
+        structures[i], errors[i] = st, err
     return structures, errors
 
 
@@ -295,10 +331,11 @@ def structures_from_cif(strings, n_jobs=None, on_error="raise", ids=None,
     strings : iterable of str
         CIF texts, one structure each (the first data block is used).
     n_jobs : int, optional
-        Worker processes for joblib (``-1``: all cores). ``None`` parses in
-        this process, which is usually fastest for pymatgen-written P1
-        CIFs (~0.3 ms each); parallelism pays off for CIFs with symmetry
-        operations, which go through pymatgen's slower ``CifParser``.
+        Worker processes for joblib (``-1``: all cores) for the CIFs that
+        need pymatgen's ``CifParser`` (symmetry operations, partial
+        occupancy...; ~2 ms each). pymatgen-written P1 CIFs (~0.3 ms each)
+        are always parsed in this process: sending a Structure back from a
+        worker costs as much as parsing it.
     on_error : {"raise", "skip"}
         ``"raise"``: a ``ValueError`` naming the first failing row (0-based
         position in ``strings``) and its id. ``"skip"``: drop failing rows

@@ -353,7 +353,9 @@ def load(path, target=None, **kwargs):
         there: the single non-structure column by default). Folders and
         mlearn files have fixed targets; passing one raises ``ValueError``.
     **kwargs
-        Passed to the chosen loader (``as_frame``, ``n_jobs``...).
+        Passed to the chosen loader (``as_frame``, ``on_error``...).
+        ``n_jobs`` is accepted for every format and ignored by loaders that
+        do not parse CIFs (POSCAR, matbench and mlearn files are quick).
 
     Returns
     -------
@@ -364,6 +366,7 @@ def load(path, target=None, **kwargs):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"not found: {path}")
+    n_jobs = kwargs.pop("n_jobs", None)
 
     def no_target(kind):
         if target is not None:
@@ -373,7 +376,9 @@ def load(path, target=None, **kwargs):
     if path.is_dir():
         kind = _folder_kind(path)
         no_target(f"a {kind.upper()} folder")
-        return (load_cgcnn_folder if kind == "cgcnn" else load_alignn_folder)(path, **kwargs)
+        if kind == "cgcnn":
+            return load_cgcnn_folder(path, n_jobs=n_jobs, **kwargs)
+        return load_alignn_folder(path, **kwargs)
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")):
         if target is None:
@@ -381,7 +386,7 @@ def load(path, target=None, **kwargs):
             columns = list(pd.read_csv(path, nrows=0).columns)
             raise ValueError(f"target is required for a CSV file ({path}); "
                              f"available columns: {columns}")
-        return load_csv(path, target=target, **kwargs)
+        return load_csv(path, target=target, n_jobs=n_jobs, **kwargs)
     if name.endswith((".json", ".json.gz")):
         data = _load_json(path)
         if isinstance(data, dict) and {"index", "columns", "data"} <= set(data):
