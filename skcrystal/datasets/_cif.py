@@ -335,7 +335,10 @@ def structures_from_cif(strings, n_jobs=None, on_error="raise", ids=None,
         need pymatgen's ``CifParser`` (symmetry operations, partial
         occupancy...; ~2 ms each). pymatgen-written P1 CIFs (~0.3 ms each)
         are always parsed in this process: sending a Structure back from a
-        worker costs as much as parsing it.
+        worker costs as much as parsing it. Workers start by importing
+        pymatgen (seconds), so this pays only for thousands of such CIFs on
+        idle cores (measured on a busy 2-core machine, 3,787 rows through
+        CifParser: 9.1 s serial, 18.6 s with ``n_jobs=2``).
     on_error : {"raise", "skip"}
         ``"raise"``: a ``ValueError`` naming the first failing row (0-based
         position in ``strings``) and its id. ``"skip"``: drop failing rows
