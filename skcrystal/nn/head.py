@@ -1,0 +1,79 @@
+"""The readout head shared by every model, incl. descriptor hybridization.
+
+Every skcrystal model is ``embed(batch) -> (n_graphs, d)`` followed by this
+head. When the estimator is given descriptors (paper "GNNs and
+descriptors", Eq. 14), the standardized descriptor vector of each crystal is
+concatenated to the pooled representation before the MLP: one
+implementation for all models.
+"""
+import torch
+from torch import nn
+
+from .common import MLP, activation
+
+__all__ = ["ReadoutHead", "CrystalModel"]
+
+
+class ReadoutHead(nn.Module):
+    """``[h, descriptors] -> MLP -> outputs``.
+
+    Parameters
+    ----------
+    in_dim : int
+        Length of the pooled representation ``h``.
+    n_outputs : int
+        Targets (regression) or classes (classification).
+    hidden : sequence of int
+        Hidden layer widths of the MLP (CGCNN: ``(128,)``).
+    act : str
+        Activation between layers.
+    n_descriptors : int
+        Length of the descriptor vector concatenated to ``h`` (0: none).
+    input_act : bool
+        Apply the activation to ``h`` first (CGCNN does, after pooling).
+    dropout : float
+        Dropout before the hidden layers after the first.
+
+    Shapes
+    ------
+    h (n_graphs, in_dim), descriptors (n_graphs, n_descriptors) ->
+    (n_graphs, n_outputs)
+    """
+
+    def __init__(self, in_dim, n_outputs=1, hidden=(128,), act="softplus",
+                 n_descriptors=0, input_act=False, dropout=0.0):
+        super().__init__()
+        self.n_descriptors = int(n_descriptors)
+        self.input_act = activation(act) if input_act else nn.Identity()
+        self.mlp = MLP((in_dim + self.n_descriptors, *hidden, n_outputs), act=act,
+                       dropout=dropout)
+
+    def forward(self, h, descriptors=None):
+        h = self.input_act(h)
+        if self.n_descriptors:
+            if descriptors is None:
+                raise ValueError(
+                    f"this model was built for {self.n_descriptors} descriptors "
+                    "per crystal but the batch has none")
+            if descriptors.shape[1] != self.n_descriptors:
+                raise ValueError(
+                    f"expected {self.n_descriptors} descriptors per crystal, got "
+                    f"{descriptors.shape[1]}")
+            h = torch.cat([h, descriptors.to(h.dtype)], dim=1)
+        return self.mlp(h)
+
+
+class CrystalModel(nn.Module):
+    """Base of the skcrystal models: ``forward = head(embed(batch))``.
+
+    Subclasses build ``self.head`` (a :class:`ReadoutHead`) and implement
+    :meth:`embed`; they may override :meth:`forward` for readouts that are
+    not "pool then MLP" (CGCNN's site pooling).
+    """
+
+    def embed(self, batch):  # pragma: no cover - abstract
+        """Crystal representations, shape (n_graphs, d)."""
+        raise NotImplementedError
+
+    def forward(self, batch):
+        return self.head(self.embed(batch), batch.descriptors)
