@@ -1,6 +1,5 @@
 """CGCNN one-hot atom features: hand-checked vectors, layout, reference table."""
 import json
-import math
 import warnings
 
 import numpy as np
