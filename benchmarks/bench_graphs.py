@@ -8,12 +8,13 @@ one run, without any cache, on already-parsed structures:
   ``Neighbor`` object per pair) then a Python
   ``sorted(nbrs, key=lambda x: x[1])[:max_num_nbr]`` per atom.
 * ``skcrystal``: ``skcrystal.graphs.GraphBuilder(...).build``.
-* ``direct`` (prototype, ``--no-direct`` to skip): the same algorithm as
-  ``GraphBuilder`` but calling pymatgen's Cython
-  ``find_points_in_spheres`` on numpy arrays taken once from the structure,
-  instead of ``Structure.get_neighbor_list`` (which rebuilds the coordinates
-  from the sites and makes a Python list of one bool per pair) and
-  ``structure.atomic_numbers`` (a Python walk over the sites).
+* ``direct`` (prototype, ``--no-direct`` to skip): the same graph as
+  ``GraphBuilder`` but calling pymatgen's Cython ``find_points_in_spheres`` on
+  numpy arrays taken once from the structure, instead of
+  ``Structure.get_neighbor_list`` (which rebuilds the coordinates from the
+  sites and makes a Python list of one bool per pair), and finding each
+  atom's k-th distance on the 1-D (centre, distance) arrays so that only the
+  kept pairs are gathered (no lexsort and gathers of every pair in radius).
 
 Edges are checked: per atom, the baseline's sorted neighbour distances must be
 the first ones of ours, and ours may only add neighbours tied (within
