@@ -8,13 +8,8 @@ one run, without any cache, on already-parsed structures:
   ``Neighbor`` object per pair) then a Python
   ``sorted(nbrs, key=lambda x: x[1])[:max_num_nbr]`` per atom.
 * ``skcrystal``: ``skcrystal.graphs.GraphBuilder(...).build``.
-* ``direct`` (prototype, ``--no-direct`` to skip): the same graph as
-  ``GraphBuilder`` but calling pymatgen's Cython ``find_points_in_spheres`` on
-  numpy arrays taken once from the structure, instead of
-  ``Structure.get_neighbor_list`` (which rebuilds the coordinates from the
-  sites and makes a Python list of one bool per pair), and finding each
-  atom's k-th distance on the 1-D (centre, distance) arrays so that only the
-  kept pairs are gathered (no lexsort and gathers of every pair in radius).
+  It calls pymatgen's Cython ``find_points_in_spheres`` on arrays read once
+  from the structure and finds each atom's k-th distance with one argsort.
 
 Edges are checked: per atom, the baseline's sorted neighbour distances must be
 the first ones of ours, and ours may only add neighbours tied (within
@@ -24,7 +19,6 @@ Run::
 
     python benchmarks/bench_graphs.py            # all 1024 + 508 structures
     python benchmarks/bench_graphs.py --n 200    # first 200 of each
-    python benchmarks/bench_graphs.py --breakdown  # + where build's time goes
 """
 from __future__ import annotations
 
@@ -74,39 +68,6 @@ def baseline_build(structure, radius, max_num_nbr):
         idx.append([x[2] for x in nbr])
         dist.append([x[1] for x in nbr])
     return idx, dist
-
-
-def direct_build(structure, radius, k, tie_tol, numerical_tol=1e-8):
-    """Prototype of GraphBuilder.build on numpy arrays (no get_neighbor_list)."""
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64)
-    frac = np.asarray(structure.frac_coords, dtype=np.float64)
-    cart = np.ascontiguousarray(frac @ lattice)
-    pbc = np.ascontiguousarray(structure.lattice.pbc, dtype=np.int64)
-    center, neighbor, images, dist = find_points_in_spheres(
-        cart, cart, r=radius, pbc=pbc, lattice=lattice, tol=numerical_tol)
-    n = len(cart)
-    # drop each atom's zero-distance pair with itself (1-D ops only)
-    sel = np.flatnonzero((center != neighbor) | (dist > numerical_tol))
-    if k is not None:
-        c, d = center[sel], dist[sel]
-        counts = np.bincount(c, minlength=n)
-        if counts.min() < 1:
-            raise ValueError("isolated atom")
-        # k-th distance per centre from one argsort of a centre-major,
-        # distance-minor float key (cheaper than lexsort of two keys)
-        sorted_d = d[np.argsort(c * (2.0 * radius + 1.0) + d)]
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(counts[:-1], out=starts[1:])
-        kth = sorted_d[starts + np.minimum(counts, k) - 1]
-        # cut first, then gather only the kept pairs (a dozen per atom)
-        sel = sel[d <= kth[c] + tie_tol]
-    center, neighbor, dist = center[sel], neighbor[sel], dist[sel]
-    images = np.round(images[sel]).astype(np.int64)
-    vectors = (frac[neighbor] + images) @ lattice - cart[center]
-    numbers = np.fromiter((sp.Z for sp in structure.species), np.int64, n)
-    return CrystalGraph(numbers, cart, lattice, center.astype(np.int64),
-                        neighbor.astype(np.int64), dist, images, vectors, radius)
 
 
 def time_methods(methods, structures, repeat, chunk=32):
@@ -160,18 +121,6 @@ def compare(graphs, base, tie_tol, k):
     return equal, ties, bad
 
 
-def same_graphs(a, b):
-    for x, y in zip(a, b):
-        ka = np.lexsort((*x.offsets.T[::-1], x.neighbor, x.center))
-        kb = np.lexsort((*y.offsets.T[::-1], y.neighbor, y.center))
-        if not (np.array_equal(x.center[ka], y.center[kb])
-                and np.allclose(x.distances[ka], y.distances[kb])
-                and np.array_equal(x.atomic_numbers, y.atomic_numbers)
-                and np.allclose(x.vectors[ka], y.vectors[kb], atol=1e-8)):
-            return False
-    return True
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=None,
@@ -180,10 +129,6 @@ def main(argv=None):
     parser.add_argument("--max-neighbors", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3,
                         help="timing repeats of each builder (best kept)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time the parts of GraphBuilder.build (µs/structure)")
-    parser.add_argument("--no-direct", action="store_true",
-                        help="skip the find_points_in_spheres prototype")
     args = parser.parse_args(argv)
     k, tie_tol = args.max_neighbors, 1e-3
     builder = GraphBuilder(radius=args.radius, max_neighbors=k, tie_tol=tie_tol).validate()
@@ -196,8 +141,6 @@ def main(argv=None):
             "baseline": lambda s: baseline_build(s, args.radius, k),
             "skcrystal": builder.build,
         }
-        if not args.no_direct:
-            methods["direct"] = lambda s: direct_build(s, args.radius, k, tie_tol)
         times, outs = time_methods(methods, structures, args.repeat)
         base, ours = outs["baseline"], outs["skcrystal"]
         equal, ties, bad = compare(ours, base, tie_tol, k)
@@ -207,49 +150,8 @@ def main(argv=None):
         print(f"  baseline (get_all_neighbors + sorted): {len(structures) / t_base:9.1f} structures/s")
         print(f"  skcrystal GraphBuilder.build         : {len(structures) / t_ours:9.1f} structures/s"
               f"   speed-up x{t_base / t_ours:.1f}")
-        if not args.no_direct:
-            t_direct = times["direct"]
-            print(f"  prototype find_points_in_spheres     : {len(structures) / t_direct:9.1f} structures/s"
-                  f"   speed-up x{t_base / t_direct:.1f}   (same graphs as skcrystal: "
-                  f"{same_graphs(ours, outs['direct'])})")
         print(f"  edges vs baseline, per atom: {equal} identical, {ties} differ only by "
               f"ties at the k-th distance (we keep the whole tied shell), {bad} differ otherwise")
-        if args.breakdown:
-            breakdown(structures, builder, args.repeat)
-
-
-def breakdown(structures, builder, repeat):
-    """Where GraphBuilder.build spends its time, µs per structure."""
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-    from skcrystal.graphs.builder import _graph_from_pairs
-    r, k, tol = float(builder.radius), builder.max_neighbors, builder.tie_tol
-    arrays = {id(s): (np.ascontiguousarray(s.cart_coords), np.ascontiguousarray(s.lattice.matrix),
-                      np.ascontiguousarray(s.lattice.pbc, dtype=np.int64)) for s in structures}
-    pairs = {id(s): s.get_neighbor_list(r, exclude_self=True) for s in structures}
-
-    def raw_search(s):
-        cart, lattice, pbc = arrays[id(s)]
-        return find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
-
-    def sort_only(s):
-        c, _, _, d = pairs[id(s)]
-        return np.lexsort((d, c.astype(np.int64)))
-
-    parts = {
-        "GraphBuilder.build (total)": builder.build,
-        "  Structure.get_neighbor_list": lambda s: s.get_neighbor_list(r, exclude_self=True),
-        "    of which find_points_in_spheres on ready arrays": raw_search,
-        "  _graph_from_pairs (select k nearest, vectors)": lambda s: _graph_from_pairs(
-            s, *pairs[id(s)], k, tol, r),
-        "    of which lexsort of all pairs": sort_only,
-        "    of which structure.atomic_numbers": lambda s: s.atomic_numbers,
-        "    of which structure.cart_coords + frac_coords": lambda s: (s.cart_coords, s.frac_coords),
-    }
-    times, _ = time_methods(parts, structures, repeat)
-    n_pairs = np.mean([len(p[0]) for p in pairs.values()])
-    print(f"  breakdown, µs per structure ({n_pairs:.0f} pairs within the radius on average):")
-    for name, t in times.items():
-        print(f"    {name:52s} {t / len(structures) * 1e6:8.1f}")
 
 
 if __name__ == "__main__":

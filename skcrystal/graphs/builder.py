@@ -94,13 +94,13 @@ class GraphBuilder:
         CrystalGraph
         """
         where = "structure" if index is None else f"structure {index}"
+        arrays = _structure_arrays(structure)
         radius = float(self.radius)
         k = self.max_neighbors
         need = 1 if (k is None or not self.grow_radius) else k
         for _ in range(self._max_growths + 1):
-            center, neighbor, images, dist = structure.get_neighbor_list(
-                radius, exclude_self=True)
-            counts = np.bincount(center, minlength=len(structure))
+            pairs = _neighbor_pairs(arrays, radius)
+            counts = np.bincount(pairs[0], minlength=len(structure))
             if counts.min() >= need:
                 break
             if not self.grow_radius:
@@ -115,31 +115,56 @@ class GraphBuilder:
             raise ValueError(
                 f"{where} ({structure.composition.reduced_formula}): some atom "
                 f"has fewer than {need} neighbours even within {radius:g} Å")
-        return _graph_from_pairs(structure, center, neighbor, images, dist,
-                                 k, self.tie_tol, radius)
+        return _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
 
 
-def _graph_from_pairs(structure, center, neighbor, images, dist, k, tie_tol, radius):
-    center = center.astype(np.int64)
-    neighbor = neighbor.astype(np.int64)
-    order = np.lexsort((dist, center))
-    center, neighbor, images, dist = center[order], neighbor[order], images[order], dist[order]
+def _structure_arrays(structure):
+    """(atomic numbers, fractional, Cartesian coordinates, lattice, pbc), read once."""
+    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64)
+    frac = np.ascontiguousarray(structure.frac_coords, dtype=np.float64)
+    cart = np.ascontiguousarray(frac @ lattice)
+    pbc = np.ascontiguousarray(structure.lattice.pbc, dtype=np.int64)
+    numbers = np.asarray(structure.atomic_numbers, dtype=np.int64)
+    return numbers, frac, cart, lattice, pbc
+
+
+def _neighbor_pairs(arrays, radius, numerical_tol=1e-8):
+    """All (centre, neighbour, image, distance) pairs within ``radius``, self excluded.
+
+    Calls pymatgen's Cython ``find_points_in_spheres`` on the arrays directly
+    (what ``Structure.get_neighbor_list`` wraps, minus its per-call Python
+    overhead, which dominated for small cells).
+    """
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    _, _, cart, lattice, pbc = arrays
+    center, neighbor, images, dist = find_points_in_spheres(
+        cart, cart, r=radius, pbc=pbc, lattice=lattice, tol=numerical_tol)
+    # the zero-distance pair of each atom with itself (periodic images of
+    # itself are kept)
+    sel = np.flatnonzero((center != neighbor) | (dist > numerical_tol))
+    return (center[sel].astype(np.int64), neighbor[sel].astype(np.int64),
+            images[sel], dist[sel])
+
+
+def _graph_from_pairs(arrays, pairs, counts, k, tie_tol, radius):
+    numbers, frac, cart, lattice, _ = arrays
+    center, neighbor, images, dist = pairs
+    n = len(numbers)
+    # one argsort of a centre-major, distance-minor key (cheaper than lexsort)
+    order = np.argsort(center * (2.0 * radius + 1.0) + dist, kind="stable")
     if k is not None and len(center):
-        n = len(structure)
-        counts = np.bincount(center, minlength=n)
         starts = np.zeros(n, dtype=np.int64)
         np.cumsum(counts[:-1], out=starts[1:])
+        sorted_dist = dist[order]
         # distance of each atom's k-th nearest neighbour (or its farthest)
-        kth = dist[starts + np.minimum(counts, k) - 1]
-        keep = dist <= kth[center] + tie_tol
-        center, neighbor, images, dist = center[keep], neighbor[keep], images[keep], dist[keep]
-    lattice = structure.lattice.matrix.astype(np.float64)
-    frac = structure.frac_coords
-    cart = structure.cart_coords.astype(np.float64)
-    images = np.round(images).astype(np.int64)
+        kth = sorted_dist[starts + np.minimum(counts, k) - 1]
+        order = order[sorted_dist <= kth[center[order]] + tie_tol]
+    center, neighbor, dist = center[order], neighbor[order], dist[order]
+    images = np.round(images[order]).astype(np.int64)
     vectors = (frac[neighbor] + images) @ lattice - cart[center]
     return CrystalGraph(
-        atomic_numbers=np.asarray(structure.atomic_numbers, dtype=np.int64),
+        atomic_numbers=numbers,
         positions=cart,
         lattice=lattice,
         center=center,
