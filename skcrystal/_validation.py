@@ -34,9 +34,14 @@ def as_structure_list(X, name="X"):
         return list(X.to_numpy())
     if isinstance(X, np.ndarray):
         if X.ndim != 1:
+            hint = ""
+            if X.dtype == object and X.size and type(X.flat[0]).__name__ == "PeriodicSite":
+                hint = (": np.array(structures, dtype=object) split each Structure "
+                        "into its sites; make the array with a = np.empty(n, "
+                        "dtype=object); a[:] = structures")
             raise ValueError(
                 f"{name} must be one-dimensional (one structure per row), "
-                f"got an array of shape {X.shape}")
+                f"got an array of shape {X.shape}{hint}")
         return list(X)
     if isinstance(X, (list, tuple)):
         return list(X)

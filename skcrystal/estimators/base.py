@@ -355,6 +355,57 @@ class CrystalGraphNet(NeuralNet):
     def _split_labels(self, y_enc):
         return None
 
+    # ------------------------------------------------------------------ save/load
+    #: fitted attributes that are not torch state (target scaling, classes,
+    #: descriptor scaling); saved by ``save_params(f_state=...)``
+    _data_state = ("y_ndim_", "n_outputs_", "y_mean_", "y_scale_", "classes_",
+                   "descriptors_", "descriptor_names_", "n_descriptors_",
+                   "descriptor_mean_", "descriptor_scale_")
+
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, f_state=None, **kwargs):
+        """skorch's ``save_params`` plus ``f_state``: the fitted data state.
+
+        ``f_params`` alone holds the weights; a prediction in original units
+        also needs the target scaling (or ``classes_``) and descriptor
+        scaling, which ``f_state`` saves (pickle). Pickling the whole
+        estimator saves everything at once.
+        """
+        if f_state is not None:
+            import pickle
+            self._check_fitted()
+            state = {k: getattr(self, k) for k in self._data_state if hasattr(self, k)}
+            if hasattr(f_state, "write"):
+                pickle.dump(state, f_state)
+            else:
+                with open(f_state, "wb") as f:
+                    pickle.dump(state, f)
+        return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history, **kwargs)
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, checkpoint=None, f_state=None, **kwargs):
+        """skorch's ``load_params`` plus ``f_state`` (see :meth:`save_params`).
+
+        With ``f_state`` the estimator is initialised with the saved output
+        and descriptor sizes first, so a fresh, unfitted estimator with the
+        same parameters can load a saved model. Weights saved on a GPU load
+        on the CPU when ``device="cpu"`` (skorch maps the tensors).
+        """
+        if f_state is not None:
+            import pickle
+            if hasattr(f_state, "read"):
+                state = pickle.load(f_state)
+            else:
+                with open(f_state, "rb") as f:
+                    state = pickle.load(f)
+            for k, v in state.items():
+                setattr(self, k, v)
+            self.initialize()
+        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history,
+                                   checkpoint=checkpoint, **kwargs)
+
     # ------------------------------------------------------------------ inference
     def _check_fitted(self):
         if not (self.initialized_ and hasattr(self, "n_outputs_")):
@@ -376,6 +427,7 @@ class CrystalGraphNet(NeuralNet):
         return outs
 
     def _forward_numpy(self, X):
+        self._check_fitted()
         outs = self._apply(X, self.module_)
         return torch.cat(outs).cpu().numpy().astype(np.float64)
 
@@ -390,6 +442,7 @@ class CrystalGraphNet(NeuralNet):
         -------
         ndarray, shape (n_structures, d)
         """
+        self._check_fitted()
         outs = self._apply(X, self.module_.embed)
         return torch.cat(outs).cpu().numpy().astype(np.float64)
 

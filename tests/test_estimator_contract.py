@@ -1,0 +1,238 @@
+"""The scikit-learn contract, bad input and invariances, for every estimator.
+
+One parametrized suite over all models (tests/_estimators.py), not a copy
+per model.
+"""
+import io
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from _estimators import NAMES, make, small_params
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    from skcrystal.datasets import load_perovskites
+    df = load_perovskites(n=48, as_frame=True)
+    return list(df.structure), df.heat_all.to_numpy(), df.ind_gap.to_numpy()
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def name(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def fitted(name, data):
+    X, y, _ = data
+    return make(name).fit(X, y)
+
+
+# ---------------------------------------------------------------- parameters
+def test_get_set_params_and_clone(name, data):
+    est = make(name, lr=3e-3)
+    params = est.get_params()
+    assert params["lr"] == 3e-3
+    key = next(k for k in small_params(name))
+    assert params[key] == small_params(name)[key]
+    est.set_params(optimizer__weight_decay=1e-4, max_neighbors=8)
+    assert est.get_params()["optimizer__weight_decay"] == 1e-4
+    twin = clone(est)
+    assert twin.get_params()["optimizer__weight_decay"] == 1e-4
+    assert twin.max_neighbors == 8
+    assert not hasattr(twin, "y_mean_") and not twin.initialized_
+
+
+def test_clone_of_fitted_is_unfitted(fitted, data):
+    twin = clone(fitted)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        twin.predict(data[0][:2])
+
+
+def test_reproducible_with_random_state(name, fitted, data):
+    X, y, _ = data
+    again = make(name).fit(X, y)
+    np.testing.assert_allclose(fitted.predict(X[:8]), again.predict(X[:8]), rtol=1e-5, atol=1e-6)
+
+
+def test_pickle_fitted_and_unfitted(fitted, name, data):
+    X = data[0][:6]
+    clone_ = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(clone_.predict(X), fitted.predict(X), rtol=1e-6)
+    unfitted = pickle.loads(pickle.dumps(make(name)))
+    assert not unfitted.initialized_
+
+
+def test_save_params_load_params_roundtrip(fitted, name, data, tmp_path):
+    X = data[0][:6]
+    fitted.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "state.pkl")
+    fresh = make(name)
+    fresh.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "state.pkl")
+    np.testing.assert_allclose(fresh.predict(X), fitted.predict(X), rtol=1e-6)
+
+
+def test_gpu_pickle_loads_on_cpu(fitted, data):
+    # a model pickled with device="cuda" (as after training on a GPU) must
+    # unpickle on a CPU-only machine: skorch maps tensors to the CPU and warns
+    fitted_gpu = pickle.loads(pickle.dumps(fitted))
+    fitted_gpu.device = "cuda"
+    blob = pickle.dumps(fitted_gpu)
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("machine has CUDA; the fallback path is not exercised")
+    with pytest.warns(Warning, match="cpu"):
+        back = pickle.loads(blob)
+    assert str(back.device) == "cpu"
+    np.testing.assert_allclose(back.predict(data[0][:4]), fitted.predict(data[0][:4]), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- sklearn tools
+def test_cross_val_score_and_gridsearch(name, data):
+    X, y, _ = data
+    scores = cross_val_score(make(name, max_epochs=2), X, y, cv=KFold(2),
+                             scoring="neg_mean_absolute_error")
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))
+    grid = GridSearchCV(make(name, max_epochs=2), {"lr": [1e-3, 3e-3],
+                                                   "max_neighbors": [8, 12]},
+                        cv=KFold(2), scoring="neg_mean_absolute_error")
+    grid.fit(X, y)
+    assert set(grid.best_params_) == {"lr", "max_neighbors"}
+    assert grid.predict(X[:3]).shape == (3,)
+
+
+def test_pipelines(name, data):
+    X, y, _ = data
+    # as the final regressor
+    pipe = make_pipeline(FunctionTransformer(lambda s: s, validate=False), make(name, max_epochs=2))
+    assert pipe.fit(X, y).predict(X[:4]).shape == (4,)
+    # as a transformer feeding the learned representation to another model
+    pipe = make_pipeline(make(name, max_epochs=2), Ridge())
+    assert pipe.fit(X, y).predict(X[:4]).shape == (4,)
+
+
+def test_input_containers(fitted, data):
+    import pandas as pd
+    X = data[0][:5]
+    ref = fitted.predict(X)
+    arr = np.empty(len(X), dtype=object)
+    arr[:] = X
+    for container in (tuple(X), arr, pd.Series(X)):
+        np.testing.assert_allclose(fitted.predict(container), ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="split each Structure into its sites"):
+        fitted.predict(np.array(X, dtype=object))
+
+
+def test_multi_target_shapes(name, data):
+    X, y, gap = data
+    est = make(name, max_epochs=2).fit(X, np.column_stack([y, gap]))
+    assert est.predict(X[:5]).shape == (5, 2)
+    assert est.transform(X[:5]).shape[0] == 5
+
+
+def test_verbose_prints_each_epoch(name, data, capsys):
+    X, y, _ = data
+    make(name, max_epochs=2, verbose=1).fit(X[:16], y[:16])
+    out = capsys.readouterr().out
+    assert "train_loss" in out and out.count("\n") >= 3
+
+
+def test_classifier_labels_of_any_type(name, data):
+    X, _, gap = data
+    labels = np.where(gap == 0, "metal", "insulator")
+    clf = make(name, "classifier").fit(X, labels)
+    assert list(clf.classes_) == ["insulator", "metal"]
+    proba = clf.predict_proba(X[:7])
+    assert proba.shape == (7, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert set(clf.predict(X[:7])) <= {"metal", "insulator"}
+
+
+# ---------------------------------------------------------------- invariances
+def _permuted(s):
+    order = np.random.default_rng(1).permutation(len(s))
+    return Structure(s.lattice, [s[i].specie for i in order], s.frac_coords[order])
+
+
+def _rotated(s):
+    from scipy.spatial.transform import Rotation
+    R = Rotation.from_euler("zyx", [31, -47, 12], degrees=True).as_matrix()
+    return Structure(Lattice(s.lattice.matrix @ R.T), s.species, s.frac_coords)
+
+
+def test_permutation_rotation_supercell_invariance(fitted, data):
+    X = data[0][:6]
+    ref = fitted.predict(X)
+    for transform in (_permuted, _rotated, lambda s: s * (2, 2, 2)):
+        np.testing.assert_allclose(fitted.predict([transform(s) for s in X]), ref,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_prediction_independent_of_batch(fitted, data):
+    X = data[0][:10]
+    together = fitted.predict(X)
+    alone = np.array([fitted.predict([s])[0] for s in X[:3]])
+    np.testing.assert_allclose(alone, together[:3], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+def _disordered():
+    return Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}, "O"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_bad_structures_name_the_item(fitted, data):
+    X = list(data[0][:4])
+    from pymatgen.core import Molecule
+    cases = [
+        (X[:2] + [_disordered()], ValueError, r"X\[2\].*disordered"),
+        (X[:1] + [Structure(Lattice.cubic(3), [], [])], ValueError, r"X\[1\].*empty"),
+        (X[:3] + [Structure(Lattice.cubic(6), ["Og"], [[0, 0, 0]])], ValueError,
+         r"X\[3\].*no atom features: Og"),
+        (X[:1] + ["not a structure"], TypeError, r"X\[1\] is a str"),
+        (X[:1] + [Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]])], TypeError,
+         r"X\[1\] is a Molecule"),
+        ([], ValueError, "empty"),
+    ]
+    for bad, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fitted.predict(bad)
+    with pytest.raises(TypeError, match="single Structure"):
+        fitted.predict(X[0])
+
+
+def test_bad_targets(name, data):
+    X, y, _ = data
+    est = make(name)
+    y_nan = y[:8].copy()
+    y_nan[5] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf at rows \[5\]"):
+        est.fit(X[:8], y_nan)
+    y_inf = y[:8].copy()
+    y_inf[2] = np.inf
+    with pytest.raises(ValueError, match=r"rows \[2\]"):
+        est.fit(X[:8], y_inf)
+    with pytest.raises(ValueError, match="8 structures but 7 targets"):
+        est.fit(X[:8], y[:7])
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        est.fit(X[:8], y[:8].reshape(2, 2, 2))
+    with pytest.raises(NotFittedError):
+        make(name).predict(X[:2])
+
+
+def test_isolated_atom_error_names_structure(name, data):
+    X = list(data[0][:3])
+    lonely = Structure(Lattice.cubic(30.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"structure 3 .*no neighbour within radius=8"):
+        make(name).fit(X + [lonely], np.arange(4.0))
