@@ -1,0 +1,401 @@
+"""CrysToGraph (Wang et al., "CrysToGraph: a comprehensive predictive model
+for crystal materials properties"): edge-engaged transformer graph
+convolutions (eTGC) on the atom graph and its line graph, then graph-wise
+transformer (GwT) layers over all atoms of each crystal.
+
+Pure torch; operates on a :class:`~skcrystal.graphs.GraphBatch` that
+carries the line graph (``lg_index``, ``lg_cos``, see
+:mod:`skcrystal.graphs.line_graph`) and the positional encodings
+(``pe_lap``, ``pe_rw``, see :mod:`skcrystal.graphs.positional`) as extras
+when the model uses them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .basis import GaussianExpansion
+from .common import BatchNorm
+from .embedding import AtomEmbedding
+from .head import CrystalModel, ReadoutHead
+from .pooling import pool
+from .scatter import scatter_softmax, scatter_sum
+
+__all__ = ["ETGCLayer", "GwTLayer", "CrysToGraph", "graph_wise_attention",
+           "EDGE_FEATURES", "POSITIONAL_ENCODINGS"]
+
+EDGE_FEATURES = ("distance", "spherical")
+POSITIONAL_ENCODINGS = ("lap+rw", "lap", "rw", "none")
+
+
+class ETGCLayer(nn.Module):
+    """Edge-engaged transformer graph convolution, paper Eqs. 2-9.
+
+    For each edge ``(i <- j)`` (centre ``i``, neighbour ``j``)::
+
+        q = W_q x, k = W_k x, v = W_v x, e' = W_e e                 (2)
+        k_ji = W_ke [k_i, k_j, e'_ji],  v_ji = W_ve [v_i, v_j, e'_ji] (3)
+        a_ji = softmax_j(q_i . k_ji / sqrt(d_k))   per head          (4)
+        h_x,i = sum_j a_ji v_ji,  h_e,ji = a_ji e'_ji                (5)
+        x^ = x + LN(W_on h_x),  e^ = e + LN(W_oe h_e)                (6, 7)
+        x' = x^ + BN(W_2 GELU(W_1 x^)),  e' likewise                (8, 9)
+
+    The softmax runs over each centre's incoming edges (scatter softmax, no
+    loop over nodes). ``W_ke`` on the concatenation is computed as three
+    projections summed (the same linear map), the node parts once per node
+    instead of once per edge; ``[k | v]`` of a node goes through one Linear
+    (``W_ke W_k`` and ``W_ve W_v`` are both linear maps of ``x``, so this is
+    a reparametrisation, not a different model class).
+
+    Parameters
+    ----------
+    node_dim, edge_dim : int
+        Node and edge feature lengths.
+    n_heads, head_dim : int
+        Attention heads and their width (Table A1: 8 of 32).
+    ffn_dim : int
+        Hidden width of the FFN.
+
+    Shapes
+    ------
+    x (n_nodes, node_dim), e (n_edges, edge_dim), edge_index (2, n_edges)
+    -> x (n_nodes, node_dim), e (n_edges, edge_dim)
+    """
+
+    def __init__(self, node_dim, edge_dim, n_heads=8, head_dim=32, ffn_dim=256):
+        super().__init__()
+        d = n_heads * head_dim
+        self.n_heads, self.head_dim = n_heads, head_dim
+        self.q = nn.Linear(node_dim, d)
+        self.kv = nn.Linear(node_dim, 2 * d)
+        self.e_proj = nn.Linear(edge_dim, d)
+        # W_ke and W_ve of Eq. 3, split by the part of the concatenation
+        self.kv_center = nn.Linear(2 * d, 2 * d)
+        self.kv_neighbor = nn.Linear(2 * d, 2 * d, bias=False)
+        self.kv_edge = nn.Linear(d, 2 * d, bias=False)
+        self.out_node = nn.Linear(d, node_dim)
+        self.out_edge = nn.Linear(d, edge_dim)
+        self.ln_node = nn.LayerNorm(node_dim)
+        self.ln_edge = nn.LayerNorm(edge_dim)
+        self.ffn_node = _BNFFN(node_dim, ffn_dim)
+        self.ffn_edge = _BNFFN(edge_dim, ffn_dim)
+
+    def attention(self, x, e, edge_index):
+        """Attention weights and the MHNA outputs.
+
+        Returns
+        -------
+        attn : Tensor, shape (n_edges, n_heads)
+            Sums to 1 over the incoming edges of each centre node.
+        h_x : Tensor, shape (n_nodes, n_heads * head_dim)
+        h_e : Tensor, shape (n_edges, n_heads * head_dim)
+        """
+        center, neighbor = edge_index[0], edge_index[1]
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        kv = self.kv(x)
+        e_p = self.e_proj(e)
+        kv_c, kv_n = self.kv_center(kv), self.kv_neighbor(kv)
+        kv_e = (kv_c.index_select(0, center) + kv_n.index_select(0, neighbor)
+                + self.kv_edge(e_p))
+        k_ji, v_ji = kv_e[:, :d].view(-1, H, dh), kv_e[:, d:].view(-1, H, dh)
+        q_i = self.q(x).index_select(0, center).view(-1, H, dh)
+        score = (q_i * k_ji).sum(-1) / math.sqrt(dh)
+        attn = scatter_softmax(score, center, x.shape[0])
+        h_x = scatter_sum(attn.unsqueeze(-1) * v_ji, center, x.shape[0]).reshape(-1, d)
+        h_e = (attn.unsqueeze(-1) * e_p.view(-1, H, dh)).reshape(-1, d)
+        return attn, h_x, h_e
+
+    def forward(self, x, e, edge_index):
+        _, h_x, h_e = self.attention(x, e, edge_index)
+        x = x + self.ln_node(self.out_node(h_x))
+        e = e + self.ln_edge(self.out_edge(h_e))
+        return x + self.ffn_node(x), e + self.ffn_edge(e)
+
+
+class _BNFFN(nn.Module):
+    """``BN(W_2 GELU(W_1 x + b_1) + b_2)`` (Eqs. 8-9 without the residual)."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.lin1 = nn.Linear(dim, hidden)
+        self.lin2 = nn.Linear(hidden, dim)
+        self.bn = BatchNorm(dim)
+
+    def forward(self, x):
+        return self.bn(self.lin2(F.gelu(self.lin1(x))))
+
+
+def _size_buckets(n_per_graph, min_size=8):
+    """Padded length of each crystal: the next power of two >= its atom count.
+
+    Crystals are attended in buckets of equal padded length, so the
+    attention memory is at most 4 x sum(n_g^2) (plus ``min_size^2`` per
+    small crystal) instead of n_graphs x max(n_g)^2 (pad to the largest)
+    or (sum n_g)^2 (one batch-wide masked attention).
+    """
+    n = n_per_graph.clamp(min=1).to(torch.float64)
+    return torch.clamp(2 ** torch.ceil(torch.log2(n)), min=min_size).to(torch.long)
+
+
+def graph_wise_attention(q, k, v, node_graph, n_per_graph, bucket_min=8):
+    """Multi-head self-attention among the atoms of each crystal, batched.
+
+    Nodes are scattered into dense ``(b, P, H, d)`` blocks, one per size
+    bucket (see :func:`_size_buckets`; at most ~log2(largest crystal)
+    buckets, so the Python loop is over buckets, never over crystals or
+    atoms), padded positions are masked out as keys, and
+    :func:`torch.nn.functional.scaled_dot_product_attention` does the rest.
+    Atoms never attend to atoms of another crystal.
+
+    Parameters
+    ----------
+    q, k, v : Tensor, shape (n_nodes, n_heads, head_dim)
+    node_graph : LongTensor, shape (n_nodes,)
+        Crystal of each node; nodes of a crystal are contiguous (as
+        :func:`~skcrystal.graphs.collate_graphs` makes them).
+    n_per_graph : LongTensor, shape (n_graphs,)
+
+    Returns
+    -------
+    Tensor, shape (n_nodes, n_heads, head_dim)
+    """
+    n_nodes, H, dh = q.shape
+    device = q.device
+    start = torch.zeros_like(n_per_graph)
+    start[1:] = torch.cumsum(n_per_graph, 0)[:-1]
+    pos = torch.arange(n_nodes, device=device) - start.index_select(0, node_graph)
+    padded = _size_buckets(n_per_graph, bucket_min)
+    node_pad = padded.index_select(0, node_graph)
+    out = q.new_zeros(q.shape)
+    for P in torch.unique(padded).tolist():
+        graphs = torch.nonzero(padded == P).flatten()
+        rank = torch.full_like(n_per_graph, -1)
+        rank[graphs] = torch.arange(graphs.numel(), device=device)
+        nodes = torch.nonzero(node_pad == P).flatten()
+        row, col = rank.index_select(0, node_graph.index_select(0, nodes)), pos[nodes]
+        b = graphs.numel()
+        dense = q.new_zeros((3, b, P, H, dh))
+        dense[:, row, col] = torch.stack([q[nodes], k[nodes], v[nodes]])
+        valid = torch.arange(P, device=device) < n_per_graph[graphs].unsqueeze(1)
+        qd, kd, vd = dense.transpose(2, 3).unbind(0)  # (b, H, P, dh)
+        o = F.scaled_dot_product_attention(qd, kd, vd,
+                                           attn_mask=valid[:, None, None, :])
+        out[nodes] = o.transpose(1, 2)[row, col]
+    return out
+
+
+class GwTLayer(nn.Module):
+    """Graph-wise transformer layer, paper Eqs. 12-15.
+
+    ``H = X + LN(W_o MHA(X))``, ``X' = H + LN(W_2 GELU(W_1 H))``, where the
+    multi-head self-attention runs over all atoms of each crystal
+    (:func:`graph_wise_attention`). Positional encodings and summed edge
+    features (Eq. 11) are added once by :class:`CrysToGraph` before the
+    first GwT layer.
+
+    Shapes
+    ------
+    x (n_nodes, dim), node_graph (n_nodes,), n_per_graph (n_graphs,)
+    -> (n_nodes, dim)
+    """
+
+    def __init__(self, dim, n_heads=8, head_dim=32, ffn_dim=256):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, head_dim
+        d = n_heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * d)
+        self.out = nn.Linear(d, dim)
+        self.ln1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.ln2 = nn.LayerNorm(dim)
+
+    def forward(self, x, node_graph, n_per_graph):
+        q, k, v = self.qkv(x).view(x.shape[0], 3, self.n_heads, self.head_dim).unbind(1)
+        a = graph_wise_attention(q, k, v, node_graph, n_per_graph)
+        h = x + self.ln1(self.out(a.reshape(x.shape[0], -1)))
+        return h + self.ln2(self.ffn(h))
+
+
+class CrysToGraph(CrystalModel):
+    """CrysToGraph: eTGC blocks, GwT layers, mean pooling, LayerNorm, Softplus MLP.
+
+    Defaults follow Table A1 of the paper: 3 eTGC blocks, 1 GwT layer,
+    hidden 256, 8 heads of 32, one hidden FFNN layer; 12 nearest
+    neighbours come from the estimator's graph parameters.
+
+    Edge features
+    -------------
+    ``edge_features="distance"`` (default): Gaussian expansion of the bond
+    length plus a flag for bonds longer than ``long_bond`` (8 Å). Together
+    with the bond-angle cosines of the line graph and the positional
+    encodings (functions of connectivity only), every input is invariant
+    to rotations of the crystal, so predictions are too.
+    ``edge_features="spherical"`` reproduces the paper: the bond vector in
+    spherical coordinates (r, theta, phi), each expanded in Gaussians, plus
+    the flag. theta and phi are measured in the Cartesian frame of the
+    given cell, so the same crystal rotated (or written with another
+    lattice setting) gives other features and other predictions; use it to
+    reproduce published numbers, or with rotation augmentation.
+
+    Parameters
+    ----------
+    n_outputs : int
+        Targets or classes (set by the estimator).
+    atom_features, extra_atom_features
+        See :class:`~skcrystal.nn.embedding.AtomEmbedding`; pretrained
+        element embeddings (:func:`skcrystal.pretrain.pretrain_atom_embeddings`)
+        go in ``extra_atom_features``.
+    hidden : int
+        Node, edge and line-graph feature width (256).
+    n_heads, head_dim : int
+        Attention heads and width per head (8, 32).
+    ffn_dim : int or None
+        FFN hidden width in eTGC and GwT layers (None: ``hidden``).
+    n_etgc : int
+        eTGC blocks (each: line-graph layer, then atom-graph layer).
+    n_gwt : int
+        GwT layers (0 disables the graph-wise transformer).
+    n_ffnn : int
+        Hidden layers of the readout MLP.
+    use_line_graph : bool
+        False drops the line-graph layers (ablation "w/o line graph").
+    positional_encoding : {"lap+rw", "lap", "rw", "none"}
+        Encodings added before the GwT layers (ablation Fig. A9).
+    n_eigvec, n_rw : int
+        Laplacian eigenvectors and random-walk steps (20, 20).
+    edge_features : {"distance", "spherical"}
+        See above.
+    n_rbf : int
+        Gaussians per expanded quantity (distance 0-``rbf_cutoff`` Å,
+        angles over their range, bond-angle cosine -1..1).
+    rbf_cutoff, long_bond : float
+        Last distance centre and the long-bond flag threshold, Å.
+    n_descriptors : int
+        Descriptor length for hybrid models (set by the estimator).
+    dropout : float
+        Dropout in the readout MLP.
+    """
+
+    def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
+                 hidden=256, n_heads=8, head_dim=32, ffn_dim=None, n_etgc=3, n_gwt=1,
+                 n_ffnn=1, use_line_graph=True, positional_encoding="lap+rw",
+                 n_eigvec=20, n_rw=20, edge_features="distance", n_rbf=40,
+                 rbf_cutoff=8.0, long_bond=8.0, n_descriptors=0, dropout=0.0):
+        super().__init__()
+        if edge_features not in EDGE_FEATURES:
+            raise ValueError(f"edge_features must be one of {EDGE_FEATURES}, "
+                             f"got {edge_features!r}")
+        if positional_encoding not in POSITIONAL_ENCODINGS:
+            raise ValueError(f"positional_encoding must be one of "
+                             f"{POSITIONAL_ENCODINGS}, got {positional_encoding!r}")
+        for name, value in (("n_etgc", n_etgc), ("n_gwt", n_gwt), ("n_ffnn", n_ffnn),
+                            ("n_eigvec", n_eigvec), ("n_rw", n_rw)):
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        for name, value in (("hidden", hidden), ("n_heads", n_heads),
+                            ("head_dim", head_dim), ("n_rbf", n_rbf)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.edge_features = edge_features
+        self.use_line_graph = bool(use_line_graph) and n_etgc > 0
+        self.positional_encoding = positional_encoding
+        self.n_eigvec, self.n_rw = int(n_eigvec), int(n_rw)
+        self.long_bond = float(long_bond)
+        ffn_dim = hidden if ffn_dim is None else int(ffn_dim)
+
+        self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
+        self.rbf_dist = GaussianExpansion(0.0, rbf_cutoff, n_centers=n_rbf)
+        n_edge_in = n_rbf + 1
+        if edge_features == "spherical":
+            self.rbf_theta = GaussianExpansion(0.0, math.pi, n_centers=n_rbf)
+            self.rbf_phi = GaussianExpansion(-math.pi, math.pi, n_centers=n_rbf)
+            n_edge_in += 2 * n_rbf
+        self.edge_in = nn.Linear(n_edge_in, hidden)
+        if self.use_line_graph:
+            self.rbf_angle = GaussianExpansion(-1.0, 1.0, n_centers=n_rbf)
+            self.angle_in = nn.Linear(n_rbf, hidden)
+        self.lg_layers = nn.ModuleList(
+            ETGCLayer(hidden, hidden, n_heads, head_dim, ffn_dim)
+            for _ in range(n_etgc if self.use_line_graph else 0))
+        self.atom_layers = nn.ModuleList(
+            ETGCLayer(hidden, hidden, n_heads, head_dim, ffn_dim) for _ in range(n_etgc))
+        self.n_pe = (self.n_eigvec if "lap" in positional_encoding else 0) + \
+            (self.n_rw if "rw" in positional_encoding else 0)
+        if n_gwt:
+            self.pe_in = nn.Linear(self.n_pe, hidden, bias=False) if self.n_pe else None
+            self.gwt_edge = nn.Linear(hidden, hidden, bias=False)
+        self.gwt_layers = nn.ModuleList(
+            GwTLayer(hidden, n_heads, head_dim, ffn_dim) for _ in range(n_gwt))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = ReadoutHead(hidden, n_outputs, (hidden,) * n_ffnn, act="softplus",
+                                n_descriptors=n_descriptors, dropout=dropout)
+
+    # ----------------------------------------------------------------- inputs
+    def edge_inputs(self, batch):
+        """Initial edge features before the projection, shape (n_edges, n_in)."""
+        d = batch.distances
+        parts = [self.rbf_dist(d), (d > self.long_bond).to(d.dtype).unsqueeze(1)]
+        if self.edge_features == "spherical":
+            v = batch.vectors
+            theta = torch.acos(torch.clamp(v[:, 2] / d.clamp_min(1e-8), -1.0, 1.0))
+            phi = torch.atan2(v[:, 1], v[:, 0])
+            parts += [self.rbf_theta(theta), self.rbf_phi(phi)]
+        return torch.cat(parts, dim=1)
+
+    def positional_inputs(self, batch):
+        """Positional encodings of the atoms, shape (n_nodes, n_pe).
+
+        In training mode the sign of every Laplacian eigenvector of every
+        crystal is flipped at random (the sign is arbitrary).
+        """
+        parts = []
+        if "lap" in self.positional_encoding and self.n_eigvec:
+            lap = _need(batch, "pe_lap")[:, :self.n_eigvec]
+            if self.training:
+                flips = torch.randint(0, 2, (batch.n_graphs, lap.shape[1]),
+                                      device=lap.device).to(lap.dtype) * 2 - 1
+                lap = lap * flips.index_select(0, batch.node_graph)
+            parts.append(lap)
+        if "rw" in self.positional_encoding and self.n_rw:
+            parts.append(_need(batch, "pe_rw")[:, :self.n_rw])
+        return torch.cat(parts, dim=1)
+
+    # ----------------------------------------------------------------- model
+    def atom_features(self, batch):
+        """Atom vectors after eTGC and GwT, shape (n_nodes, hidden)."""
+        x = self.embedding(batch.atomic_numbers)
+        e = self.edge_in(self.edge_inputs(batch))
+        if self.use_line_graph:
+            lg_index = _need(batch, "lg_index").t()
+            t = self.angle_in(self.rbf_angle(_need(batch, "lg_cos")))
+        for i, atom_layer in enumerate(self.atom_layers):
+            if self.use_line_graph:
+                # line graph: bonds are its nodes, bond pairs its edges
+                e, t = self.lg_layers[i](e, t, lg_index)
+            x, e = atom_layer(x, e, batch.edge_index)
+        if len(self.gwt_layers):
+            # Eq. 11: positional encodings and summed incoming edge features
+            x = x + scatter_sum(self.gwt_edge(e), batch.center, x.shape[0])
+            if self.pe_in is not None:
+                x = x + self.pe_in(self.positional_inputs(batch))
+            for layer in self.gwt_layers:
+                x = layer(x, batch.node_graph, batch.n_nodes_per_graph)
+        return x
+
+    def embed(self, batch):
+        """Layer-normalised mean of the atom vectors, shape (n_graphs, hidden)."""
+        return self.norm(pool(self.atom_features(batch), batch.node_graph,
+                              batch.n_graphs, "mean"))
+
+
+def _need(batch, name):
+    try:
+        return batch.extras[name]
+    except KeyError:
+        raise ValueError(
+            f"the batch has no graph extra {name!r}; collate it with the extras "
+            "of CrysToGraphRegressor.graph_extras() (the estimator does this)") from None
