@@ -1,0 +1,229 @@
+"""The ``skcrystal`` command line, run in-process on 40 bundled perovskites."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skcrystal.cli import CLIError, MODELS, get_estimator_class, main, parse_param
+
+from conftest import shared_path
+
+# a small, fast network: the tests check the plumbing, not the accuracy
+SMALL = ["--param", "module__n_conv=1", "--param", "module__atom_fea_len=16",
+         "--param", "module__h_fea_len=16", "--seed", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from skcrystal.datasets import load_perovskites
+
+    tmp = tmp_path_factory.mktemp("cli")
+    df = load_perovskites(n=40, as_frame=True)
+    df["cif"] = [s.to(fmt="cif") for s in df["structure"]]
+    df["stable"] = np.where(df["heat_all"] < df["heat_all"].median(), "stable", "unstable")
+    df = df.drop(columns="structure")
+    full, bare = tmp / "train.csv", tmp / "new.csv"
+    df.to_csv(full, index=False)
+    df.drop(columns=["heat_all", "stable"]).to_csv(bare, index=False)
+    return {"tmp": tmp, "csv": full, "bare": bare, "frame": df}
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    """(model path, exit code, stdout lines) of one 2-epoch fit."""
+    import contextlib
+    import io
+
+    out = data["tmp"] / "model.pkl"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["fit", str(data["csv"]), "--model", "cgcnn", "--target", "heat_all",
+                     "--epochs", "2", "--out", str(out), *SMALL])
+    return out, code, buf.getvalue().splitlines()
+
+
+def test_fit_saves_model_with_metadata(fitted, data):
+    path, code, lines = fitted
+    assert code == 0
+    assert len(lines) == 1 and "train MAE" in lines[0] and "mean predictor" in lines[0]
+    with open(path, "rb") as fh:
+        est = pickle.load(fh)
+    assert type(est).__name__ == "CGCNNRegressor"
+    assert est.max_epochs == 2 and est.random_state == 0 and est.verbose == 0
+    assert est.get_params()["module__n_conv"] == 1
+    meta = est.cli_metadata_
+    assert meta["model"] == "cgcnn" and meta["target"] == "heat_all"
+    assert meta["n_train"] == 40 and meta["skcrystal_version"]
+    assert meta["data"].endswith("train.csv")
+
+
+def test_predict_without_target(fitted, data, capsys):
+    path = fitted[0]
+    out = data["tmp"] / "pred.csv"
+    assert main(["predict", str(path), str(data["bare"]), "--out", str(out), "-q"]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["id", "prediction"]
+    assert pred["id"].tolist() == data["frame"]["material_id"].tolist()
+    assert np.isfinite(pred["prediction"]).all()
+    # same predictions as the estimator itself
+    with open(path, "rb") as fh:
+        est = pickle.load(fh)
+    from skcrystal.datasets import load_csv
+    X, _ = load_csv(data["csv"], target="heat_all")
+    np.testing.assert_allclose(pred["prediction"], est.predict(X), rtol=1e-5, atol=1e-6)
+    assert capsys.readouterr().out == ""  # the CSV went to the file, nothing else
+
+
+def test_predict_to_stdout_with_truth(fitted, data, capsys):
+    assert main(["predict", str(fitted[0]), str(data["csv"])]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "id,heat_all,prediction" and len(lines) == 41
+    # progress and the score against the true targets go to stderr
+    assert "loading" in captured.err and "MAE against the targets" in captured.err
+
+
+def test_predict_folder(fitted, tmp_path):
+    folder = shared_path("cgcnn_sample")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(fitted[0]), str(folder), "-o", str(out), "-q"]) == 0
+    pred = pd.read_csv(out, dtype={"id": str})
+    ids = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})[0].tolist()
+    assert pred["id"].tolist() == ids
+    assert list(pred.columns) == ["id", "target", "prediction"]
+
+
+def test_predict_id_prop_without_targets(fitted, tmp_path):
+    """The reference predict.py needs dummy targets; an id-only id_prop.csv works here."""
+    folder = shared_path("cgcnn_sample")
+    ids = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})[0].tolist()[:3]
+    for i in ids:
+        (tmp_path / f"{i}.cif").write_text((folder / f"{i}.cif").read_text())
+    (tmp_path / "id_prop.csv").write_text("\n".join(ids) + "\n")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(fitted[0]), str(tmp_path), "-o", str(out), "-q"]) == 0
+    pred = pd.read_csv(out, dtype={"id": str})
+    assert pred["id"].tolist() == ids and list(pred.columns) == ["id", "prediction"]
+
+
+def test_cv_prints_fold_maes(data, capsys):
+    code = main(["cv", str(data["csv"]), "--target", "heat_all", "--folds", "2",
+                 "--epochs", "1", *SMALL])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    folds = [line.split() for line in out if line.split()[:1] and line.split()[0].isdigit()]
+    assert [f[0] for f in folds] == ["1", "2"]
+    assert all(float(f[3]) > 0 and float(f[4]) > 0 for f in folds)  # MAE, baseline
+    assert out[-1].startswith("mean MAE:") and "±" in out[-1] and "mean predictor" in out[-1]
+
+
+def test_classification_fit_predict_probabilities(data, capsys):
+    model = data["tmp"] / "clf.pkl"
+    assert main(["fit", str(data["csv"]), "--target", "stable", "--task", "classification",
+                 "--epochs", "1", "-o", str(model), *SMALL]) == 0
+    assert "train accuracy" in capsys.readouterr().out
+    out = data["tmp"] / "clf.csv"
+    assert main(["predict", str(model), str(data["bare"]), "-o", str(out), "-q"]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["id", "prediction", "proba_stable", "proba_unstable"]
+    assert set(pred["prediction"]) <= {"stable", "unstable"} and len(pred) == 40
+    np.testing.assert_allclose(pred[["proba_stable", "proba_unstable"]].sum(axis=1), 1,
+                               atol=1e-5)
+
+
+# ------------------------------------------------------------------ errors
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "no error message"
+    assert err[-1].startswith("skcrystal: error: ")
+    assert not any("Traceback" in line for line in err)
+    return code, err[-1]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["fit", "missing.csv", "--target", "y", "-o", "m.pkl"], ["not found", "missing.csv"]),
+    (["predict", "missing.pkl", "x.csv"], ["model file not found"]),
+    (["fit", "{csv}", "--model", "cgcn", "--target", "heat_all", "-o", "m.pkl"],
+     ["unknown model 'cgcn'", "did you mean 'cgcnn'"]),
+    (["fit", "{csv}", "--target", "heat_all", "--param", "max_epochs", "-o", "m.pkl"],
+     ["--param expects KEY=VALUE", "'max_epochs'"]),
+    (["fit", "{csv}", "--target", "heat_all", "--param", "max_epoch=3", "-o", "m.pkl"],
+     ["no parameter 'max_epoch'", "did you mean 'max_epochs'"]),
+    (["fit", "{csv}", "--target", "heat_all", "--param", "module__n_con=2", "-o", "m.pkl"],
+     ["module__n_con", "did you mean module__n_conv"]),
+    (["fit", "{csv}", "--target", "nope", "-o", "m.pkl"], ["'nope'", "heat_all"]),
+    (["fit", "{csv}", "--target", "stable", "-o", "m.pkl"], ["not numeric",
+                                                             "--task classification"]),
+    (["fit", "{csv}", "-o", "m.pkl"], ["target is required"]),
+    (["cv", "{csv}", "--target", "heat_all", "--folds", "1"], ["--folds"]),
+    (["fit", "{csv}", "--target", "heat_all"], ["required", "--out"]),
+    (["fit", "{csv}", "--target", "heat_all", "--epochs", "two", "-o", "m.pkl"],
+     ["--epochs", "'two'"]),
+    (["frobnicate"], ["invalid choice"]),
+    ([], ["a command is required"]),
+])
+def test_input_errors_are_one_line_exit_2(data, capsys, tmp_path, argv, words):
+    argv = [a.replace("{csv}", str(data["csv"])).replace("m.pkl", str(tmp_path / "m.pkl"))
+            for a in argv]
+    code, line = _error(capsys, argv + ["-q"] if argv and argv[0] in ("fit", "cv") else argv)
+    assert code == 2, line
+    for word in words:
+        assert word in line, line
+    assert not (tmp_path / "m.pkl").exists()
+
+
+def test_debug_shows_traceback(capsys):
+    assert main(["fit", "missing.csv", "--target", "y", "-o", "m.pkl", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("skcrystal: error:")
+
+
+def test_registry_model_not_there_yet(monkeypatch, capsys, data, tmp_path):
+    monkeypatch.setitem(MODELS, "future", ("skcrystal.estimators._no_such_model",
+                                           "FutureRegressor", "FutureClassifier"))
+    code, line = _error(capsys, ["fit", str(data["csv"]), "--model", "future", "--target",
+                                 "heat_all", "-o", str(tmp_path / "m.pkl")])
+    assert code == 2 and "model 'future' is not available" in line
+    assert "skcrystal.estimators._no_such_model" in line
+
+
+def test_registry_resolves_cgcnn_and_import_paths():
+    from skcrystal.estimators import CGCNNClassifier, CGCNNRegressor
+    assert get_estimator_class("CGCNN") is CGCNNRegressor
+    assert get_estimator_class("cgcnn", "classification") is CGCNNClassifier
+    assert get_estimator_class("skcrystal.estimators:CGCNNRegressor") is CGCNNRegressor
+    with pytest.raises(CLIError, match="has no class Nope"):
+        get_estimator_class("skcrystal.estimators:Nope")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("max_epochs=50", ("max_epochs", 50)),
+    ("lr=1e-3", ("lr", 1e-3)),
+    ("module__pooling=sum", ("module__pooling", "sum")),
+    ("module__pooling='sum'", ("module__pooling", "sum")),
+    ("max_neighbors=None", ("max_neighbors", None)),
+    ("grow_radius=True", ("grow_radius", True)),
+    ("optimizer__betas=(0.9, 0.99)", ("optimizer__betas", (0.9, 0.99))),
+    (" batch_size = 32 ", ("batch_size", 32)),
+    ("cache_dir=/tmp/a=b", ("cache_dir", "/tmp/a=b")),
+])
+def test_parse_param(text, expected):
+    assert parse_param(text) == expected
+
+
+@pytest.mark.parametrize("text", ["max_epochs", "=3", "1x=3", "a-b=2"])
+def test_parse_param_rejects(text):
+    with pytest.raises(CLIError, match="KEY=VALUE"):
+        parse_param(text)
+
+
+def test_python_m_skcrystal_help():
+    res = subprocess.run([sys.executable, "-m", "skcrystal", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for word in ("fit", "predict", "cv"):
+        assert word in res.stdout
