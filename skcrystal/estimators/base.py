@@ -263,6 +263,30 @@ class CrystalGraphNet(NeuralNet):
         return get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
                           cache_dir=self.cache_dir, indices=range(len(structures)))
 
+    def prepare(self, X):
+        """Validate structures and build (or fetch) their graphs in the cache.
+
+        Calling this before ``fit``/``predict`` is optional (both do it); it
+        lets a caller build the graphs of a large dataset up front, e.g.
+        in chunks with a progress display, with this estimator's graph
+        parameters and graph extras.
+
+        Parameters
+        ----------
+        X : sequence of Structure, or DataFrame
+
+        Returns
+        -------
+        list of CrystalGraph
+        """
+        structures, _, _ = self._split_input(X)
+        graphs = self._graphs(self._check_structures(structures))
+        extras = self.graph_extras()
+        for g in graphs:
+            for key, func, params in extras:
+                g.with_extra(key, func, **params)
+        return graphs
+
     def _descriptor_matrix(self, structures, block, names, fit):
         parts, cols = [], []
         if self.descriptors is not None:
