@@ -17,10 +17,12 @@ _SPECS = {
                     module__hidden_features=16, module__embedding_features=16,
                     module__edge_input_features=16, module__triplet_input_features=8)),
     "crystalnet": ("skcrystal.estimators.crystalnet", "CrystalNetRegressor",
-                   "CrystalNetClassifier", dict(module__hidden=16)),
+                   "CrystalNetClassifier", dict(module__hidden=16, module__n_gaussians=20)),
     "crystograph": ("skcrystal.estimators.crystograph", "CrysToGraphRegressor",
                     "CrysToGraphClassifier",
-                    dict(module__hidden=16, module__n_heads=2, module__n_etgc=1)),
+                    dict(module__hidden=16, module__n_heads=2, module__head_dim=8,
+                         module__n_etgc=1, module__n_eigvec=4, module__n_rw=4,
+                         module__n_rbf=16)),
 }
 
 
