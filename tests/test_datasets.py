@@ -15,8 +15,8 @@ from conftest import shared_path
 from skcrystal import datasets
 from skcrystal.datasets import (load, load_alignn_folder, load_cgcnn_folder, load_csv,
                                 load_matbench, load_matbench_json, load_mlearn,
-                                load_perovskites, matbench_folds, matbench_test_fold,
-                                shared_data_path, structures_from_cif)
+                                load_perovskites, load_structures, matbench_folds,
+                                matbench_test_fold, shared_data_path, structures_from_cif)
 from skcrystal.datasets._cif import _NotSimple, _fast_parse, _pymatgen_parse
 
 JDFT2D = ("jdft2d", "matbench_jdft2d_fold0_train.json.gz")
@@ -364,3 +364,129 @@ def test_load_unknown_format(tmp_path):
         load(path)
     with pytest.raises(FileNotFoundError, match="nothing.csv"):
         load(tmp_path / "nothing.csv")
+
+
+# --- load_structures: with or without targets ----------------------------------
+
+def _same_cells(a, b):
+    assert len(a) == len(b)
+    for s, t in zip(a, b):
+        assert [x.species_string for x in s] == [x.species_string for x in t]
+        np.testing.assert_allclose(s.lattice.matrix, t.lattice.matrix)
+        np.testing.assert_allclose(s.frac_coords, t.frac_coords)
+
+
+def test_load_structures_reference_folders():
+    for name, loader in (("cgcnn_sample", load_cgcnn_folder),
+                         ("alignn_sample", load_alignn_folder)):
+        folder = shared_path(name)
+        table = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})
+        ids, X = load_structures(folder)
+        assert ids == table[0].tolist()
+        _same_cells(X, loader(folder)[0])  # one parser for both loaders
+        df = load_structures(folder, as_frame=True)
+        assert list(df.columns) == ["id", "structure", "target"]
+        np.testing.assert_array_equal(df["target"], table[1].to_numpy(dtype=float))
+
+
+def _id_only_folder(source, dest, names, files):
+    """Copy ``files`` of a reference folder to ``dest`` with an id-only id_prop.csv."""
+    dest.mkdir(exist_ok=True)
+    for f in files:
+        (dest / f).write_text((source / f).read_text())
+    (dest / "id_prop.csv").write_text("\n".join(names) + "\n")
+    return dest
+
+
+@pytest.mark.parametrize("name, loader, suffix", [
+    ("cgcnn_sample", load_cgcnn_folder, ".cif"), ("alignn_sample", load_alignn_folder, "")])
+def test_load_structures_id_prop_without_targets(tmp_path, name, loader, suffix):
+    source = shared_path(name)
+    ids = pd.read_csv(source / "id_prop.csv", header=None, dtype={0: str})[0].tolist()[:3]
+    folder = _id_only_folder(source, tmp_path / name, ids, [i + suffix for i in ids])
+    got_ids, X = load_structures(folder)
+    assert got_ids == ids
+    _same_cells(X, loader(source)[0][:3])
+    assert list(load_structures(folder, as_frame=True).columns) == ["id", "structure"]
+    with pytest.raises(ValueError, match="needs at least two columns.*load_structures"):
+        load(folder)
+
+
+def test_load_structures_folder_of_files(tmp_path, nacl, diamond):
+    # no id_prop.csv: every CIF/POSCAR file, sorted by name; other files ignored
+    nacl.to(filename=str(tmp_path / "b_nacl.cif"))
+    diamond.to(filename=str(tmp_path / "POSCAR_diamond"), fmt="poscar")
+    nacl.to(filename=str(tmp_path / "a.vasp"), fmt="poscar")
+    (tmp_path / "notes.txt").write_text("not a structure")
+    (tmp_path / "atom_init.json").write_text("{}")
+    ids, X = load_structures(tmp_path)
+    assert ids == ["POSCAR_diamond", "a.vasp", "b_nacl.cif"]
+    assert [s.composition.reduced_formula for s in X] == ["C", "NaCl", "NaCl"]
+    _same_cells(X[1:2], [nacl])
+    with pytest.raises(ValueError, match="no targets.*load_structures"):
+        load(tmp_path)
+    # one structure file
+    ids, X = load_structures(tmp_path / "b_nacl.cif")
+    assert ids == ["b_nacl.cif"] and len(X[0]) == len(nacl)
+    ids, X = load_structures(tmp_path / "POSCAR_diamond")
+    assert ids == ["POSCAR_diamond"] and len(X[0]) == len(diamond)
+    with pytest.raises(ValueError, match="no targets"):
+        load(tmp_path / "a.vasp")
+    # a broken file: its row and name, or skipped with a warning
+    (tmp_path / "c.vasp").write_text("garbage\n")
+    with pytest.raises(ValueError, match=r"row 3 \(id 'c.vasp'\)"):
+        load_structures(tmp_path)
+    with pytest.warns(UserWarning, match=r"skipped 1 of 4 rows"):
+        ids, X = load_structures(tmp_path, on_error="skip")
+    assert ids == ["POSCAR_diamond", "a.vasp", "b_nacl.cif"] and len(X) == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no id_prop.csv and no structure files"):
+        load_structures(empty)
+
+
+def test_load_structures_csv_without_target(small_csv, tmp_path):
+    path, rows = small_csv
+    bare = tmp_path / "bare.csv"
+    rows.drop(columns=["heat_all"]).drop(index=2).to_csv(bare, index=False)
+    ids, X = load_structures(bare)
+    assert ids == rows["material_id"].drop(index=2).tolist()
+    _same_cells(X, structures_from_cif(rows["cif"].drop(index=2)))
+    df = load_structures(bare, as_frame=True)
+    assert list(df.columns)[:2] == ["id", "structure"] and "heat_all" not in df.columns
+    assert "cif" not in df.columns and "material_id" not in df.columns
+    # no id column: row numbers; errors name rows as load_csv does
+    rows.drop(columns=["material_id"]).to_csv(bare, index=False)
+    with pytest.raises(ValueError, match=r"row 2 of .*bare.csv"):
+        load_structures(bare)
+    with pytest.warns(UserWarning, match="skipped 1 of 4 rows"):
+        ids, X = load_structures(bare, on_error="skip")
+    assert ids == [0, 1, 3] and len(X) == 3
+    with pytest.raises(ValueError, match="cif_column='structure'"):
+        load_structures(bare, cif_column="structure")
+    with pytest.raises(ValueError, match="id_column='nope'"):
+        load_structures(bare, id_column="nope")
+
+
+def test_load_structures_matbench_and_mlearn(tmp_path):
+    path = shared_path(*JDFT2D)
+    ids, X = load_structures(path)
+    df = load_matbench_json(path, as_frame=True)
+    assert ids == df["id"].tolist() and len(X) == 508
+    assert list(load_structures(path, as_frame=True).columns) == [
+        "id", "structure", "exfoliation_en"]
+
+    path = shared_path("mlearn", "Si.id_prop.json")
+    with open(path) as fh:
+        raw = json.load(fh)
+    ids, X = load_structures(path)
+    assert ids == [r["jid"] for r in raw]
+    _same_cells(X[:5], load_mlearn(path)[0][:5])
+    # structures without energies (new ones to predict)
+    bare = tmp_path / "new.json"
+    bare.write_text(json.dumps([{"jid": r["jid"], "atoms": r["atoms"]} for r in raw[:3]]))
+    ids, X = load_structures(bare)
+    assert ids == [r["jid"] for r in raw[:3]] and len(X) == 3
+    assert list(load_structures(bare, as_frame=True).columns) == ["id", "structure"]
+    with pytest.raises(ValueError, match=r"entry 0 .*no numeric total_energy.*load_structures"):
+        load(bare)

@@ -1,8 +1,12 @@
 """Loaders for the on-disk formats crystal-ML users have.
 
-Every loader returns ``(structures, y)`` (a list of pymatgen ``Structure``
-and a numpy array) or, with ``as_frame=True``, a DataFrame with a
-``structure`` column plus the id and target columns.
+Every loader with targets returns ``(structures, y)`` (a list of pymatgen
+``Structure`` and a numpy array) or, with ``as_frame=True``, a DataFrame
+with a ``structure`` column plus the id and target columns.
+:func:`load_structures` returns ``(ids, structures)`` for any format, with
+or without targets. Format detection (:func:`_detect_format`) and the
+parsing of CSVs, id_prop.csv folders and structure files are shared by
+all of them.
 """
 from __future__ import annotations
 
@@ -14,9 +18,14 @@ import numpy as np
 
 from ._cif import _parse_many, _resolve_errors
 
-__all__ = ["load_csv", "load_cgcnn_folder", "load_alignn_folder", "load_mlearn", "load"]
+__all__ = ["load_csv", "load_cgcnn_folder", "load_alignn_folder", "load_mlearn", "load",
+           "load_structures"]
 
 _ID_CANDIDATES = ("material_id", "id", "mbid", "jid", "mp_id", "task_id")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")
+# structure files recognised by name (folders without id_prop.csv, single files)
+_STRUCTURE_SUFFIXES = (".cif", ".cif.gz", ".vasp", ".poscar")
+_STRUCTURE_PREFIXES = ("poscar", "contcar")
 
 
 def _check_path(path, kind="file"):
@@ -59,6 +68,31 @@ def _frame(structures, y, id_name, ids, target_names):
     return pd.DataFrame(data)
 
 
+def _read_cif_csv(path, cif_column, id_column, n_jobs, on_error, parser, target=()):
+    """Read a CSV of CIF strings and parse the CIF column.
+
+    Checks ``cif_column``, ``id_column`` and the ``target`` column names
+    before parsing (parsing is the slow part). Returns the table, the id
+    column's name (``None`` when there is none) and the parsed structures
+    with their row positions (rows that fail are dropped with
+    ``on_error="skip"``).
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    _missing_columns([cif_column], df.columns, path, "cif_column")
+    _missing_columns(target, df.columns, path, "target")
+    if id_column is None:
+        id_column = next((c for c in _ID_CANDIDATES if c in df.columns), None)
+    else:
+        _missing_columns([id_column], df.columns, path, "id_column")
+    ids = df[id_column].tolist() if id_column is not None else None
+    structures, errors = _parse_many(df[cif_column].tolist(), n_jobs=n_jobs, parser=parser)
+    structures, keep = _resolve_errors(structures, errors, on_error, ids=ids,
+                                       where=f" of {path}")
+    return df, id_column, structures, keep
+
+
 def load_csv(path, target, cif_column="cif", id_column=None, as_frame=False,
              n_jobs=None, on_error="raise", parser="auto"):
     """Load a CSV with one CIF string per row (perovskites, carbon_24, supercon).
@@ -93,30 +127,24 @@ def load_csv(path, target, cif_column="cif", id_column=None, as_frame=False,
     y : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Or a DataFrame with ``as_frame=True``.
     """
-    import pandas as pd
-
     path = _check_path(path)
     names, two_d = _targets_as_list(target)
-    df = pd.read_csv(path)
-    _missing_columns([cif_column], df.columns, path, "cif_column")
-    _missing_columns(names, df.columns, path, "target")
-    if id_column is None:
-        id_column = next((c for c in _ID_CANDIDATES if c in df.columns), None)
-    else:
-        _missing_columns([id_column], df.columns, path, "id_column")
-    ids = df[id_column].tolist() if id_column is not None else None
-    structures, errors = _parse_many(df[cif_column].tolist(), n_jobs=n_jobs, parser=parser)
-    structures, keep = _resolve_errors(structures, errors, on_error, ids=ids,
-                                       where=f" of {path}")
+    df, id_column, structures, keep = _read_cif_csv(
+        path, cif_column, id_column, n_jobs, on_error, parser, target=names)
     values = df[names].to_numpy()[keep]
     y = values if two_d else values[:, 0]
     if as_frame:
-        kept_ids = [ids[i] for i in keep] if ids is not None else None
+        kept_ids = df[id_column].to_numpy()[keep] if id_column is not None else None
         return _frame(structures, y, id_column, kept_ids, names)
     return structures, y
 
 
-def _read_id_prop(folder):
+def _read_id_prop(folder, targets=True):
+    """(id_prop path, ids, y) of a CGCNN/ALIGNN folder.
+
+    ``y`` is ``None`` when id_prop.csv has ids only, which is an error
+    unless ``targets=False``.
+    """
     import pandas as pd
 
     id_prop = folder / "id_prop.csv"
@@ -125,10 +153,14 @@ def _read_id_prop(folder):
     # no header; the first column is an identifier and must stay text
     # ("0012" or "1000041" are ids, not numbers)
     table = pd.read_csv(id_prop, header=None, dtype={0: str})
-    if table.shape[1] < 2:
-        raise ValueError(f"{id_prop} needs at least two columns (id, target), "
-                         f"got {table.shape[1]}")
     ids = table[0].str.strip().tolist()
+    if table.shape[1] < 2:
+        if targets:
+            raise ValueError(
+                f"{id_prop} needs at least two columns (id, target), got "
+                f"{table.shape[1]}; skcrystal.datasets.load_structures reads "
+                "folders whose id_prop.csv has ids only")
+        return id_prop, ids, None
     y = table.iloc[:, 1:].to_numpy(dtype=float)
     return id_prop, ids, (y[:, 0] if y.shape[1] == 1 else y)
 
@@ -141,6 +173,66 @@ def _read_text(path):
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         return fh.read()
+
+
+def _is_cif_file(name):
+    return name.lower().endswith((".cif", ".cif.gz"))
+
+
+def _is_structure_file(name):
+    low = name.lower()
+    return low.endswith(_STRUCTURE_SUFFIXES) or low.startswith(_STRUCTURE_PREFIXES)
+
+
+def _parse_files(files, ids, where, n_jobs=None, on_error="raise"):
+    """Parse structure files: CIF by extension, otherwise VASP POSCAR.
+
+    CIFs go through the CIF parser (fast path, optional workers); a file
+    that fails is reported (or skipped) as its row, like a CSV row.
+
+    Returns
+    -------
+    structures : list of Structure
+    keep : ndarray of int
+        Positions in ``files`` of the returned structures.
+    """
+    import warnings
+
+    from pymatgen.core import Structure
+
+    structures, errors = [None] * len(files), [None] * len(files)
+    cifs = [i for i, f in enumerate(files) if _is_cif_file(f.name)]
+    parsed, failed = _parse_many([_read_text(files[i]) for i in cifs], n_jobs=n_jobs)
+    for i, s, e in zip(cifs, parsed, failed):
+        structures[i], errors[i] = s, e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's per-file POSCAR warnings
+        for i in sorted(set(range(len(files))) - set(cifs)):
+            try:
+                structures[i] = Structure.from_str(_read_text(files[i]), fmt="poscar")
+            except Exception as exc:  # reported per row by _resolve_errors
+                errors[i] = f"{type(exc).__name__}: {exc}"
+    return _resolve_errors(structures, errors, on_error, ids=ids, where=where)
+
+
+def _read_folder(folder, kind, n_jobs=None, on_error="raise", targets=True):
+    """(ids, structures, y or None) of a CGCNN or ALIGNN folder, rows kept."""
+    id_prop, ids, y = _read_id_prop(folder, targets=targets)
+    files = []
+    for i, ident in enumerate(ids):
+        file = folder / (f"{ident}.cif" if kind == "cgcnn" else ident)
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file} not found (row {i} of {id_prop} names id {ident!r})")
+        files.append(file)
+    structures, keep = _parse_files(files, ids, f" of {id_prop}", n_jobs, on_error)
+    return [ids[i] for i in keep], structures, (None if y is None else y[keep])
+
+
+def _folder_result(ids, structures, y, as_frame):
+    if as_frame:
+        return _frame(structures, y, "id", ids, _target_names(y))
+    return structures, y
 
 
 def load_cgcnn_folder(path, as_frame=False, n_jobs=None, on_error="raise"):
@@ -169,37 +261,10 @@ def load_cgcnn_folder(path, as_frame=False, n_jobs=None, on_error="raise"):
         Targets in id_prop.csv order, as float.
     """
     folder = _check_path(path, "folder")
-    id_prop, ids, y = _read_id_prop(folder)
-    texts = []
-    for i, ident in enumerate(ids):
-        cif = folder / f"{ident}.cif"
-        if not cif.exists():
-            raise FileNotFoundError(
-                f"{cif} not found (row {i} of {id_prop} names id {ident!r})")
-        texts.append(_read_text(cif))
-    structures, errors = _parse_many(texts, n_jobs=n_jobs)
-    structures, keep = _resolve_errors(structures, errors, on_error, ids=ids,
-                                       where=f" of {id_prop}")
-    y = y[keep]
-    if as_frame:
-        return _frame(structures, y, "id", [ids[i] for i in keep], _target_names(y))
-    return structures, y
+    return _folder_result(*_read_folder(folder, "cgcnn", n_jobs, on_error), as_frame)
 
 
-def _parse_structure_file(path):
-    """One structure file: CIF by extension, otherwise VASP POSCAR."""
-    from pymatgen.core import Structure
-
-    name = path.name.lower()
-    if name.endswith(".cif") or name.endswith(".cif.gz"):
-        structures, errors = _parse_many([_read_text(path)])
-        if errors[0] is not None:
-            raise ValueError(errors[0])
-        return structures[0]
-    return Structure.from_str(_read_text(path), fmt="poscar")
-
-
-def load_alignn_folder(path, as_frame=False, on_error="raise"):
+def load_alignn_folder(path, as_frame=False, on_error="raise", n_jobs=None):
     """Load a folder in the reference ALIGNN input format.
 
     The folder holds ``id_prop.csv`` (no header; ``filename,target[,...]``)
@@ -215,35 +280,16 @@ def load_alignn_folder(path, as_frame=False, on_error="raise"):
         name as written in id_prop.csv.
     on_error : {"raise", "skip"}
         What to do with a file that cannot be parsed.
+    n_jobs : int, optional
+        joblib workers for the CIF files among them (POSCARs are quick).
 
     Returns
     -------
     structures : list of Structure
     y : ndarray of shape (n_samples,) or (n_samples, n_targets)
     """
-    import warnings
-
     folder = _check_path(path, "folder")
-    id_prop, ids, y = _read_id_prop(folder)
-    structures, errors = [], []
-    for i, name in enumerate(ids):
-        file = folder / name
-        if not file.exists():
-            raise FileNotFoundError(f"{file} not found (row {i} of {id_prop})")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structures.append(_parse_structure_file(file))
-            errors.append(None)
-        except Exception as exc:  # reported per row below
-            structures.append(None)
-            errors.append(f"{type(exc).__name__}: {exc}")
-    structures, keep = _resolve_errors(structures, errors, on_error, ids=ids,
-                                       where=f" of {id_prop}")
-    y = y[keep]
-    if as_frame:
-        return _frame(structures, y, "id", [ids[i] for i in keep], _target_names(y))
-    return structures, y
+    return _folder_result(*_read_folder(folder, "alignn", n_jobs, on_error), as_frame)
 
 
 def _load_json(path):
@@ -254,25 +300,49 @@ def _load_json(path):
         return json.load(fh)
 
 
-def _mlearn_from_records(records, path, per_atom=True, as_frame=False):
+def _mlearn_entry(i, rec, path):
+    jid = rec.get("jid") if isinstance(rec, dict) else None
+    return f"entry {i} (jid {jid!r}) of {path}"
+
+
+def _mlearn_structures(records, path):
+    """(jids, structures) of mlearn records; energies are not needed."""
     from pymatgen.core import Lattice, Structure
 
-    structures, energies, jids = [], [], []
+    structures, jids = [], []
     for i, rec in enumerate(records):
         try:
             atoms = rec["atoms"]
             structures.append(Structure(
                 Lattice(atoms["lattice_mat"]), atoms["elements"], atoms["coords"],
                 coords_are_cartesian=bool(atoms.get("cartesian", False))))
-            energies.append(float(rec["total_energy"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
-                f"entry {i} (jid {rec.get('jid') if isinstance(rec, dict) else None!r}) "
-                f"of {path} is not an mlearn record with atoms{{lattice_mat, "
-                f"coords, elements, cartesian}} and total_energy: {exc}") from None
+                f"{_mlearn_entry(i, rec, path)} is not an mlearn record with "
+                f"atoms{{lattice_mat, coords, elements, cartesian}}: {exc}") from None
         jids.append(str(rec.get("jid", i)))
+    return jids, structures
+
+
+def _mlearn_energies(records):
+    """(total_energy per record in eV/atom, None), or (None, first entry without one)."""
+    energies = []
+    for i, rec in enumerate(records):
+        try:
+            energies.append(float(rec["total_energy"]))
+        except (KeyError, TypeError, ValueError):
+            return None, i
+    return np.array(energies), None
+
+
+def _mlearn_from_records(records, path, per_atom=True, as_frame=False):
+    jids, structures = _mlearn_structures(records, path)
+    y, i = _mlearn_energies(records)
+    if y is None:
+        raise ValueError(f"{_mlearn_entry(i, records[i], path)} has no numeric "
+                         "total_energy; skcrystal.datasets.load_structures reads "
+                         "structures without energies")
     n_atoms = np.array([len(s) for s in structures])
-    y = np.array(energies)
     if not per_atom:
         y = y * n_atoms
     if as_frame:
@@ -320,7 +390,7 @@ def load_mlearn(path, per_atom=True, as_frame=False):
 
 def _folder_kind(folder):
     """'cgcnn' or 'alignn', from where id_prop.csv's first column points."""
-    id_prop, ids, _ = _read_id_prop(folder)
+    id_prop, ids, _ = _read_id_prop(folder, targets=False)
     if ids and all((folder / f"{i}.cif").exists() for i in ids[:5]):
         return "cgcnn"
     if ids and all((folder / i).exists() for i in ids[:5]):
@@ -331,8 +401,45 @@ def _folder_kind(folder):
         "(ALIGNN) in that folder")
 
 
+def _detect_format(path):
+    """What ``path`` holds, from its name (and id_prop.csv for folders).
+
+    Returns one of ``"cgcnn"``, ``"alignn"`` (folders with id_prop.csv),
+    ``"files"`` (a folder of structure files without id_prop.csv),
+    ``"csv"``, ``"json"`` (matbench or mlearn, told apart by content) and
+    ``"structure"`` (one CIF or POSCAR file).
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"not found: {path}")
+    if path.is_dir():
+        return _folder_kind(path) if (path / "id_prop.csv").exists() else "files"
+    name = path.name.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if name.endswith((".json", ".json.gz")):
+        return "json"
+    if _is_structure_file(name):
+        return "structure"
+    raise ValueError(
+        f"unknown format for {path}: expected a folder (with id_prop.csv, or of "
+        "CIF/POSCAR files), a .csv file of CIFs, a matbench .json.gz, an mlearn "
+        ".json or one structure file (.cif, .vasp, POSCAR)")
+
+
+def _read_json_kind(path):
+    """("matbench" or "mlearn", the parsed JSON)."""
+    data = _load_json(path)
+    if isinstance(data, dict) and {"index", "columns", "data"} <= set(data):
+        return "matbench", data
+    if isinstance(data, list) and (not data or (isinstance(data[0], dict) and "atoms" in data[0])):
+        return "mlearn", data
+    raise ValueError(f"{path} is JSON but neither a matbench file (pandas "
+                     "split orient: index, columns, data) nor an mlearn "
+                     "list of {jid, atoms, total_energy} records")
+
+
 def load(path, target=None, **kwargs):
-    """Load any supported format, chosen from what ``path`` is.
+    """Load any supported format with targets, chosen from what ``path`` is.
 
     ========================================  ===========================
     ``path``                                   loader
@@ -345,6 +452,10 @@ def load(path, target=None, **kwargs):
     ``.json[.gz]`` list of mlearn records      :func:`load_mlearn`
     ========================================  ===========================
 
+    Structures without targets (an id-only id_prop.csv, a folder of CIF or
+    POSCAR files, a single structure file) are read by
+    :func:`load_structures`.
+
     Parameters
     ----------
     path : str or Path
@@ -355,7 +466,7 @@ def load(path, target=None, **kwargs):
     **kwargs
         Passed to the chosen loader (``as_frame``, ``on_error``...).
         ``n_jobs`` is accepted for every format and ignored by loaders that
-        do not parse CIFs (POSCAR, matbench and mlearn files are quick).
+        do not parse CIFs (matbench and mlearn files are quick).
 
     Returns
     -------
@@ -364,40 +475,151 @@ def load(path, target=None, **kwargs):
     from ._matbench import _matbench_from_split
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"not found: {path}")
+    kind = _detect_format(path)
     n_jobs = kwargs.pop("n_jobs", None)
 
-    def no_target(kind):
+    def no_target(what):
         if target is not None:
-            raise ValueError(f"target={target!r} does not apply to {kind} ({path}): "
+            raise ValueError(f"target={target!r} does not apply to {what} ({path}): "
                              "its targets are fixed by the format")
 
-    if path.is_dir():
-        kind = _folder_kind(path)
+    if kind in ("cgcnn", "alignn"):
         no_target(f"a {kind.upper()} folder")
-        if kind == "cgcnn":
-            return load_cgcnn_folder(path, n_jobs=n_jobs, **kwargs)
-        return load_alignn_folder(path, **kwargs)
-    name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")):
+        loader = load_cgcnn_folder if kind == "cgcnn" else load_alignn_folder
+        return loader(path, n_jobs=n_jobs, **kwargs)
+    if kind in ("files", "structure"):
+        raise ValueError(f"{path} has structures but no targets (no id_prop.csv); "
+                         "read it with skcrystal.datasets.load_structures")
+    if kind == "csv":
         if target is None:
             import pandas as pd
             columns = list(pd.read_csv(path, nrows=0).columns)
             raise ValueError(f"target is required for a CSV file ({path}); "
                              f"available columns: {columns}")
         return load_csv(path, target=target, n_jobs=n_jobs, **kwargs)
-    if name.endswith((".json", ".json.gz")):
-        data = _load_json(path)
-        if isinstance(data, dict) and {"index", "columns", "data"} <= set(data):
-            return _matbench_from_split(data, path, target=target, **kwargs)
-        if isinstance(data, list) and (not data or (isinstance(data[0], dict) and "atoms" in data[0])):
-            no_target("an mlearn file")
-            return _mlearn_from_records(data, path, **kwargs)
-        raise ValueError(f"{path} is JSON but neither a matbench file (pandas "
-                         "split orient: index, columns, data) nor an mlearn "
-                         "list of {jid, atoms, total_energy} records")
-    raise ValueError(
-        f"unknown format for {path}: expected a folder with id_prop.csv, a "
-        ".csv file of CIFs, a matbench .json.gz or an mlearn .json")
+    json_kind, data = _read_json_kind(path)
+    if json_kind == "matbench":
+        return _matbench_from_split(data, path, target=target, **kwargs)
+    no_target("an mlearn file")
+    return _mlearn_from_records(data, path, **kwargs)
 
+
+def load_structures(path, cif_column="cif", id_column=None, n_jobs=None,
+                    on_error="raise", as_frame=False):
+    """Load structures, with or without targets (e.g. new ones to predict).
+
+    Reads every format :func:`load` reads, without needing (or returning)
+    targets, plus the formats that have none:
+
+    =============================================  ============================
+    ``path``                                        ids
+    =============================================  ============================
+    folder with id_prop.csv (targets optional)      first column of id_prop.csv
+    folder of ``.cif`` / ``.vasp`` / ``POSCAR*``    file names, sorted
+    files (no id_prop.csv)
+    ``.csv`` with a CIF column (targets optional)   ``id_column``, else row
+                                                    numbers (0-based)
+    matbench ``.json[.gz]``                         matbench ids (mb-...)
+    mlearn ``.json`` (total_energy optional)        jid
+    one ``.cif[.gz]``, ``.vasp``, ``.poscar``,      the file name
+    ``POSCAR*`` or ``CONTCAR*`` file
+    =============================================  ============================
+
+    Files are CIF when their name ends in ``.cif`` or ``.cif.gz``, VASP
+    POSCAR otherwise. Cells are kept as written.
+
+    Parameters
+    ----------
+    path : str or Path
+    cif_column : str, default "cif"
+        CSV only: the column of CIF texts.
+    id_column : str, optional
+        CSV only: the id column; ``None`` picks the first present of
+        ``material_id, id, mbid, jid, mp_id, task_id``, else row numbers.
+    n_jobs : int, optional
+        joblib workers for CIF parsing (see :func:`structures_from_cif`).
+    on_error : {"raise", "skip"}
+        A CIF or POSCAR that cannot be parsed raises ``ValueError`` naming
+        its row (position in the CSV, id_prop.csv or sorted file list) and
+        id; ``"skip"`` drops it with one warning. Structures in matbench
+        and mlearn files are always checked strictly (``ValueError``).
+    as_frame : bool, default False
+        Return a DataFrame ``id, structure`` followed by the value columns
+        the source has: the CSV's other columns, ``target`` (or
+        ``target_0``...) from id_prop.csv, the matbench target column,
+        mlearn's ``energy_per_atom`` (when every record has one). Source
+        columns named ``id`` or ``structure`` are left out.
+
+    Returns
+    -------
+    ids : list
+        One identifier per returned structure, in input order.
+    structures : list of Structure
+        Or, with ``as_frame=True``, a DataFrame.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path``, or a file named by id_prop.csv, does not exist.
+    ValueError
+        Unknown format, missing ``cif_column``/``id_column``, a folder
+        without structure files, or an unparsable structure.
+    """
+    path = Path(path)
+    kind = _detect_format(path)
+    values = {}
+    if kind in ("cgcnn", "alignn"):
+        ids, structures, y = _read_folder(path, kind, n_jobs, on_error, targets=False)
+        if y is not None:
+            y2 = y.reshape(len(ids), -1)
+            values = {name: y2[:, k] for k, name in enumerate(_target_names(y))}
+    elif kind in ("files", "structure"):
+        files = [path] if kind == "structure" else sorted(
+            (f for f in path.iterdir() if f.is_file() and _is_structure_file(f.name)),
+            key=lambda f: f.name)
+        if not files:
+            raise ValueError(
+                f"{path} has no id_prop.csv and no structure files "
+                f"({', '.join(_STRUCTURE_SUFFIXES)}, POSCAR*, CONTCAR*)")
+        names = [f.name for f in files]
+        structures, keep = _parse_files(files, names, f" of {path}", n_jobs, on_error)
+        ids = [names[i] for i in keep]
+    elif kind == "csv":
+        df, id_name, structures, keep = _read_cif_csv(
+            path, cif_column, id_column, n_jobs, on_error, "auto")
+        ids = df[id_name].to_numpy()[keep].tolist() if id_name is not None else keep.tolist()
+        values = {c: df[c].to_numpy()[keep] for c in df.columns
+                  if c not in (cif_column, id_name)}
+    else:
+        json_kind, data = _read_json_kind(path)
+        if json_kind == "matbench":
+            ids, structures, values = _matbench_structures(data, path)
+        else:
+            ids, structures = _mlearn_structures(data, path)
+            energies, _ = _mlearn_energies(data)
+            if energies is not None:
+                values = {"energy_per_atom": energies}
+    if not as_frame:
+        return ids, structures
+    import pandas as pd
+    frame = pd.DataFrame({"id": ids, "structure": structures})
+    for name, column in values.items():
+        if name not in ("id", "structure"):
+            frame[name] = column
+    return frame
+
+
+def _matbench_structures(data, path):
+    """(ids, structures, {column: values}) of a matbench split-orient table."""
+    from ._matbench import _structures_from_dicts
+
+    columns = list(data["columns"])
+    if "structure" not in columns:
+        raise ValueError(f"{path} has no 'structure' column (columns: {columns})")
+    ids = [str(i) for i in data["index"]]
+    rows = data["data"]
+    s_col = columns.index("structure")
+    structures = _structures_from_dicts([row[s_col] for row in rows], path, ids)
+    values = {c: np.array([row[k] for row in rows]) for k, c in enumerate(columns)
+              if k != s_col}
+    return ids, structures, values
