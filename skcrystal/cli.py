@@ -52,11 +52,6 @@ MODELS = {
 
 TASKS = ("regression", "classification")
 
-# id columns recognised in CSVs, as skcrystal.datasets.load_csv does
-_ID_CANDIDATES = ("material_id", "id", "mbid", "jid", "mp_id", "task_id")
-# structure files accepted in a folder without id_prop.csv
-_STRUCTURE_SUFFIXES = (".cif", ".cif.gz", ".vasp", ".poscar")
-_STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
 # estimator parameters given as strings that name a class
 _CLASS_PARAMS = {"optimizer": "torch.optim", "criterion": "torch.nn", "module": None}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -337,144 +332,57 @@ def _check_targets_for_task(y, names, task):
     return y
 
 
-def _prepare_graphs(est, structures, progress):
-    """Validate structures and build their graphs into the cache, with progress.
+def _prepare_graphs(est, structures, progress, data):
+    """Validate structures and build their graphs (and extras) into the cache.
 
     The estimator's ``fit``/``predict`` then find every graph in the
     (content-keyed) cache, so this costs nothing extra and shows where the
-    time goes. Large inputs are built in chunks to report a rate.
+    time goes. Large inputs go through ``est.prepare`` in chunks to report
+    a rate.
     """
-    from skcrystal.estimators.base import CrystalGraphNet
-
-    if not isinstance(est, CrystalGraphNet):
-        return
+    if not callable(getattr(est, "prepare", None)):
+        return  # not a graph estimator (--model package.module:Class)
     n = len(structures)
-    with progress.stage(f"checking {n} structures"):
-        structures = est._check_structures(structures)
-    desc = f"radius {est.radius} Å, max_neighbors {est.max_neighbors}"
+    desc = (f"radius {getattr(est, 'radius', '?')} Å, max_neighbors "
+            f"{getattr(est, 'max_neighbors', '?')}")
     t0 = time.perf_counter()
-    progress.say(f"building graphs for {n} structures ({desc}, n_jobs={est.n_jobs})...")
-    if type(est)._graphs is CrystalGraphNet._graphs and n > 2000:
-        from skcrystal.graphs import get_graphs
-        builder = est._builder()
-        step = max(1000, -(-n // 10))
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            get_graphs(structures[start:stop], builder, n_jobs=est.n_jobs,
-                       cache_dir=est.cache_dir, indices=range(start, stop))
+    progress.say(f"checking {n} structures and building their graphs ({desc}, "
+                 f"n_jobs={getattr(est, 'n_jobs', None)})...")
+    step = n if n <= 2000 else max(1000, -(-n // 10))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        try:
+            est.prepare(structures[start:stop])
+        except (ValueError, TypeError) as exc:
+            if step == n:
+                raise
+            # prepare numbers the chunk from 0; say where the chunk starts
+            raise CLIError(f"structures {start}-{stop - 1} of {data} (positions in "
+                            f"the message count from {start}): {_first_line(exc)}") from exc
+        if step < n:
             dt = time.perf_counter() - t0
             progress.say(f"  {stop}/{n} graphs, {stop / max(dt, 1e-9):.0f} structures/s")
-    else:
-        est._graphs(structures)
     progress.say(f"  done in {_fmt_seconds(time.perf_counter() - t0)}")
 
 
 def _read_prediction_data(path, args, progress):
-    """(ids, structures, targets frame or None) for predict; targets optional."""
+    """(ids, structures, frame of the data's value columns) for predict.
+
+    Targets are optional: anything :func:`skcrystal.datasets.load_structures`
+    reads.
+    """
+    from skcrystal.datasets import load_structures
+
     path = Path(path)
     if not path.exists():
         raise CLIError(f"data not found: {path}")
     with progress.stage(f"loading {path}"):
-        if path.is_dir():
-            out = _read_folder(path, args)
-        else:
-            name = path.name.lower()
-            if ".csv" in name:
-                out = _read_csv(path, args)
-            elif name.endswith((".json", ".json.gz")):
-                out = _read_json(path, args)
-            elif name.endswith(_STRUCTURE_SUFFIXES) or name.startswith(
-                    tuple(p.lower() for p in _STRUCTURE_PREFIXES)):
-                out = [path.name], [_read_structure_file(path)], None
-            else:
-                raise CLIError(f"unknown format for {path}: expected a folder, a .csv of "
-                               "CIF strings, a .json[.gz] or a structure file (.cif, POSCAR)")
-    progress.say(f"  {len(out[1])} structures")
-    if not out[1]:
+        frame = load_structures(path, cif_column=args.cif_column, id_column=args.id_column,
+                                as_frame=True, **_n_jobs_kw(args))
+    progress.say(f"  {len(frame)} structures")
+    if len(frame) == 0:
         raise CLIError(f"{path} holds no structures")
-    return out
-
-
-def _read_csv(path, args):
-    import pandas as pd
-
-    from skcrystal.datasets import structures_from_cif
-
-    df = pd.read_csv(path)
-    if args.cif_column not in df.columns:
-        raise CLIError(f"--cif-column {args.cif_column!r} is not a column of {path}; "
-                       f"columns: {list(df.columns)}")
-    id_col = args.id_column or next((c for c in _ID_CANDIDATES if c in df.columns), None)
-    if id_col is not None and id_col not in df.columns:
-        raise CLIError(f"--id-column {id_col!r} is not a column of {path}; "
-                       f"columns: {list(df.columns)}")
-    ids = df[id_col].tolist() if id_col else list(range(len(df)))
-    structures = structures_from_cif(df[args.cif_column].tolist(), ids=ids,
-                                     **_n_jobs_kw(args))
-    return ids, structures, df
-
-
-def _read_json(path, args):
-    from skcrystal.datasets import load
-
-    df = load(path, as_frame=True)
-    id_col = "id" if "id" in df.columns else ("jid" if "jid" in df.columns else None)
-    ids = df[id_col].tolist() if id_col else list(range(len(df)))
-    return ids, list(df["structure"]), df
-
-
-def _read_structure_file(path):
-    import warnings
-
-    from pymatgen.core import Structure
-
-    from skcrystal.datasets import structures_from_cif
-
-    name = path.name.lower()
-    if name.endswith((".cif", ".cif.gz")):
-        import gzip
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            return structures_from_cif([fh.read()], ids=[path.name])[0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Structure.from_str(path.read_text(encoding="utf-8", errors="replace"),
-                                      fmt="poscar")
-    except Exception as exc:
-        raise CLIError(f"cannot read {path} as a POSCAR file: {exc}") from None
-
-
-def _read_folder(path, args):
-    """A CGCNN/ALIGNN folder (id_prop.csv, targets optional) or a folder of files."""
-    import pandas as pd
-
-    id_prop = path / "id_prop.csv"
-    if not id_prop.exists():
-        files = sorted(p for p in path.iterdir() if p.is_file() and (
-            p.name.lower().endswith(_STRUCTURE_SUFFIXES)
-            or p.name.startswith(_STRUCTURE_PREFIXES)))
-        if not files:
-            raise CLIError(f"{path} has no id_prop.csv and no structure files "
-                           f"({', '.join(_STRUCTURE_SUFFIXES)}, POSCAR*)")
-        return [p.name for p in files], [_read_structure_file(p) for p in files], None
-    table = pd.read_csv(id_prop, header=None, dtype={0: str})
-    if table.shape[1] >= 2:
-        # the loader handles the complete formats (ids + targets)
-        from skcrystal.datasets import load
-        df = load(path, as_frame=True, **_n_jobs_kw(args))
-        return df["id"].tolist(), list(df["structure"]), df
-    # ids only (the reference predict.py needs dummy targets; we do not)
-    ids = table[0].str.strip().tolist()
-    files = []
-    for i, ident in enumerate(ids):
-        cif, named = path / f"{ident}.cif", path / ident
-        file = cif if cif.exists() else named
-        if not file.is_file():
-            raise CLIError(f"row {i} of {id_prop} names {ident!r} but neither {cif.name} "
-                           f"nor {ident} exists in {path}")
-        files.append(file)
-    return ids, [_read_structure_file(f) for f in files], None
+    return frame["id"].tolist(), list(frame["structure"]), frame
 
 
 # ---------------------------------------------------------------- model files
@@ -585,7 +493,7 @@ def cmd_fit(args, progress):
     est, params = _make_estimator(args)
     structures, y, names = _load_training_data(args, progress)
     y = _check_targets_for_task(y, names, args.task)
-    _prepare_graphs(est, structures, progress)
+    _prepare_graphs(est, structures, progress, args.data)
     t0 = time.perf_counter()
     progress.say(f"training {type(est).__name__} on {len(structures)} structures"
                  f" ({getattr(est, 'max_epochs', '?')} epochs)...")
@@ -636,7 +544,7 @@ def cmd_predict(args, progress):
     # the true targets, when the data has them (reference predict.py does this)
     names = meta.get("targets") or []
     truth = _truth_columns(frame, names, args, len(ids))
-    _prepare_graphs(est, structures, progress)
+    _prepare_graphs(est, structures, progress, args.data)
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
     with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr():
         pred = np.asarray(est.predict(structures))
@@ -715,7 +623,7 @@ def cmd_cv(args, progress):
     else:
         splitter = KFold(args.folds, shuffle=True, random_state=seed)
         dummy, metric, base_name = DummyRegressor(strategy="mean"), "MAE", "mean predictor"
-    _prepare_graphs(est, structures, progress)
+    _prepare_graphs(est, structures, progress, args.data)
     X = np.empty(n, dtype=object)
     X[:] = structures
     scores, base = [], []
@@ -764,6 +672,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     """The argparse parser of the ``skcrystal`` command."""
     from skcrystal import __version__
+    from skcrystal.datasets._files import _ID_CANDIDATES
 
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true",

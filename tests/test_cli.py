@@ -227,3 +227,50 @@ def test_python_m_skcrystal_help():
     assert res.returncode == 0, res.stderr
     for word in ("fit", "predict", "cv"):
         assert word in res.stdout
+
+
+def test_predict_folder_of_files_and_single_file(fitted, data, tmp_path):
+    """No id_prop.csv: every CIF/POSCAR file of the folder, ids = sorted file names."""
+    from pymatgen.core import Structure
+    cifs = data["frame"]["cif"].tolist()[:3]
+    for k, cif in enumerate(cifs):
+        (tmp_path / f"s{k}.cif").write_text(cif)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(fitted[0]), str(tmp_path), "-o", str(out), "-q"]) == 0
+    pred = pd.read_csv(out)
+    assert pred["id"].tolist() == ["s0.cif", "s1.cif", "s2.cif"]
+    one = tmp_path / "one"
+    one.mkdir()
+    Structure.from_str(cifs[1], fmt="cif").to(filename=str(one / "POSCAR"), fmt="poscar")
+    assert main(["predict", str(fitted[0]), str(one / "POSCAR"), "-o", str(out), "-q"]) == 0
+    single = pd.read_csv(out)
+    assert single["id"].tolist() == ["POSCAR"]
+    np.testing.assert_allclose(single["prediction"], pred["prediction"][1:2], rtol=1e-4)
+
+
+def test_prepare_graphs_in_chunks_names_global_positions():
+    """Large inputs go through est.prepare chunk by chunk; errors say where the chunk starts."""
+    from skcrystal.cli import _Progress, _prepare_graphs
+
+    class Est:
+        radius, max_neighbors, n_jobs = 8.0, 12, None
+
+        def __init__(self, fail_at=None):
+            self.chunks, self.fail_at = [], fail_at
+
+        def prepare(self, X):
+            if self.fail_at is not None and self.fail_at in X:
+                raise ValueError(f"X[{X.index(self.fail_at)}] is an empty structure")
+            self.chunks.append((X[0], len(X)))
+            return []
+
+    est = Est()
+    _prepare_graphs(est, list(range(2500)), _Progress(quiet=True), "data.csv")
+    assert est.chunks == [(0, 1000), (1000, 1000), (2000, 500)]
+    est = Est()
+    _prepare_graphs(est, list(range(30)), _Progress(quiet=True), "data.csv")
+    assert est.chunks == [(0, 30)]
+    with pytest.raises(CLIError, match=r"structures 1000-1999 of data.csv .*count from "
+                                       r"1000\): X\[234\]"):
+        _prepare_graphs(Est(fail_at=1234), list(range(2500)), _Progress(quiet=True),
+                        "data.csv")
