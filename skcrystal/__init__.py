@@ -13,13 +13,33 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "CGCNNRegressor": "skcrystal.estimators",
-    "CGCNNClassifier": "skcrystal.estimators",
+    # estimators
+    "CGCNNRegressor": "skcrystal.estimators.cgcnn",
+    "CGCNNClassifier": "skcrystal.estimators.cgcnn",
+    "ALIGNNRegressor": "skcrystal.estimators.alignn",
+    "ALIGNNClassifier": "skcrystal.estimators.alignn",
+    "CrystalNetRegressor": "skcrystal.estimators.crystalnet",
+    "CrystalNetClassifier": "skcrystal.estimators.crystalnet",
+    "CrysToGraphRegressor": "skcrystal.estimators.crystograph",
+    "CrysToGraphClassifier": "skcrystal.estimators.crystograph",
+    "EnsembleRegressor": "skcrystal.ensemble",
+    "FineTuner": "skcrystal.transfer",
+    "finetune": "skcrystal.transfer",
+    "pretrain_atom_embeddings": "skcrystal.pretrain",
+    # descriptors, probes, baselines
+    "DescriptorBank": "skcrystal.descriptors",
+    "probe_learnability": "skcrystal.probes",
+    "representation_importance": "skcrystal.probes",
+    "CompositionBaseline": "skcrystal.baselines",
+    "mae_mad_score": "skcrystal.metrics",
+    "mae_mad_scorer": "skcrystal.metrics",
+    # subpackages
     "datasets": "skcrystal.datasets",
     "graphs": "skcrystal.graphs",
     "nn": "skcrystal.nn",
     "estimators": "skcrystal.estimators",
     "metrics": "skcrystal.metrics",
+    "descriptors": "skcrystal.descriptors",
 }
 
 
