@@ -1,0 +1,113 @@
+"""Descriptor-hybridized models (paper Eq. 14) through CrystalGraphNet's descriptors=."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+
+from skcrystal.datasets import load_perovskites
+from skcrystal.estimators import CGCNNRegressor
+
+TINY = dict(module__atom_fea_len=8, module__n_conv=1, module__h_fea_len=16,
+            batch_size=16, random_state=0)
+
+
+class CellDescriptors(TransformerMixin, BaseEstimator):
+    """Structures -> [volume per atom (Å^3), lattice a (Å)], a tiny descriptor bank."""
+
+    def fit(self, X, y=None):
+        self.n_features_out_ = 2
+        return self
+
+    def transform(self, X):
+        return np.array([[s.volume / len(s), s.lattice.a] for s in X])
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["vpa", "a"], dtype=object)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # on a loaded 2-core machine two intra-op threads spin against each other
+    # (measured 5x slower); restore the caller's setting afterwards
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def perov():
+    X, _ = load_perovskites(n=90)
+    vol = np.array([s.volume for s in X])
+    return X, vol
+
+
+def test_shapes_and_training_only_scaling(perov):
+    X, vol = perov
+    Xtr, Xte = X[:30], X[30:50]
+    est = CGCNNRegressor(max_epochs=1, descriptors=CellDescriptors(), **TINY).fit(Xtr, vol[:30])
+    D_tr = CellDescriptors().fit(Xtr).transform(Xtr)
+    assert est.n_descriptors_ == 2
+    assert list(est.descriptor_names_) == ["vpa", "a"]
+    np.testing.assert_allclose(est.descriptor_mean_, D_tr.mean(axis=0))
+    np.testing.assert_allclose(est.descriptor_scale_, D_tr.std(axis=0))
+    # the head sees [pooled (8), descriptors (2)]
+    assert est.module_.head.mlp(torch.zeros(1, 10)).shape == (1, 1)
+    assert est.transform(Xte).shape == (20, 8)     # pooled representation only
+    mean_before = est.descriptor_mean_.copy()
+    assert est.predict(Xte).shape == (20,)
+    np.testing.assert_array_equal(est.descriptor_mean_, mean_before)
+    # clone keeps the transformer as a parameter, unfitted
+    c = clone(est)
+    assert isinstance(c.descriptors, CellDescriptors) and not hasattr(c, "descriptor_mean_")
+
+
+def test_dataframe_with_precomputed_descriptor_columns(perov):
+    X, vol = perov
+    vpa = np.array([s.volume / len(s) for s in X])
+    df = pd.DataFrame({"structure": X[:30], "vpa": vpa[:30]})
+    est = CGCNNRegressor(max_epochs=1, **TINY).fit(df, vol[:30])
+    assert est.n_descriptors_ == 1 and est.descriptor_names_ == ["vpa"]
+    assert est.descriptor_mean_[0] == pytest.approx(vpa[:30].mean())
+    test = pd.DataFrame({"structure": X[30:40], "vpa": vpa[30:40]})
+    assert est.predict(test).shape == (10,)
+    with pytest.raises(ValueError, match="descriptor columns"):
+        est.predict(X[30:40])                      # structures without the column
+    # both at once: transformer + precomputed columns
+    est2 = CGCNNRegressor(max_epochs=1, descriptors=CellDescriptors(), **TINY).fit(df, vol[:30])
+    assert est2.descriptor_names_ == ["vpa", "a", "vpa"]
+
+
+def test_nan_descriptor_error_names_rows(perov):
+    X, vol = perov
+    vals = np.array([s.volume / len(s) for s in X[:12]])
+    vals[[3, 7]] = np.nan
+    df = pd.DataFrame({"structure": X[:12], "vpa": vals})
+    with pytest.raises(ValueError, match=r"rows \[3, 7\].*vpa"):
+        CGCNNRegressor(max_epochs=1, **TINY).fit(df, vol[:12])
+
+
+@pytest.mark.xfail(reason="base.py checks only the number of descriptor columns at "
+                          "predict time, not their names/order (reported)", strict=False)
+def test_descriptor_columns_reordered_at_predict_are_rejected(perov):
+    X, vol = perov
+    df = pd.DataFrame({"structure": X[:20], "vpa": [s.volume / 5 for s in X[:20]],
+                       "a": [s.lattice.a for s in X[:20]]})
+    est = CGCNNRegressor(max_epochs=1, **TINY).fit(df, vol[:20])
+    with pytest.raises(ValueError):
+        est.predict(df[["structure", "a", "vpa"]])
+
+
+def test_hybrid_beats_plain_on_lattice_dependent_target(perov):
+    # cell volume depends on the lattice; the hybrid model gets volume per
+    # atom and a as inputs, the plain one must infer them from bond lengths
+    X, vol = perov
+    Xtr, ytr, Xte, yte = X[:60], vol[:60], X[60:], vol[60:]
+    kw = dict(TINY, max_epochs=40, lr=1e-2)
+    plain = CGCNNRegressor(**kw).fit(Xtr, ytr)
+    hybrid = CGCNNRegressor(descriptors=CellDescriptors(), **kw).fit(Xtr, ytr)
+    mae_plain = np.abs(plain.predict(Xte) - yte).mean()
+    mae_hybrid = np.abs(hybrid.predict(Xte) - yte).mean()
+    # measured: hybrid 0.93 Å^3 vs plain 2.84 Å^3 (test MAD 13.4 Å^3)
+    assert mae_hybrid < 0.6 * mae_plain, (mae_hybrid, mae_plain)
