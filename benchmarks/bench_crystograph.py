@@ -1,0 +1,183 @@
+"""CrysToGraph benchmarks: training speed vs CGCNN/ALIGNN, GwT memory, pretraining.
+
+``--speed``: training structures per second of CGCNNRegressor,
+ALIGNNRegressor (if present) and CrysToGraphRegressor at their defaults
+(CrysToGraph: Table A1, hidden 256) and at a reduced CrysToGraph size, on
+the same bundled perovskites, in one run, interleaved (model A epoch, model
+B epoch, ...) so machine load hits all alike. Graphs and extras are built
+and cached before timing.
+
+``--memory``: peak resident memory of one GwT layer (hidden 256, 8 heads,
+forward + backward) on a batch mixing 5-atom and 200-atom crystals, each
+method in a fresh subprocess:
+
+* ``bucketed``: skcrystal's :func:`graph_wise_attention` (crystals padded
+  to the next power of two, one SDPA call per size bucket);
+* ``pad_max``: every crystal padded to the largest one, one SDPA call;
+* ``dense``: one attention over all atoms of the batch with a
+  block-diagonal mask (what "batch-wide" attention costs).
+
+``--pretrain``: masked-atom accuracy on held-out perovskites vs. the
+most-frequent-element baseline.
+
+Usage::
+
+    python benchmarks/bench_crystograph.py --speed --memory --pretrain --threads 1
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+# ----------------------------------------------------------------- speed
+def speed(n, epochs):
+    from sklearn.base import clone
+    from skcrystal.datasets import load_perovskites
+    from skcrystal.estimators.cgcnn import CGCNNRegressor
+    from skcrystal.estimators.crystograph import CrysToGraphRegressor
+    X, y = load_perovskites(n=n)
+    X = list(X)
+    models = {"CGCNN (defaults)": CGCNNRegressor(random_state=0, batch_size=32)}
+    try:
+        from skcrystal.estimators.alignn import ALIGNNRegressor
+        models["ALIGNN (defaults)"] = ALIGNNRegressor(random_state=0, batch_size=32)
+    except ImportError:
+        pass
+    models["CrysToGraph (Table A1, hidden 256)"] = CrysToGraphRegressor(random_state=0)
+    models["CrysToGraph (hidden 64, 4x16 heads)"] = CrysToGraphRegressor(
+        random_state=0, module__hidden=64, module__n_heads=4, module__head_dim=16)
+    models["CrysToGraph hidden 64, no line graph"] = CrysToGraphRegressor(
+        random_state=0, module__hidden=64, module__n_heads=4, module__head_dim=16,
+        module__use_line_graph=False)
+    fitted = {}
+    for name, est in models.items():  # warm: graphs, extras, first-epoch allocations
+        fitted[name] = clone(est).set_params(max_epochs=1, warm_start=True).fit(X, y)
+    times = {name: 0.0 for name in models}
+    for _ in range(epochs):
+        for name, est in fitted.items():
+            t = time.perf_counter()
+            est.partial_fit(X, y)
+            times[name] += time.perf_counter() - t
+    base = n * epochs / times["CGCNN (defaults)"]
+    print(f"\n## training speed: {n} perovskites (5 atoms), {epochs} epochs each, "
+          f"batch 32, {torch.get_num_threads()} torch thread(s)")
+    for name, t in times.items():
+        rate = n * epochs / t
+        print(f"{name:40s} {rate:8.1f} structures/s   x{rate / base:.3f} of CGCNN")
+
+
+# ----------------------------------------------------------------- memory
+def _pad_max(q, k, v, node_graph, sizes):
+    n, H, d = q.shape
+    P, b = int(sizes.max()), sizes.numel()
+    start = torch.zeros_like(sizes)
+    start[1:] = torch.cumsum(sizes, 0)[:-1]
+    pos = torch.arange(n) - start[node_graph]
+    dense = q.new_zeros((3, b, P, H, d))
+    dense[:, node_graph, pos] = torch.stack([q, k, v])
+    valid = torch.arange(P) < sizes[:, None]
+    qd, kd, vd = dense.transpose(2, 3).unbind(0)
+    o = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=valid[:, None, None, :])
+    return o.transpose(1, 2)[node_graph, pos]
+
+
+def _dense(q, k, v, node_graph, sizes):
+    mask = node_graph[:, None] == node_graph[None, :]
+    o = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
+                                       v.transpose(0, 1)[None], attn_mask=mask)
+    return o[0].transpose(0, 1)
+
+
+def memory_child(method, n_small, n_large):
+    from skcrystal.nn.crystograph import GwTLayer, graph_wise_attention
+    import skcrystal.nn.crystograph as ctg
+    torch.manual_seed(0)
+    sizes = torch.tensor([5] * n_small + [200] * n_large)
+    sizes = sizes[torch.randperm(len(sizes))]
+    node_graph = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    layer = GwTLayer(256, 8, 32, 256)
+    x = torch.randn(int(sizes.sum()), 256, requires_grad=True)
+    fn = {"bucketed": graph_wise_attention, "pad_max": _pad_max, "dense": _dense}[method]
+    ctg.graph_wise_attention = fn  # GwTLayer looks the function up at call time
+    layer(x[:10], node_graph[:10] * 0, torch.tensor([10])).sum().backward()  # warm
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    layer(x, node_graph, sizes).sum().backward()
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"method": method, "peak_delta_mb": (peak - before) / 1024,
+                      "seconds": dt}))
+
+
+def memory(n_small, n_large):
+    sizes = [5] * n_small + [200] * n_large
+    n = sum(sizes)
+    P = 2 ** int(np.ceil(np.log2(200)))
+    theory = {  # attention-score floats per head (L x L blocks)
+        "bucketed": n_small * 8 ** 2 + n_large * P ** 2,
+        "pad_max": (n_small + n_large) * 200 ** 2,
+        "dense": n ** 2,
+    }
+    print(f"\n## GwT memory: {n_small} crystals of 5 atoms + {n_large} of 200 atoms "
+          f"({n} atoms), hidden 256, 8 heads, forward + backward, fresh process each")
+    print(f"sum of squares of crystal sizes: {sum(s * s for s in sizes):,}")
+    for method in ("bucketed", "pad_max", "dense"):
+        out = subprocess.run([sys.executable, __file__, "--memory-child", method,
+                              "--n-small", str(n_small), "--n-large", str(n_large)],
+                             capture_output=True, text=True)
+        if out.returncode:
+            print(f"{method:9s} failed: {out.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{method:9s} peak RSS +{r['peak_delta_mb']:8.1f} MB   {r['seconds']:6.2f} s   "
+              f"score entries/head {theory[method]:>12,}")
+
+
+# ----------------------------------------------------------------- pretrain
+def pretrain(n_train, n_test, epochs):
+    from skcrystal.datasets import load_perovskites
+    from skcrystal.pretrain import MaskedAtomPretrainer
+    X, _ = load_perovskites(n=n_train + n_test)
+    X = list(X)
+    t = time.perf_counter()
+    pre = MaskedAtomPretrainer(max_epochs=epochs, max_neighbors=12, random_state=0)
+    pre.fit(X[:n_train])
+    print(f"\n## masked-atom pretraining: {n_train} perovskites (as 2x2x2 supercells), "
+          f"{epochs} epochs, {time.perf_counter() - t:.0f} s")
+    print(f"held-out ({n_test}) masked-element accuracy {pre.score(X[n_train:]):.3f}; "
+          f"most-frequent-element baseline {pre.baseline_score(X[n_train:]):.3f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--speed", action="store_true")
+    p.add_argument("--memory", action="store_true")
+    p.add_argument("--pretrain", action="store_true")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--n-small", type=int, default=60)
+    p.add_argument("--n-large", type=int, default=4)
+    p.add_argument("--memory-child")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        return memory_child(args.memory_child, args.n_small, args.n_large)
+    print(f"# {' '.join(sys.argv)}")
+    if args.memory:
+        memory(args.n_small, args.n_large)
+    if args.speed:
+        speed(args.n, args.epochs)
+    if args.pretrain:
+        pretrain(500, 100, 8)
+
+
+if __name__ == "__main__":
+    main()
