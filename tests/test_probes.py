@@ -149,3 +149,34 @@ class _Vpa(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         return np.array(["vpa"], dtype=object)
+
+
+# ---------------------------------------------------------------- plotting
+def test_plots_return_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skcrystal.plotting import parity_plot, plot_importance, plot_probe_scores
+    df = pd.DataFrame([
+        dict(descriptor="vpa", model="CGCNN", task="regression", r2=0.9, r2_std=0.02),
+        dict(descriptor="vpa", model="composition", task="regression", r2=0.5, r2_std=0.1),
+        dict(descriptor="natoms", model="CGCNN", task="regression", r2=np.nan),
+        dict(descriptor="natoms", model="composition", task="regression", r2=np.nan),
+        dict(descriptor="crys_sys", model="CGCNN", task="classification", accuracy=0.6),
+    ])
+    fig, ax = plot_probe_scores(df)
+    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_xticklabels()] == [
+        "vpa", "natoms"]
+    assert sum(t.get_text() == "n/a" for t in ax.texts) == 2
+    fig2, ax2 = plot_probe_scores(df, metric="accuracy")
+    assert len(ax2.patches) == 1
+    with pytest.raises(ValueError, match="metric"):
+        plot_probe_scores(df, metric="bogus")
+    fig3, ax3 = parity_plot([1.0, 2.0, 3.0], [1.1, 1.9, 3.2], label="a", units="Å")
+    assert ax3.get_xlabel() == "true a (Å)" and "R$^2$" in ax3.texts[0].get_text()
+    imp = pd.DataFrame({"feature": ["learned_0", "vpa"], "group": ["learned", "descriptor"],
+                        "importance": [0.3, 0.7]})
+    fig4, ax4 = plot_importance(imp)
+    assert len(ax4.patches) == 2
+    plt.close("all")
