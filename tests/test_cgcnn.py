@@ -53,10 +53,10 @@ def test_gated_conv_matches_eq5_by_hand(nacl):
     x = torch.randn(g.n_atoms, 4)
     e = torch.randn(g.n_edges, 3)
     out = conv(x, e, batch.edge_index)
-    W = torch.cat([conv.center_proj.weight, conv.neighbor_proj.weight,
-                   conv.edge_proj.weight], dim=1)
+    W_center, W_neighbor = conv.atom_proj.weight.chunk(2, dim=0)
+    W = torch.cat([W_center, W_neighbor, conv.edge_proj.weight], dim=1)
     c, n = batch.edge_index
-    z = torch.cat([x[c], x[n], e], dim=1) @ W.T + conv.center_proj.bias
+    z = torch.cat([x[c], x[n], e], dim=1) @ W.T + conv.edge_proj.bias
     z = conv.bn_edge(z)
     msg = torch.sigmoid(z[:, :4]) * torch.nn.functional.softplus(z[:, 4:])
     expected = torch.nn.functional.softplus(

@@ -44,17 +44,19 @@ class CGCNNConv(nn.Module):
     def __init__(self, atom_dim, edge_dim):
         super().__init__()
         self.atom_dim = atom_dim
-        self.center_proj = nn.Linear(atom_dim, 2 * atom_dim)
-        self.neighbor_proj = nn.Linear(atom_dim, 2 * atom_dim, bias=False)
-        self.edge_proj = nn.Linear(edge_dim, 2 * atom_dim, bias=False)
+        # rows [0, 2d): centre part of W, rows [2d, 4d): neighbour part; one
+        # matmul per atom for both, the bias lives in edge_proj
+        self.atom_proj = nn.Linear(atom_dim, 4 * atom_dim, bias=False)
+        self.edge_proj = nn.Linear(edge_dim, 2 * atom_dim)
         self.bn_edge = BatchNorm(2 * atom_dim)
         self.bn_node = BatchNorm(atom_dim)
 
     def forward(self, x, edge_attr, edge_index):
         center, neighbor = edge_index[0], edge_index[1]
-        z = (self.center_proj(x).index_select(0, center)
-             + self.neighbor_proj(x).index_select(0, neighbor)
-             + self.edge_proj(edge_attr))
+        pc, pn = self.atom_proj(x).chunk(2, dim=1)
+        # summed in place: index_select does not keep its output for backward
+        z = pc.index_select(0, center)
+        z.add_(pn.index_select(0, neighbor)).add_(self.edge_proj(edge_attr))
         gate, core = self.bn_edge(z).chunk(2, dim=1)
         msg = torch.sigmoid(gate) * F.softplus(core)
         agg = scatter_sum(msg, center, x.shape[0])
