@@ -44,7 +44,8 @@ def plot_probe_scores(df, metric="r2", ax=None, models=None, descriptors=None,
         Which ones and in which order (default: order of appearance).
     title : str, optional
     ylim : (float, float), optional
-        Default: (min(0, lowest bar), 1.05) for R2 and accuracy.
+        Default for R2 and accuracy: (max(min(0, lowest bar), -1), 1.05);
+        bars cut by the lower limit are labelled with their value.
     figsize : (float, float), optional
         Default grows with the number of descriptors.
 
@@ -90,7 +91,16 @@ def plot_probe_scores(df, metric="r2", ax=None, models=None, descriptors=None,
     if ylim is not None:
         ax.set_ylim(*ylim)
     elif metric in ("r2", "accuracy"):
-        ax.set_ylim(min(lowest * 1.05, 0.0), 1.05)
+        # a badly negative R2 would flatten every other bar, so cut at -1 and label
+        ax.set_ylim(max(min(lowest * 1.05, 0.0), -1.0), 1.05)
+    floor = ax.get_ylim()[0]
+    for k, model in enumerate(models):
+        rows = sub[sub["model"] == model].set_index("descriptor")
+        for i, d in enumerate(descriptors):
+            v = float(rows[metric].get(d, np.nan))
+            if np.isfinite(v) and v < floor:
+                ax.text(x[i] - 0.4 + width * (k + 0.5), floor, f"{v:.1f}", ha="center",
+                        va="bottom", fontsize=7, rotation=90, color="w")
     ax.axhline(0, color="k", lw=0.6)
     if metric == "r2":
         ax.axhline(0.8, color="grey", lw=0.6, ls="--")  # the paper's "learned well" line
