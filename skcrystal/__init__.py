@@ -26,6 +26,7 @@ _LAZY = {
     "FineTuner": "skcrystal.transfer",
     "finetune": "skcrystal.transfer",
     "pretrain_atom_embeddings": "skcrystal.pretrain",
+    "MaskedAtomPretrainer": "skcrystal.pretrain",
     # descriptors, probes, baselines
     "DescriptorBank": "skcrystal.descriptors",
     "probe_learnability": "skcrystal.probes",
@@ -40,6 +41,10 @@ _LAZY = {
     "estimators": "skcrystal.estimators",
     "metrics": "skcrystal.metrics",
     "descriptors": "skcrystal.descriptors",
+    "ensemble": "skcrystal.ensemble",
+    "pretrain": "skcrystal.pretrain",
+    "probes": "skcrystal.probes",
+    "transfer": "skcrystal.transfer",
 }
 
 
