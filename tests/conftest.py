@@ -41,3 +41,18 @@ def diamond():
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per test process.
+
+    scripts/test.sh runs two pytest workers on the 2 cores; two OpenMP
+    threads per worker (or on a shared machine) spin against each other and
+    were measured 5-20x slower. Restored afterwards.
+    """
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

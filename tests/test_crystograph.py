@@ -15,14 +15,6 @@ TINY = dict(module__hidden=16, module__n_heads=2, module__head_dim=8, module__n_
             module__n_rbf=16, module__n_eigvec=4, module__n_rw=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machines are shared; oversubscribed intra-op threads are ~10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _graph(n, pairs):
     """A bare CrystalGraph with undirected edges ``pairs`` (both directions)."""

@@ -11,13 +11,6 @@ SMALL = dict(module__atom_fea_len=16, module__n_conv=2, module__h_fea_len=32,
              max_neighbors=8, batch_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data():

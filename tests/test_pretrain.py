@@ -8,13 +8,6 @@ from skcrystal.pretrain import (MaskedAtomPretrainer, choose_masked_atoms,
                                 expand_small_cells, pretrain_atom_embeddings)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def perovskites():
