@@ -19,7 +19,6 @@ Stock reference, so that it computes the same quantities:
 """
 import argparse
 import functools
-import glob
 import time
 import warnings
 from pathlib import Path

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skcrystal.graphs import CrystalGraph, GraphBuilder  # noqa: E402
+from skcrystal.graphs import GraphBuilder  # noqa: E402
 
 SHARED = Path(os.environ.get("SKCRYSTAL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -56,7 +56,6 @@ def load_jdft2d(n):
         warnings.simplefilter("ignore", UserWarning)  # the dropped fold 0, said in the output
         X, y, cv = load_matbench_json(path, folds="auto")
     if n < len(y):
-        keep = np.arange(n)
         X, y = X[:n], y[:n]
         cv = [(tr[tr < n], te[te < n]) for tr, te in cv]
         cv = [(tr, te) for tr, te in cv if len(te) and len(tr)]
@@ -79,7 +78,7 @@ def run(name, X, y, cv, epochs, seed, measure):
         estimator(1, seed).fit(Xs, y[tr])  # builds graphs (cached afterwards)
         t_build = time.perf_counter() - t
         t = time.perf_counter()
-        est = estimator(3, seed).fit(Xs, y[tr])
+        estimator(3, seed).fit(Xs, y[tr])
         per_epoch = (time.perf_counter() - t) / 3
         print(f"first fit incl. graphs {t_build:.1f} s; {per_epoch:.2f} s/epoch on "
               f"{len(tr)} structures -> projected CV {per_epoch * epochs * len(cv) / 60:.1f} min "

@@ -1,6 +1,4 @@
 """DescriptorBank: hand-checked values, agreement with stock matminer, API."""
-import functools
-import glob
 import math
 import warnings
 

@@ -1,7 +1,6 @@
 """EnsembleRegressor: seeds, parallel members, mean and spread, OOD spread."""
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 
 from skcrystal.ensemble import EnsembleRegressor

@@ -3,9 +3,7 @@
 One parametrized suite over all models (tests/_estimators.py), not a copy
 per model.
 """
-import io
 import pickle
-import warnings
 
 import numpy as np
 import pytest

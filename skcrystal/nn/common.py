@@ -1,5 +1,4 @@
 """Small building blocks shared by the models."""
-import torch
 from torch import nn
 from torch.nn import functional as F
 
