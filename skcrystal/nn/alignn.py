@@ -24,7 +24,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .basis import GaussianExpansion
 from .common import BatchNorm, activation
