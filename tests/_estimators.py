@@ -26,6 +26,11 @@ _SPECS = {
 }
 
 
+#: parameters under which a model is exactly invariant to atom order and
+#: supercell choice (CrysToGraph's positional encodings are not, by design)
+EXACT_INVARIANCE = {"crystograph": dict(module__positional_encoding="none")}
+
+
 def _load(name, which):
     module_name, reg, clf, small = _SPECS[name]
     try:

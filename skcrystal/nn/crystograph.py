@@ -241,6 +241,18 @@ class CrysToGraph(CrystalModel):
     lattice setting) gives other features and other predictions; use it to
     reproduce published numbers, or with rotation augmentation.
 
+    Positional encodings and invariance
+    -----------------------------------
+    The encodings are functions of the finite (quotient) graph of the given
+    cell, so, unlike the other skcrystal models, predictions with them are
+    not exactly invariant to the choice of supercell (a 2x2x2 supercell has
+    other Laplacian eigenvectors, and a random walk that reaches a periodic
+    image of its start counts as a return only in the smaller cell), and
+    Laplacian eigenvectors of repeated eigenvalues make them depend
+    slightly on atom order (measured: ~1e-4 relative on perovskites).
+    ``positional_encoding="none"`` restores exact permutation and supercell
+    invariance; rotation invariance holds either way.
+
     Parameters
     ----------
     n_outputs : int
