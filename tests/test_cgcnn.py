@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.metrics import mean_absolute_error
+from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import train_test_split
 
 from skcrystal import CGCNNClassifier, CGCNNRegressor
@@ -85,15 +84,6 @@ def test_bad_module_params():
         CGCNNRegressor(module__n_convs=3).initialize()
 
 
-def test_learns_on_real_perovskites(perovskites):
-    X, y, _ = perovskites
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
-    est = CGCNNRegressor(max_epochs=25, **SMALL).fit(Xtr, ytr)
-    loss = est.history[:, "train_loss"]
-    assert loss[-1] < 0.5 * loss[0]
-    mae = mean_absolute_error(yte, est.predict(Xte))
-    dummy = mean_absolute_error(yte, DummyRegressor().fit(Xtr, ytr).predict(Xte))
-    assert mae < 0.6 * dummy, (mae, dummy)
 
 
 def test_classifier_on_real_binary_target(perovskites):

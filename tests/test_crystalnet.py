@@ -2,12 +2,8 @@
 import numpy as np
 import pytest
 import torch
-from pymatgen.core.operations import SymmOp
-from sklearn.dummy import DummyRegressor
-from sklearn.metrics import mean_absolute_error
-from sklearn.model_selection import train_test_split
 
-from skcrystal.estimators.crystalnet import CrystalNetClassifier, CrystalNetRegressor
+from skcrystal.estimators.crystalnet import CrystalNetClassifier
 from skcrystal.graphs import CrystalGraph, build_graph, collate_graphs
 from skcrystal.nn.crystalnet import (
     REVERSE_EDGES_EXTRA, CrystalNet, CrystalNetLayer, node_message, reverse_edges)
@@ -117,28 +113,8 @@ def test_paper_defaults():
     assert len(linears) == 2
 
 
-def test_learns_on_real_perovskites(perovskites):
-    X, y = perovskites
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
-    est = CrystalNetRegressor(max_epochs=15, **SMALL).fit(Xtr, ytr)
-    mae = mean_absolute_error(yte, est.predict(Xte))
-    dummy = mean_absolute_error(yte, DummyRegressor().fit(Xtr, ytr).predict(Xte))
-    # beats the mean predictor on held-out rows (a tiny model, a few epochs)
-    assert mae < 0.9 * dummy, (mae, dummy)
 
 
-def test_invariances(perovskites):
-    X, y = perovskites
-    est = CrystalNetRegressor(max_epochs=1, **SMALL).fit(X[:32], y[:32])
-    s = X[50]
-    order = np.random.default_rng(0).permutation(len(s))
-    perm = type(s).from_sites([s[i] for i in order])
-    rot = s.copy()
-    rot.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0))
-    sup = s.copy()
-    sup.make_supercell([2, 1, 1])
-    p = est.predict([s, perm, rot, sup])
-    np.testing.assert_allclose(p, p[0], rtol=1e-4, atol=1e-5)
 
 
 def test_classifier_fits(perovskites):

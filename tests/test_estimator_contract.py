@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from _estimators import EXACT_INVARIANCE, NAMES, make, small_params
+from _estimators import EXACT_INVARIANCE, LEARNING, NAMES, make, small_params
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -155,6 +155,24 @@ def test_classifier_labels_of_any_type(name, data):
     assert proba.shape == (7, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     assert set(clf.predict(X[:7])) <= {"metal", "insulator"}
+
+
+# ---------------------------------------------------------------- learning
+def test_learns_and_beats_mean_predictor_on_real_perovskites(name):
+    from sklearn.dummy import DummyRegressor
+    from sklearn.metrics import mean_absolute_error
+    from sklearn.model_selection import train_test_split
+
+    from skcrystal.datasets import load_perovskites
+    X, y = load_perovskites(n=300)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    params, ratio = LEARNING[name]
+    est = make(name, **params).fit(Xtr, ytr)
+    loss = est.history[:, "train_loss"]
+    assert loss[-1] < 0.7 * loss[0]
+    mae = mean_absolute_error(yte, est.predict(Xte))
+    dummy = mean_absolute_error(yte, DummyRegressor().fit(Xtr, ytr).predict(Xte))
+    assert mae < ratio * dummy, (mae, dummy)
 
 
 # ---------------------------------------------------------------- invariances
