@@ -18,7 +18,7 @@ setup(
     install_requires=[
         "torch>=2.1",
         "skorch>=1.0",
-        "scikit-learn>=1.3",
+        "scikit-learn>=1.6",
         "pymatgen>=2024.1.1",
         "matminer>=0.9",
         "pandas>=1.5",

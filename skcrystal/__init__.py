@@ -32,6 +32,8 @@ _LAZY = {
     "probe_learnability": "skcrystal.probes",
     "representation_importance": "skcrystal.probes",
     "CompositionBaseline": "skcrystal.baselines",
+    "CompositionBaselineClassifier": "skcrystal.baselines",
+    "classifier_counterpart": "skcrystal.probes",
     "mae_mad_score": "skcrystal.metrics",
     "mae_mad_scorer": "skcrystal.metrics",
     # subpackages
@@ -45,6 +47,8 @@ _LAZY = {
     "pretrain": "skcrystal.pretrain",
     "probes": "skcrystal.probes",
     "transfer": "skcrystal.transfer",
+    "baselines": "skcrystal.baselines",
+    "plotting": "skcrystal.plotting",
 }
 
 

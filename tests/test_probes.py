@@ -16,14 +16,6 @@ TINY = dict(module__atom_fea_len=8, module__n_conv=1, module__h_fea_len=16,
             batch_size=16, max_epochs=2, random_state=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # two intra-op threads on a loaded 2-core machine are much slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def perov():

@@ -150,7 +150,8 @@ class CrystalGraphNet(NeuralNet):
     random_state : int or None
         Seeds weight initialisation, shuffling and dropout for the fit.
     n_jobs : int or None
-        joblib workers to build graphs (and descriptors).
+        joblib workers to build graphs (a ``descriptors`` transformer uses
+        its own ``n_jobs``).
     cache_dir : str or None
         Optional on-disk graph cache folder.
     train_split : callable or None, default None
@@ -310,10 +311,19 @@ class CrystalGraphNet(NeuralNet):
             cols += names
         if fit:
             self.descriptor_names_ = cols
-        elif len(cols) != len(getattr(self, "descriptor_names_", [])):
+        elif list(cols) != list(getattr(self, "descriptor_names_", [])):
+            expected = list(self.descriptor_names_)
+            if len(cols) != len(expected):
+                raise ValueError(
+                    f"X has {len(cols)} descriptor columns but the model was fitted "
+                    f"with {len(expected)}: {expected}")
+            i = next(j for j, (a, b) in enumerate(zip(cols, expected)) if a != b)
+            # same count, other names or order: using them would silently
+            # feed each column into another column's weights
             raise ValueError(
-                f"X has {len(cols)} descriptor columns but the model was fitted "
-                f"with {len(self.descriptor_names_)}: {self.descriptor_names_}")
+                f"descriptor column {i} of X is {cols[i]!r} but the model was fitted "
+                f"with {expected[i]!r} there; pass the columns in the fitted order "
+                f"{expected}")
         if not parts:
             if fit:
                 self.n_descriptors_ = 0
