@@ -60,7 +60,7 @@ def training_throughput(X, y, batch_size, reps, size):
 def extra_costs(datasets, reps):
     from skcrystal.graphs import GraphBuilder
     from skcrystal.graphs.line_graph import count_line_graph_pairs, line_graph
-    from skcrystal.nn.crystalnet import reverse_edges
+    from skcrystal.graphs.reverse_edges import reverse_edges
     builder = GraphBuilder()
     print(f"\ngraph extras, µs per structure (best of {reps}; 8 Å, 12 neighbours)")
     print(f"{'dataset':14s} {'n':>5s} {'atoms':>6s} {'edges':>6s} {'pairs':>7s} "

@@ -6,7 +6,8 @@ import torch
 from skcrystal.estimators.crystalnet import CrystalNetClassifier
 from skcrystal.graphs import CrystalGraph, build_graph, collate_graphs
 from skcrystal.nn.crystalnet import (
-    REVERSE_EDGES_EXTRA, CrystalNet, CrystalNetLayer, node_message, reverse_edges)
+    CrystalNet, CrystalNetLayer, node_message)
+from skcrystal.graphs.reverse_edges import REVERSE_EDGES_EXTRA, reverse_edges
 
 SMALL = dict(module__hidden=32, batch_size=16, random_state=0)
 

@@ -1,7 +1,8 @@
 """CrystalNet estimators."""
 import torch
 
-from ..nn.crystalnet import REVERSE_EDGES_EXTRA, CrystalNet
+from ..graphs.reverse_edges import REVERSE_EDGES_EXTRA
+from ..nn.crystalnet import CrystalNet
 from .base import CrystalClassifierBase, CrystalRegressorBase
 
 __all__ = ["CrystalNetRegressor", "CrystalNetClassifier"]

@@ -4,7 +4,8 @@ CrystalNet (Matgen paper, Methods "Deep learning framework") is CMPNN
 adapted to crystals: a directed multigraph whose edges keep hidden states
 and know their reverse edge. Pure torch; operates on a
 :class:`~skcrystal.graphs.GraphBatch` whose extras hold the reverse-edge
-index of :func:`reverse_edges` (``rev_edge``, ``rev_edge_ok``).
+index of :func:`skcrystal.graphs.reverse_edges.reverse_edges` (``rev_edge``,
+``rev_edge_ok``).
 
 Direction
 ---------
@@ -52,71 +53,18 @@ order. The paper's readout ``z = sum_v GRU(h(v))`` is ``pooling="sum"``;
 the default is ``"mean"`` (the CMPNN code divides by the atom count), which
 keeps intensive predictions invariant to the choice of supercell.
 """
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..graphs.graph import register_extra
 from .basis import GaussianExpansion
 from .embedding import AtomEmbedding
 from .head import CrystalModel, ReadoutHead
 from .pooling import POOLINGS, pool
 from .scatter import scatter_max, scatter_sum
 
-__all__ = ["reverse_edges", "REVERSE_EDGES_EXTRA", "CrystalNetLayer", "CrystalNet",
+__all__ = ["CrystalNetLayer", "CrystalNet",
            "node_message"]
-
-register_extra("rev_edge", "edge")
-register_extra("rev_edge_ok", None)
-
-
-def reverse_edges(graph):
-    """Index of each edge's reverse edge, vectorized (one sort + searchsorted).
-
-    Parameters
-    ----------
-    graph : CrystalGraph
-
-    Returns
-    -------
-    dict
-        ``"rev_edge"``: int64 array, shape (n_edges,): for edge ``(c -> n,
-        image k)`` the edge ``(n -> c, image -k)``, or the edge itself when
-        the graph lacks it; ``"rev_edge_ok"``: bool array, shape (n_edges,),
-        whether the reverse exists. ``rev_edge[rev_edge] == arange(n_edges)``.
-    """
-    c = np.asarray(graph.center, dtype=np.int64)
-    n = np.asarray(graph.neighbor, dtype=np.int64)
-    off = np.asarray(graph.offsets, dtype=np.int64)
-    n_edges = c.shape[0]
-    if n_edges == 0:
-        return {"rev_edge": np.zeros(0, np.int64), "rev_edge_ok": np.zeros(0, bool)}
-    span = int(np.abs(off).max()) if off.size else 0
-    base = 2 * span + 1
-    n_atoms = max(graph.n_atoms, 1)
-
-    def key(a, b, o):
-        # mixed-radix code of (a, b, image); unique per edge
-        s = o + span
-        return ((a * n_atoms + b) * base + s[:, 0]) * base * base + s[:, 1] * base + s[:, 2]
-
-    if n_atoms * n_atoms * base ** 3 >= 2 ** 62:  # pragma: no cover - absurd sizes
-        raise ValueError(f"graph too large for the reverse-edge code ({n_atoms} atoms, "
-                         f"images up to {span})")
-    fwd = key(c, n, off)
-    rev = key(n, c, -off)
-    order = np.argsort(fwd, kind="stable")
-    pos = np.searchsorted(fwd[order], rev)
-    pos = np.minimum(pos, n_edges - 1)
-    cand = order[pos]
-    ok = fwd[cand] == rev
-    return {"rev_edge": np.where(ok, cand, np.arange(n_edges)), "rev_edge_ok": ok}
-
-
-#: ``(key, func, params)`` for ``graph_extras()``.
-REVERSE_EDGES_EXTRA = ("reverse_edges(v1)", reverse_edges, {})
-
 
 def node_message(h_edge, center, n_nodes):
     """``sum * max`` of the states of the edges into each node, (n_nodes, d)."""
