@@ -63,8 +63,8 @@ from .head import CrystalModel, ReadoutHead
 from .pooling import POOLINGS, pool
 from .scatter import scatter_max, scatter_sum
 
-__all__ = ["CrystalNetLayer", "CrystalNet",
-           "node_message"]
+__all__ = ["CrystalNetLayer", "CrystalNet", "node_message"]
+
 
 def node_message(h_edge, center, n_nodes):
     """``sum * max`` of the states of the edges into each node, (n_nodes, d)."""
