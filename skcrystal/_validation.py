@@ -101,8 +101,8 @@ def check_structures(X, name="X", supported_elements=None):
             bad = next(j for j, site in enumerate(s) if not site.is_ordered)
             raise ValueError(
                 f"{name}[{i}] ({s.composition.reduced_formula}) is disordered: "
-                f"site {bad} has partial occupancy {s[bad].species}; graph "
-                "models need ordered structures (order it first, e.g. with "
+                f"site {bad} has partial occupancy {s[bad].species}; graphs and "
+                "descriptors need ordered structures (order it first, e.g. with "
                 "pymatgen's OrderDisorderedStructureTransformation)")
         if supported_elements is not None:
             zs = set(s.atomic_numbers)

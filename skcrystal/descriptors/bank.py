@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..graphs.cache import structure_key
-from .._validation import as_structure_list
+from .._validation import check_structures
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS
 from ._voronoi import DEFAULT_CUTOFF
@@ -201,22 +201,7 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _structures(X):
-        from pymatgen.core import Structure
-        items = as_structure_list(X, "X")
-        if len(items) == 0:
-            raise ValueError("X is empty: at least one structure is needed")
-        for i, s in enumerate(items):
-            if not isinstance(s, Structure):
-                raise TypeError(f"X[{i}] is a {type(s).__name__}, not a pymatgen Structure")
-            if len(s) == 0:
-                raise ValueError(f"X[{i}] is an empty structure (no sites)")
-            if not s.is_ordered:
-                bad = next(j for j, site in enumerate(s) if not site.is_ordered)
-                raise ValueError(
-                    f"X[{i}] ({s.composition.reduced_formula}) is disordered: site {bad} "
-                    f"has partial occupancy {s[bad].species}; the descriptors need "
-                    "ordered structures")
-        return items
+        return check_structures(X)
 
     # --------------------------------------------------------------- sklearn
     def fit(self, X, y=None):
