@@ -18,7 +18,6 @@ Stock reference, so that it computes the same quantities:
   is inexact), so the difference is reported separately for bulk and 2D.
 """
 import argparse
-import functools
 import time
 import warnings
 from pathlib import Path
@@ -27,46 +26,9 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
+from skcrystal.descriptors.reference import STOCK_NAMES, stock_descriptors
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-NAMES = [
-    "MAD_in_rela_bond_len", "max_rela_bond_len", "min_rela_bond_len",
-    "min_neighb_dist_var", "max_neighb_dist_var", "range_neighb_dist_var",
-    "mean_neighb_dist_var", "dev_neighb_dist_var", "MAD_in_rela_atom_vol",
-    "mean_avg_bond_len", "std_avg_bond_len", "mean_avg_bond_ang", "std_avg_bond_ang",
-    "mean_CN_Voronoi", "std_CN_Voronoi", "density", "vpa", "packing_frac",
-    "struct_comp_atom", "struct_comp_cell", "space_group_num", "crys_sys",
-]
-
-
-def stock(s):
-    import matminer.featurizers.structure.bonding as mb
-    from matminer.featurizers.site import AverageBondAngle, AverageBondLength, CoordinationNumber
-    from matminer.featurizers.structure import (DensityFeatures, GlobalSymmetryFeatures,
-                                                SiteStatsFingerprint, StructuralComplexity,
-                                                StructuralHeterogeneity)
-    from pymatgen.analysis.local_env import VoronoiNN
-    frac = s.frac_coords % 1.0
-    frac[frac >= 1.0] = 0.0
-    wrapped = Structure(s.lattice, s.species, frac)
-    try:
-        out = list(StructuralHeterogeneity().featurize(wrapped))
-    except RuntimeError:
-        diag = max(np.linalg.norm(s.lattice.get_cartesian_coords(c))
-                   for c in ([1, 1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, -1]))
-        orig = mb.VoronoiNN
-        mb.VoronoiNN = functools.partial(orig, cutoff=diag + 0.011)
-        try:
-            out = list(StructuralHeterogeneity().featurize(wrapped))
-        finally:
-            mb.VoronoiNN = orig
-    for f in (AverageBondLength(VoronoiNN()), AverageBondAngle(VoronoiNN()),
-              CoordinationNumber.from_preset("VoronoiNN")):
-        out += SiteStatsFingerprint(f, stats=("mean", "std_dev")).featurize(s)
-    out[11:13] = np.degrees(out[11:13])
-    out += list(DensityFeatures().featurize(s)) + list(StructuralComplexity().featurize(s))
-    out += GlobalSymmetryFeatures(["spacegroup_num", "crystal_system_int"]).featurize(s)
-    return np.array(out, dtype=float)
 
 
 def load(n_perov, n_2d):
@@ -86,13 +48,13 @@ def main():
     from skcrystal.descriptors import DescriptorBank
 
     bulk, two_d = load(args.n_perovskites, args.n_2d)
-    bank = DescriptorBank(descriptors=NAMES, cache=False)
+    bank = DescriptorBank(descriptors=STOCK_NAMES, cache=False)
     full = DescriptorBank(cache=False)  # all 29, incl. Niggli lattice
-    stock(bulk[0]), bank.fit_transform(bulk[:1])  # warm imports
+    stock_descriptors(bulk[0]), bank.fit_transform(bulk[:1])  # warm imports
     rows = []
     for kind, structures in (("bulk (perovskites)", bulk), ("2D (jdft2d)", two_d)):
         t0 = time.perf_counter()
-        ref = np.array([stock(s) for s in structures])
+        ref = np.array([stock_descriptors(s) for s in structures])
         t_stock = time.perf_counter() - t0
         t0 = time.perf_counter()
         ours = bank.fit_transform(structures)
@@ -111,13 +73,13 @@ def main():
               f"(same 22 descriptors); all 29 incl. Niggli lattice: "
               f"{t_full / len(structures) * 1e3:.1f} ms/structure")
         print(f"  speed ratio    : {t_stock / t_ours:8.1f}x")
-        print(f"  max rel. diff  : {np.nanmax(rel):.2e} ({NAMES[worst[1]]}, "
+        print(f"  max rel. diff  : {np.nanmax(rel):.2e} ({STOCK_NAMES[worst[1]]}, "
               f"{structures[worst[0]].composition.reduced_formula})")
         per = rel.max(axis=1)
         print(f"  structures with max rel. diff > 1e-6: {(per > 1e-6).sum()} / {len(structures)}")
         if (per > 1e-6).any():
             for i in np.flatnonzero(per > 1e-6):
-                bad = [NAMES[j] for j in np.flatnonzero(rel[i] > 1e-6)]
+                bad = [STOCK_NAMES[j] for j in np.flatnonzero(rel[i] > 1e-6)]
                 print(f"    [{i}] {structures[i].composition.reduced_formula}: {bad}")
     t_s = sum(r[3] for r in rows)
     t_o = sum(r[4] for r in rows)

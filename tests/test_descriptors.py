@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import shared_path
 from skcrystal.descriptors import ALL_DESCRIPTORS, DescriptorBank, clear_descriptor_cache
+from skcrystal.descriptors.reference import STOCK_NAMES, stock_descriptors
 
 
 def _row(bank, s):
@@ -65,43 +66,6 @@ def test_diamond_by_hand(diamond):
 
 
 # ------------------------------------------------- agreement with stock matminer
-_STOCK_NAMES = [
-    "MAD_in_rela_bond_len", "max_rela_bond_len", "min_rela_bond_len",
-    "min_neighb_dist_var", "max_neighb_dist_var", "range_neighb_dist_var",
-    "mean_neighb_dist_var", "dev_neighb_dist_var", "MAD_in_rela_atom_vol",
-    "mean_avg_bond_len", "std_avg_bond_len", "mean_avg_bond_ang", "std_avg_bond_ang",
-    "mean_CN_Voronoi", "std_CN_Voronoi", "density", "vpa", "packing_frac",
-    "struct_comp_atom", "struct_comp_cell", "space_group_num", "crys_sys",
-]
-
-
-def stock_values(s):
-    """The stock matminer featurizers, in the bank's order and units."""
-    from pymatgen.analysis.local_env import VoronoiNN
-    from matminer.featurizers.site import (AverageBondAngle, AverageBondLength,
-                                           CoordinationNumber)
-    from matminer.featurizers.structure import (DensityFeatures, GlobalSymmetryFeatures,
-                                                SiteStatsFingerprint,
-                                                StructuralComplexity,
-                                                StructuralHeterogeneity)
-    # StructuralHeterogeneity tessellates the sites wrapped into the cell
-    # (Site.to_unit_cell) together with neighbour images of the unwrapped
-    # sites: a site at frac -1e-7 then appears twice and its cell breaks.
-    # Give it the (equivalent) wrapped structure.
-    frac = s.frac_coords % 1.0
-    frac[frac >= 1.0] = 0.0
-    wrapped = Structure(s.lattice, s.species, frac)
-    sh = StructuralHeterogeneity().featurize(wrapped)
-    out = list(sh)
-    for site_f in (AverageBondLength(VoronoiNN()), AverageBondAngle(VoronoiNN()),
-                   CoordinationNumber.from_preset("VoronoiNN")):
-        out += SiteStatsFingerprint(site_f, stats=("mean", "std_dev")).featurize(s)
-    out[11:13] = np.degrees(out[11:13])
-    out += list(DensityFeatures().featurize(s)) + list(StructuralComplexity().featurize(s))
-    g = GlobalSymmetryFeatures(["spacegroup_num", "crystal_system_int"]).featurize(s)
-    return np.array(out + g, dtype=float)
-
-
 def _real_structures():
     import pandas as pd
     df = pd.read_csv(shared_path("perovskites", "perovskites_part2.csv"), nrows=4)
@@ -118,16 +82,16 @@ def _real_structures():
 def test_matches_stock_matminer():
     structures = _real_structures()
     assert len(structures) >= 9
-    bank = DescriptorBank(descriptors=_STOCK_NAMES, cache=False).fit(structures)
+    bank = DescriptorBank(descriptors=STOCK_NAMES, cache=False).fit(structures)
     ours = bank.transform(structures)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = np.array([stock_values(s) for s in structures])
+        ref = np.array([stock_descriptors(s) for s in structures])
     scale = np.maximum(np.abs(ref), 1e-12)
     tiny = np.abs(ref) < 1e-9  # exact zeros computed as 1e-16 noise
     rel = np.where(tiny, np.abs(ours - ref), np.abs(ours - ref) / scale)
     worst = np.unravel_index(rel.argmax(), rel.shape)
-    assert rel.max() < 1e-6, (structures[worst[0]].formula, _STOCK_NAMES[worst[1]])
+    assert rel.max() < 1e-6, (structures[worst[0]].formula, STOCK_NAMES[worst[1]])
 
 
 def test_lattice_from_niggli_primitive(nacl):
