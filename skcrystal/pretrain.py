@@ -152,8 +152,10 @@ class MaskedAtomPretrainer:
         self.verbose = verbose
 
     def _graphs(self, structures):
-        from ._validation import as_structure_list
-        structures = expand_small_cells(as_structure_list(structures), self.mask_rate)
+        from ._validation import check_structures
+        # the shared checks: a disordered or empty structure, or a non-Structure
+        # item, is named by its index before any supercell is made
+        structures = expand_small_cells(check_structures(structures), self.mask_rate)
         builder = GraphBuilder(radius=self.radius, max_neighbors=self.max_neighbors,
                                grow_radius=True)
         return get_graphs(structures, builder, indices=range(len(structures)))

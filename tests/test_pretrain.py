@@ -70,3 +70,11 @@ def test_function_is_deterministic_with_random_state(nacl, diamond):
     b = pretrain_atom_embeddings([nacl, diamond], **kw)
     np.testing.assert_array_equal(a, b)
     assert np.isfinite(a[[6, 11, 17]]).all() and np.isnan(a[8]).all()
+
+
+def test_bad_structures_are_named_before_training():
+    bad = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}, "O"],
+                    [[0, 0, 0], [0.5, 0.5, 0.5]])
+    good = Structure(Lattice.cubic(4.0), ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"X\[1\] .*disordered"):
+        MaskedAtomPretrainer(max_epochs=1).fit([good, bad])
