@@ -13,15 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    # estimators
-    "CGCNNRegressor": "skcrystal.estimators.cgcnn",
-    "CGCNNClassifier": "skcrystal.estimators.cgcnn",
-    "ALIGNNRegressor": "skcrystal.estimators.alignn",
-    "ALIGNNClassifier": "skcrystal.estimators.alignn",
-    "CrystalNetRegressor": "skcrystal.estimators.crystalnet",
-    "CrystalNetClassifier": "skcrystal.estimators.crystalnet",
-    "CrysToGraphRegressor": "skcrystal.estimators.crystograph",
-    "CrysToGraphClassifier": "skcrystal.estimators.crystograph",
+    # meta-estimators (the model estimators come from the registry)
     "EnsembleRegressor": "skcrystal.ensemble",
     "FineTuner": "skcrystal.transfer",
     "finetune": "skcrystal.transfer",
@@ -55,10 +47,18 @@ _LAZY = {
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
+        if name[:1].isupper():
+            # a model estimator (CGCNNRegressor, ...): from the registry
+            from .estimators import registry
+            cls = registry.estimator_class(name)
+            if cls is not None:
+                return cls
         raise AttributeError(f"module 'skcrystal' has no attribute {name!r}")
     mod = importlib.import_module(module)
     return mod if module.endswith("." + name) else getattr(mod, name)
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    from .estimators import registry
+    models = [c.__name__ for s in registry.specs() for c in (s.regressor, s.classifier) if c]
+    return sorted(list(globals()) + list(_LAZY) + models)

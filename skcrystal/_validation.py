@@ -9,7 +9,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_structures", "check_targets", "check_consistent_length"]
+__all__ = ["check_structures", "check_targets", "check_consistent_length", "as_structure_list",
+           "split_input", "descriptor_values"]
 
 
 def _describe(obj):
@@ -56,6 +57,74 @@ def as_structure_list(X, name="X"):
         raise TypeError(
             f"{name} must be a sequence of pymatgen Structures, got "
             f"{type(X).__name__}") from None
+
+
+def split_input(X, structure_column="structure", name="X", descriptor_columns=True):
+    """The one place where user input becomes structures (+ descriptor columns).
+
+    Parameters
+    ----------
+    X : sequence of Structure, pandas Series, or DataFrame
+        A DataFrame holds the structures in ``structure_column`` and,
+        optionally, numeric descriptor columns.
+    structure_column : str
+    descriptor_columns : bool
+        Read the other columns of a DataFrame as descriptors (else ignore
+        them).
+
+    Returns
+    -------
+    structures : list
+        The items (not yet validated, see :func:`check_structures`).
+    block : ndarray of float64, shape (n, k), or None
+        The other columns of a DataFrame.
+    names : list of str
+        Their names.
+    """
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(X, pd.DataFrame):
+        if structure_column not in X.columns:
+            raise ValueError(
+                f"{name} is a DataFrame without the structure column "
+                f"structure_column={structure_column!r}; columns are {list(X.columns)}")
+        other = X.drop(columns=[structure_column])
+        if not descriptor_columns:
+            return list(X[structure_column]), None, []
+        non_numeric = [c for c in other.columns
+                       if not pd.api.types.is_numeric_dtype(other[c])]
+        if non_numeric:
+            raise ValueError(
+                f"descriptor columns of {name} must be numeric; not numeric: {non_numeric}")
+        block = other.to_numpy(dtype=np.float64) if other.shape[1] else None
+        return list(X[structure_column]), block, [str(c) for c in other.columns]
+    return as_structure_list(X, name), None, []
+
+
+def descriptor_values(transformer, structures, fit):
+    """Run a descriptor transformer: (values (n, k) float64, column names).
+
+    Parameters
+    ----------
+    transformer : transformer
+        Structures -> numbers; ``fit_transform`` when ``fit`` else
+        ``transform``.
+    structures : list of Structure
+    fit : bool
+    """
+    values = transformer.fit_transform(structures) if fit else transformer.transform(structures)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != len(structures):
+        raise ValueError(
+            f"descriptors transformer {type(transformer).__name__} returned shape "
+            f"{values.shape}, expected ({len(structures)}, n_descriptors)")
+    try:
+        names = [str(n) for n in transformer.get_feature_names_out()]
+    except (AttributeError, TypeError, ValueError):
+        names = [f"descriptor_{i}" for i in range(values.shape[1])]
+    return values, names
 
 
 def check_structures(X, name="X", supported_elements=None):

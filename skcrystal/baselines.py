@@ -19,6 +19,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import split_input
+
 __all__ = ["CompositionBaseline", "CompositionBaselineClassifier",
            "composition_features", "clear_composition_cache"]
 
@@ -59,22 +61,10 @@ def _composition(item, i, structure_column="structure"):
 
 
 def _items(X, structure_column):
-    try:
-        import pandas as pd
-        if isinstance(X, pd.DataFrame):
-            if structure_column not in X.columns:
-                raise ValueError(f"X is a DataFrame without the column "
-                                 f"structure_column={structure_column!r}; columns are "
-                                 f"{list(X.columns)}")
-            return list(X[structure_column])
-        if isinstance(X, pd.Series):
-            return list(X)
-    except ImportError:  # pragma: no cover
-        pass
     if isinstance(X, str) or not hasattr(X, "__len__"):
         raise TypeError(f"X must be a sequence of structures/compositions, got "
                         f"{type(X).__name__}")
-    items = list(X)
+    items = split_input(X, structure_column, descriptor_columns=False)[0]
     if not items:
         raise ValueError("X is empty: at least one structure is needed")
     return items

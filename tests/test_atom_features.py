@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from skcrystal.graphs.atom_features import (
+from skcrystal.atom_features import (
     CGCNN_BLOCKS, atom_feature_table, feature_names, load_atom_init,
-    supported_elements)
+    table_elements)
 
 from conftest import shared_path
 
@@ -86,7 +86,7 @@ def test_shape_names_and_dtype(table):
 
 
 def test_each_block_is_one_hot_or_missing(table):
-    zs = sorted(supported_elements(table))
+    zs = sorted(table_elements(table))
     for name, start, size in zip(BLOCK_NAMES, STARTS, SIZES):
         sums = table[zs, start:start + size].sum(axis=1)
         if name in ("group", "period", "valence", "block", "ionization_energy"):
@@ -99,7 +99,7 @@ def test_each_block_is_one_hot_or_missing(table):
 
 
 def test_supported_covers_real_data(table):
-    supported = supported_elements(table)
+    supported = table_elements(table)
     assert supported == frozenset(range(1, 104))
     assert np.isnan(table[104:]).all()
 
@@ -140,14 +140,14 @@ def test_other_kinds(tmp_path):
     for kind in (str(path), path):
         t = atom_feature_table(kind)
         assert t.shape == (9, 2)
-        assert supported_elements(t) == {1, 8}
+        assert table_elements(t) == {1, 8}
         np.testing.assert_array_equal(t[8], [1, 0])
     np.testing.assert_array_equal(load_atom_init(path), atom_feature_table(str(path)))
     t = atom_feature_table({1: [0.5, 0.5], 3: [1, 2]})
-    assert t.shape == (4, 2) and supported_elements(t) == {1, 3}
+    assert t.shape == (4, 2) and table_elements(t) == {1, 3}
     arr = np.ones((5, 3))
     t = atom_feature_table(arr)
-    assert t.dtype == np.float32 and supported_elements(t) == {1, 2, 3, 4}
+    assert t.dtype == np.float32 and table_elements(t) == {1, 2, 3, 4}
     assert feature_names(arr) == ["feature_0", "feature_1", "feature_2"]
 
 
@@ -183,7 +183,7 @@ def test_agreement_with_reference_atom_init(table):
     """
     ref = load_atom_init(shared_path("cgcnn_sample", "atom_init.json"))
     assert ref.shape == (101, 92)
-    assert supported_elements(ref) == frozenset(range(1, 101))
+    assert table_elements(ref) == frozenset(range(1, 101))
     ref_sizes = [19, 7, 10, 10, 12, 10, 10, 4, 10]
     # ours: group/period index 0 means 1; theirs: group index is the group
     ours_shift = [1, 1, 0, 0, 0, 0, 0, 0, 0]

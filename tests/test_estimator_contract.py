@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from _estimators import EXACT_INVARIANCE, LEARNING, NAMES, make, small_params
+from _estimators import NAMES, exact_invariance, learning, make, small_params
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -166,7 +166,7 @@ def test_learns_and_beats_mean_predictor_on_real_perovskites(name):
     from skcrystal.datasets import load_perovskites
     X, y = load_perovskites(n=300)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
-    params, ratio = LEARNING[name]
+    params, ratio = learning(name)
     est = make(name, **params).fit(Xtr, ytr)
     loss = est.history[:, "train_loss"]
     assert loss[-1] < 0.7 * loss[0]
@@ -193,8 +193,8 @@ def test_permutation_rotation_supercell_invariance(name, fitted, data):
     ref = fitted.predict(X)
     np.testing.assert_allclose(fitted.predict([_rotated(s) for s in X]), ref,
                                rtol=1e-4, atol=1e-4)
-    if name in EXACT_INVARIANCE:
-        fitted = make(name, **EXACT_INVARIANCE[name]).fit(data[0], y)
+    if exact_invariance(name):
+        fitted = make(name, **exact_invariance(name)).fit(data[0], y)
         ref = fitted.predict(X)
     for transform in (_permuted, lambda s: s * (2, 2, 2)):
         np.testing.assert_allclose(fitted.predict([transform(s) for s in X]), ref,
@@ -262,5 +262,5 @@ def test_isolated_atom_error_names_structure(name, data):
         graph = est.prepare([lonely])[0]
         assert graph.radius > 8.0 and graph.neighbor_counts().min() >= est.max_neighbors
         return
-    with pytest.raises(ValueError, match=r"structure 3 .*no neighbour within radius=8"):
+    with pytest.raises(ValueError, match=rf"structure 3 .*no neighbour within radius={est.radius:g}"):
         est.fit(X + [lonely], np.arange(4.0))

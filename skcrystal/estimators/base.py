@@ -2,20 +2,25 @@
 
 :class:`CrystalGraphNet` is a skorch ``NeuralNet`` whose ``X`` is a sequence
 of pymatgen structures (list, tuple, object array, pandas Series) or a
-DataFrame with a structure column plus numeric descriptor columns. It owns
-everything that is not model-specific:
+DataFrame with a structure column plus numeric descriptor columns. It
+works through skorch's hooks, so skorch's own ``fit``, ``partial_fit``,
+``forward_iter``, ``predict_proba`` and callbacks run unchanged:
 
-* input checks with errors that name the offending item;
-* graphs from the content-keyed cache (built once per structure and graph
-  parameters, in parallel with ``n_jobs``), collated per mini-batch;
-* target standardization (regression) / label encoding (classification);
-* optional descriptors concatenated to the pooled representation
-  (``descriptors=``, standardized with training statistics only);
-* ``random_state`` seeding without touching the caller's global RNG;
-* ``transform`` (pooled crystal representations), pickling, skorch's
-  ``save_params`` / ``load_params``.
+* ``get_dataset`` turns structures into a :class:`GraphDataset` (input
+  checks naming the offending item, graphs from the content-keyed cache with
+  the graph extras the module declares, scaled targets and descriptors);
+* ``get_iterator`` collates graphs into one disconnected graph per batch;
+* ``infer`` runs the module on a :class:`~skcrystal.graphs.GraphBatch`.
 
-Defaults, documented once here: AdamW (lr 1e-3, no weight decay), batch 64,
+What must be known before the module is built (the number of outputs, the
+target and descriptor scaling) is fitted first, by the small pieces of
+:mod:`skcrystal.estimators.scaling`. The module is asked what it needs: its
+graph extras, its supported elements and its parameter constraints (see
+:mod:`skcrystal.nn.model`).
+
+Training defaults (overridden per model where the paper differs; each
+model's class docstring and the documentation's defaults table list
+them): AdamW with lr 1e-3 and the reference code's weight decay, batch 64,
 100 epochs, cosine annealing of the learning rate to zero over
 ``max_epochs`` (callback ``lr_schedule``; disable with
 ``callbacks__lr_schedule=None``), no internal validation split
@@ -25,22 +30,31 @@ Defaults, documented once here: AdamW (lr 1e-3, no weight decay), batch 64,
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
+import numbers
+import os
 from functools import partial
 
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import (
+    HasMethods, Interval, Options, validate_parameter_constraints)
 from skorch import NeuralNet
 from skorch.callbacks import Callback
-from skorch.dataset import ValidSplit
+from skorch.utils import is_dataset
 
-from .._validation import as_structure_list, check_structures, check_targets
-from ..graphs import GraphBuilder, collate_graphs, get_graphs
-from ..nn.embedding import supported_elements
+from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
+from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
-           "GraphDataset", "CosineAnnealing"]
+           "GraphDataset", "CosineAnnealing", "STATE_FORMAT_VERSION"]
+
+#: version of the ``f_state`` file written by ``save_params``
+STATE_FORMAT_VERSION = 1
 
 
 class GraphDataset(torch.utils.data.Dataset):
@@ -80,9 +94,11 @@ def collate_samples(items, extras=()):
 
 
 def _cosine_factor(epoch, total, warm):
+    # a Python float: a numpy scalar in the optimizer state would not load
+    # under torch's weights-only unpickler
     if epoch < warm:
-        return (epoch + 1) / (warm + 1)
-    return 0.5 * (1 + np.cos(np.pi * min(epoch - warm, total) / max(total - warm, 1)))
+        return float((epoch + 1) / (warm + 1))
+    return float(0.5 * (1 + np.cos(np.pi * min(epoch - warm, total) / max(total - warm, 1))))
 
 
 class CosineAnnealing(Callback):
@@ -117,18 +133,25 @@ def _seeded(random_state):
         yield
 
 
+def _module_class(module):
+    return module if isinstance(module, type) else type(module)
+
+
 class CrystalGraphNet(NeuralNet):
     """skorch ``NeuralNet`` over crystal structures (base class).
 
     Parameters
     ----------
-    module : type of torch.nn.Module
-        A :class:`~skcrystal.nn.head.CrystalModel` class; its parameters
+    module : type of CrystalModel
+        A :class:`~skcrystal.nn.model.CrystalModel` class; its parameters
         are set with the ``module__`` prefix (``module__n_conv=4``). The
-        estimator supplies ``n_outputs`` and ``n_descriptors`` from the data.
+        estimator supplies ``n_outputs`` and ``n_descriptors`` from the
+        data, and ``cutoff`` (the radial basis cut-off) from ``radius``
+        unless ``module__cutoff`` is given.
     criterion : type of torch loss
     optimizer : type of torch.optim.Optimizer, default AdamW
-        Its parameters use the ``optimizer__`` prefix.
+        Its parameters use the ``optimizer__`` prefix
+        (``optimizer__weight_decay``; each model sets its reference's value).
     lr : float, default 1e-3
     max_epochs : int, default 100
     batch_size : int, default 64
@@ -157,18 +180,64 @@ class CrystalGraphNet(NeuralNet):
     train_split : callable or None, default None
         skorch's internal validation split (see the module docstring).
     verbose : int, default 0
-        1 prints a line per epoch.
+        0 prints nothing; 1 prints skorch's table, one line per epoch.
     **kwargs
         Prefixed parameters (``module__``, ``optimizer__``,
         ``iterator_train__``, ``callbacks__``).
     """
 
-    #: per-model graph extras: tuple of (key, func, params); see
-    #: :meth:`skcrystal.graphs.CrystalGraph.with_extra`
-    def graph_extras(self):
-        return ()
+    _parameter_constraints = {
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        # -1: the whole dataset in one batch (skorch's convention)
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
+                       Options(numbers.Integral, {-1})],
+        "radius": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "grow_radius": ["boolean"],
+        "descriptors": [HasMethods(["fit", "transform"]), None],
+        "structure_column": [str],
+        "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "n_jobs": [numbers.Integral, None],
+        "cache_dir": [str, os.PathLike, None],
+        "verbose": ["verbose"],
+    }
 
-    def __init__(self, module, criterion, optimizer=torch.optim.AdamW, lr=1e-3,
+    #: per-class defaults of the constructor (model-specific values set by
+    #: each model's estimator; merged along the class hierarchy)
+    _defaults = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        defaults = {}
+        for klass in reversed(cls.__mro__):
+            defaults.update(klass.__dict__.get("_defaults", {}))
+        cls._all_defaults = defaults
+        if "__init__" in cls.__dict__:
+            return
+        # an explicit signature for help() and the API docs: the base's
+        # parameters with this class's defaults, then its prefixed defaults
+        base = inspect.signature(CrystalGraphNet.__init__).parameters
+        params = [base["self"]]
+        for name, p in base.items():
+            if name in ("self", "kwargs"):
+                continue
+            params.append(p.replace(default=defaults.get(name, p.default)))
+        params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+                   for k, v in defaults.items() if k not in base]
+        params.append(base["kwargs"])
+
+        def __init__(self, *args, **kw):
+            for k, v in cls._all_defaults.items():
+                kw.setdefault(k, v)
+            CrystalGraphNet.__init__(self, *args, **kw)
+
+        __init__.__signature__ = inspect.Signature(params)
+        __init__.__doc__ = f"See :class:`{cls.__name__}`."
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__ = __init__
+
+    def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, descriptors=None, structure_column="structure",
                  random_state=None, n_jobs=None, cache_dir=None, train_split=None,
@@ -185,84 +254,70 @@ class CrystalGraphNet(NeuralNet):
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
 
-    # ------------------------------------------------------------------ skorch
+    # ------------------------------------------------------------------ params
+    def _check_params(self):
+        """Check every parameter (the estimator's and ``module__``'s); errors name it."""
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {k: getattr(self, k) for k in self._parameter_constraints},
+            caller_name=type(self).__name__)
+        module_cls = _module_class(self.module)
+        if hasattr(module_cls, "validate_params"):
+            module_cls.validate_params(self.get_params_for("module"))
+
+    # ------------------------------------------------------------------ module
     @property
     def _default_callbacks(self):
         return [*super()._default_callbacks, ("lr_schedule", CosineAnnealing())]
 
-    def initialize_module(self):
-        kwargs = self.get_params_for("module")
-        kwargs.update(self._module_data_kwargs())
-        try:
-            self.module_ = self.initialized_instance(self.module, kwargs)
-        except TypeError as exc:
-            name = getattr(self.module, "__name__", type(self.module).__name__)
-            raise TypeError(f"invalid module__ parameter for {name}: {exc}") from exc
-        return self
-
-    def _module_data_kwargs(self):
-        """Module arguments that come from the data (set during fit)."""
-        kw = {}
+    def _module_kwargs(self):
+        """``module__`` parameters plus those that come from the data."""
+        kw = self.get_params_for("module")
         if hasattr(self, "n_outputs_"):
             kw["n_outputs"] = self.n_outputs_
         if getattr(self, "n_descriptors_", 0):
             kw["n_descriptors"] = self.n_descriptors_
+        if "cutoff" in getattr(_module_class(self.module), "_parameter_constraints", {}):
+            kw.setdefault("cutoff", self.radius)
         return kw
 
-    def get_iterator(self, dataset, training=False):
-        prefix = "iterator_train" if training else "iterator_valid"
-        kwargs = self.get_params_for(prefix)
-        kwargs.setdefault("collate_fn", partial(collate_samples, extras=self.graph_extras()))
-        if training:
-            kwargs.setdefault("shuffle", True)
-        kwargs.setdefault("batch_size", self.batch_size)
-        if kwargs["batch_size"] == -1:
-            kwargs["batch_size"] = len(dataset)
-        iterator = self.iterator_train if training else self.iterator_valid
-        return iterator(dataset, **kwargs)
+    def initialize_module(self):
+        try:
+            self.module_ = self.initialized_instance(self.module, self._module_kwargs())
+        except TypeError as exc:
+            name = _module_class(self.module).__name__
+            raise TypeError(f"invalid module__ parameter for {name}: {exc}") from exc
+        return self
 
-    def infer(self, x, **fit_params):
-        return self.module_(x.to(self.device), **fit_params)
+    def _graph_module(self):
+        """The module whose graph needs apply: the fitted one, else a throwaway one."""
+        if self.initialized_ and getattr(self, "module_", None) is not None:
+            return self.module_
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
+            return self.initialized_instance(self.module, self._module_kwargs())
 
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, y_true.to(y_pred.device))
+    @property
+    def graph_extras(self):
+        """Graph extras the module reads (tuple of GraphExtra)."""
+        return tuple(getattr(self._graph_module(), "graph_extras", ()))
 
     # ------------------------------------------------------------------ data
     def _builder(self):
         return GraphBuilder(radius=self.radius, max_neighbors=self.max_neighbors,
                             grow_radius=self.grow_radius)
 
-    def _split_input(self, X):
-        """(structures, precomputed descriptor block or None, its column names)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover
-            pd = None
-        if pd is not None and isinstance(X, pd.DataFrame):
-            if self.structure_column not in X.columns:
-                raise ValueError(
-                    f"X is a DataFrame without the structure column "
-                    f"structure_column={self.structure_column!r}; columns are "
-                    f"{list(X.columns)}")
-            other = X.drop(columns=[self.structure_column])
-            non_numeric = [c for c in other.columns
-                           if not pd.api.types.is_numeric_dtype(other[c])]
-            if non_numeric:
-                raise ValueError(
-                    f"descriptor columns of X must be numeric; not numeric: {non_numeric}")
-            block = other.to_numpy(dtype=np.float64) if other.shape[1] else None
-            return list(X[self.structure_column]), block, [str(c) for c in other.columns]
-        return as_structure_list(X), None, []
+    def _inputs(self, X, module):
+        """(checked structures, descriptor block, its names) of the user's ``X``."""
+        structures, block, names = split_input(X, self.structure_column)
+        supported = getattr(module, "supported_elements", None)
+        return check_structures(structures, supported_elements=supported), block, names
 
-    def _check_structures(self, X):
-        atom_kw = self.get_params_for("module")
-        supported = supported_elements(atom_kw.get("atom_features", "cgcnn"),
-                                       atom_kw.get("extra_atom_features"))
-        return check_structures(X, supported_elements=supported)
-
-    def _graphs(self, structures):
-        return get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
-                          cache_dir=self.cache_dir, indices=range(len(structures)))
+    def _graphs(self, structures, module):
+        graphs = get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
+                            cache_dir=self.cache_dir, indices=range(len(structures)))
+        labels = [f"X[{i}] ({s.composition.reduced_formula})"
+                  for i, s in enumerate(structures)]
+        return attach_extras(graphs, getattr(module, "graph_extras", ()), labels=labels)
 
     def prepare(self, X):
         """Validate structures and build (or fetch) their graphs in the cache.
@@ -270,7 +325,7 @@ class CrystalGraphNet(NeuralNet):
         Calling this before ``fit``/``predict`` is optional (both do it); it
         lets a caller build the graphs of a large dataset up front, e.g.
         in chunks with a progress display, with this estimator's graph
-        parameters and graph extras.
+        parameters and the module's graph extras.
 
         Parameters
         ----------
@@ -280,87 +335,114 @@ class CrystalGraphNet(NeuralNet):
         -------
         list of CrystalGraph
         """
-        structures, _, _ = self._split_input(X)
-        graphs = self._graphs(self._check_structures(structures))
-        extras = self.graph_extras()
-        for g in graphs:
-            for key, func, params in extras:
-                g.with_extra(key, func, **params)
-        return graphs
+        module = self._graph_module()
+        return self._graphs(self._inputs(X, module)[0], module)
 
     def _descriptor_matrix(self, structures, block, names, fit):
+        """Standardized descriptors (float32, (n, k)) or None; fits when ``fit``."""
         parts, cols = [], []
         if self.descriptors is not None:
             if fit:
                 self.descriptors_ = clone(self.descriptors)
-                values = self.descriptors_.fit_transform(structures)
-            else:
-                values = self.descriptors_.transform(structures)
-            values = np.asarray(values, dtype=np.float64)
-            if values.ndim != 2 or values.shape[0] != len(structures):
-                raise ValueError(
-                    f"descriptors transformer returned shape {values.shape}, expected "
-                    f"({len(structures)}, n_descriptors)")
+            values, value_names = descriptor_values(self.descriptors_, structures, fit)
             parts.append(values)
-            try:
-                cols += list(self.descriptors_.get_feature_names_out())
-            except (AttributeError, TypeError, ValueError):
-                cols += [f"descriptor_{i}" for i in range(values.shape[1])]
+            cols += value_names
         if block is not None:
             parts.append(block)
             cols += names
         if fit:
-            self.descriptor_names_ = cols
-        elif list(cols) != list(getattr(self, "descriptor_names_", [])):
-            expected = list(self.descriptor_names_)
-            if len(cols) != len(expected):
-                raise ValueError(
-                    f"X has {len(cols)} descriptor columns but the model was fitted "
-                    f"with {len(expected)}: {expected}")
-            i = next(j for j, (a, b) in enumerate(zip(cols, expected)) if a != b)
-            # same count, other names or order: using them would silently
-            # feed each column into another column's weights
-            raise ValueError(
-                f"descriptor column {i} of X is {cols[i]!r} but the model was fitted "
-                f"with {expected[i]!r} there; pass the columns in the fitted order "
-                f"{expected}")
+            self.n_descriptors_ = 0
+            self.descriptor_scaler_ = None
         if not parts:
-            if fit:
-                self.n_descriptors_ = 0
+            if not fit and getattr(self, "descriptor_scaler_", None) is not None:
+                self.descriptor_scaler_.transform(np.zeros((0, 0)), cols)  # names the mismatch
             return None
         D = np.hstack(parts)
-        bad = ~np.isfinite(D)
-        if bad.any():
-            rows = np.flatnonzero(bad.any(axis=1))
-            bad_cols = [cols[j] for j in np.flatnonzero(bad.any(axis=0))]
-            raise ValueError(
-                f"descriptors contain NaN/inf in rows {rows[:10].tolist()}"
-                f"{' ...' if len(rows) > 10 else ''} (columns {bad_cols[:10]}); "
-                "drop those structures or pass descriptors=make_pipeline(bank, "
-                "SimpleImputer())")
         if fit:
+            self.descriptor_scaler_ = DescriptorScaler().fit(D, cols)
             self.n_descriptors_ = D.shape[1]
-            self.descriptor_mean_ = D.mean(axis=0)
-            std = D.std(axis=0)
-            self.descriptor_scale_ = np.where(std > 0, std, 1.0)
-        return ((D - self.descriptor_mean_) / self.descriptor_scale_).astype(np.float32)
+        elif getattr(self, "descriptor_scaler_", None) is None:
+            raise ValueError(f"X has descriptor columns {cols} but the model was "
+                             "fitted without descriptors")
+        return self.descriptor_scaler_.transform(D, cols)
 
-    def _dataset(self, X, y=None, fit=False):
-        structures, block, names = self._split_input(X)
-        structures = self._check_structures(structures)
-        if y is not None and len(y) != len(structures):
-            raise ValueError(
-                f"X and y have different lengths: {len(structures)} structures "
-                f"but {len(y)} targets")
-        D = self._descriptor_matrix(structures, block, names, fit)
-        return GraphDataset(self._graphs(structures), D, y)
+    def _fit_data_state(self, X, y):
+        """Fit what the module's construction needs: target and descriptor scaling."""
+        if is_dataset(X):
+            raise TypeError(
+                f"{type(self).__name__}.fit takes structures (a sequence of pymatgen "
+                "Structures or a DataFrame), not a torch Dataset: target and "
+                "descriptor scaling are fitted from the structures and y")
+        self._check_params()
+        structures, block, names = self._inputs(X, self._graph_module())
+        y = self._check_y(y)
+        check_consistent_length(len(structures), len(y))
+        self._fit_targets(y)
+        D = self._descriptor_matrix(structures, block, names, fit=True)
+        # get_dataset of this fit reuses the checked structures and descriptors
+        self._fit_memo_ = (X, structures, D)
+
+    def get_dataset(self, X, y=None):
+        """Structures (+ targets) -> :class:`GraphDataset` (skorch hook)."""
+        if is_dataset(X):
+            return X
+        memo = self.__dict__.pop("_fit_memo_", None)
+        if memo is not None and memo[0] is X:
+            structures, D = memo[1], memo[2]
+            module = self._graph_module()
+        else:
+            self.check_is_fitted()
+            module = self._graph_module()
+            structures, block, names = self._inputs(X, module)
+            D = self._descriptor_matrix(structures, block, names, fit=False)
+        y_enc = None
+        if y is not None:
+            y = self._check_y(y)
+            check_consistent_length(len(structures), len(y))
+            y_enc = self._encode_targets(y)
+        return GraphDataset(self._graphs(structures, module), D, y_enc)
+
+    def get_iterator(self, dataset, training=False):
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("collate_fn", partial(collate_samples, extras=self.graph_extras))
+        if training:
+            kwargs.setdefault("shuffle", True)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, **kwargs)
+
+    def infer(self, x, **fit_params):
+        method = getattr(self, "_infer_method_", None)
+        fn = self.module_ if method is None else getattr(self.module_, method)
+        return fn(x.to(self.device), **fit_params)
+
+    @contextlib.contextmanager
+    def _infer_with(self, method):
+        """Make skorch's inference path call ``module_.<method>`` instead of forward."""
+        self._infer_method_ = method
+        try:
+            yield
+        finally:
+            del self._infer_method_
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.criterion_(y_pred, y_true.to(y_pred.device))
 
     # ------------------------------------------------------------------ fit
-    def _encode_targets(self, y, fit):  # pragma: no cover - abstract
+    def _check_y(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit_targets(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _encode_targets(self, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def fit(self, X, y=None, **fit_params):
-        """Train on structures ``X`` and targets ``y``.
+        """Train on structures ``X`` and targets ``y`` (skorch's ``fit``).
 
         Parameters
         ----------
@@ -368,33 +450,53 @@ class CrystalGraphNet(NeuralNet):
             See the class docstring.
         y : array-like, shape (n,) or (n, n_targets)
         """
-        if isinstance(X, torch.utils.data.Dataset):
-            return super().fit(X, y, **fit_params)
-        refit = not (self.warm_start and self.initialized_)
-        y_enc = self._encode_targets(y, fit=refit)
-        dataset = self._dataset(X, y_enc, fit=refit)
+        if not (self.warm_start and self.initialized_):
+            self._fit_data_state(X, y)
         with _seeded(self.random_state):
-            return super().fit(dataset, self._split_labels(y_enc), **fit_params)
+            self._seeding_ = True
+            try:
+                return super().fit(X, y, **fit_params)
+            finally:
+                self.__dict__.pop("_seeding_", None)
+                self.__dict__.pop("_fit_memo_", None)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        if isinstance(X, torch.utils.data.Dataset):
+        if not (self.initialized_ and hasattr(self, "n_outputs_")):
+            self._fit_data_state(X, y)
+            self.initialize()
+        if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        refit = not self.initialized_
-        y_enc = self._encode_targets(y, fit=refit)
-        dataset = self._dataset(X, y_enc, fit=refit)
         with _seeded(self.random_state):
-            return super().partial_fit(dataset, self._split_labels(y_enc),
-                                       classes=classes, **fit_params)
-
-    def _split_labels(self, y_enc):
-        return None
+            try:
+                return super().partial_fit(X, y, classes=classes, **fit_params)
+            finally:
+                self.__dict__.pop("_fit_memo_", None)
 
     # ------------------------------------------------------------------ save/load
-    #: fitted attributes that are not torch state (target scaling, classes,
-    #: descriptor scaling); saved by ``save_params(f_state=...)``
-    _data_state = ("y_ndim_", "n_outputs_", "y_mean_", "y_scale_", "classes_",
-                   "descriptors_", "descriptor_names_", "n_descriptors_",
-                   "descriptor_mean_", "descriptor_scale_")
+    def _data_state(self):
+        state = {"format": "skcrystal-estimator-state", "version": STATE_FORMAT_VERSION,
+                 "class": type(self).__name__, "n_outputs_": int(self.n_outputs_),
+                 "n_descriptors_": int(getattr(self, "n_descriptors_", 0))}
+        for name in ("target_scaler_", "label_encoder_", "descriptor_scaler_"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                state[name] = obj.get_state()
+        return state
+
+    def _set_data_state(self, state, source):
+        if not isinstance(state, dict) or state.get("format") != "skcrystal-estimator-state":
+            raise ValueError(f"{source} is not a skcrystal estimator state file")
+        if state.get("version", 0) > STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"{source} was written in state format {state.get('version')}; this "
+                f"skcrystal reads up to {STATE_FORMAT_VERSION}: upgrade skcrystal")
+        self.n_outputs_ = int(state["n_outputs_"])
+        self.n_descriptors_ = int(state.get("n_descriptors_", 0))
+        for name, cls in (("target_scaler_", TargetScaler), ("label_encoder_", LabelEncoder),
+                          ("descriptor_scaler_", DescriptorScaler)):
+            setattr(self, name, cls.from_state(state[name]) if name in state else None)
+        if self.label_encoder_ is not None:
+            self.classes_ = self.label_encoder_.classes_
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, f_state=None, **kwargs):
@@ -402,18 +504,23 @@ class CrystalGraphNet(NeuralNet):
 
         ``f_params`` alone holds the weights; a prediction in original units
         also needs the target scaling (or ``classes_``) and descriptor
-        scaling, which ``f_state`` saves (pickle). Pickling the whole
-        estimator saves everything at once.
+        scaling, which ``f_state`` saves as JSON (no pickle: loading it runs
+        no code). A fitted ``descriptors`` transformer is not plain data:
+        pickle the whole estimator to keep it.
         """
         if f_state is not None:
-            import pickle
-            self._check_fitted()
-            state = {k: getattr(self, k) for k in self._data_state if hasattr(self, k)}
+            self.check_is_fitted()
+            if getattr(self, "descriptors_", None) is not None:
+                raise ValueError(
+                    "f_state cannot hold the fitted descriptors transformer "
+                    f"{type(self.descriptors_).__name__}; pickle the estimator "
+                    "instead, or pass the descriptors as DataFrame columns")
+            text = json.dumps(self._data_state())
             if hasattr(f_state, "write"):
-                pickle.dump(state, f_state)
+                f_state.write(text.encode() if "b" in getattr(f_state, "mode", "") else text)
             else:
-                with open(f_state, "wb") as f:
-                    pickle.dump(state, f)
+                with open(f_state, "w", encoding="utf-8") as f:
+                    f.write(text)
         return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history, **kwargs)
 
@@ -427,43 +534,35 @@ class CrystalGraphNet(NeuralNet):
         on the CPU when ``device="cpu"`` (skorch maps the tensors).
         """
         if f_state is not None:
-            import pickle
-            if hasattr(f_state, "read"):
-                state = pickle.load(f_state)
-            else:
-                with open(f_state, "rb") as f:
-                    state = pickle.load(f)
-            for k, v in state.items():
-                setattr(self, k, v)
+            source = getattr(f_state, "name", f_state)
+            try:
+                if hasattr(f_state, "read"):
+                    text = f_state.read()
+                else:
+                    with open(f_state, "rb") as f:
+                        text = f.read()
+                state = json.loads(text)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{source} is not a skcrystal estimator state file "
+                                 f"(not JSON: {exc})") from None
+            self._set_data_state(state, source)
             self.initialize()
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
                                    checkpoint=checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ inference
-    def _check_fitted(self):
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
         if not (self.initialized_ and hasattr(self, "n_outputs_")):
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
 
-    def _apply(self, X, fn):
-        """Run ``fn(batch)`` on every mini-batch of ``X`` in eval mode.
-
-        Returns the list of per-batch outputs (numpy).
-        """
-        self._check_fitted()
-        dataset = X if isinstance(X, GraphDataset) else self._dataset(X)
-        self.module_.eval()
-        outs = []
-        with torch.no_grad():
-            for batch, _ in self.get_iterator(dataset, training=False):
-                outs.append(fn(batch.to(self.device)))
-        return outs
-
-    def _forward_numpy(self, X):
-        self._check_fitted()
-        outs = self._apply(X, self.module_)
-        return torch.cat(outs).cpu().numpy().astype(np.float64)
+    def _outputs(self, X, method=None):
+        """Module outputs (``module_.<method>`` or forward) on ``X``, float64 numpy."""
+        self.check_is_fitted()
+        with self._infer_with(method):
+            out = self.forward(X, training=False)
+        return out.numpy().astype(np.float64)
 
     def transform(self, X):
         """Pooled crystal representations (before descriptors and the head).
@@ -476,9 +575,7 @@ class CrystalGraphNet(NeuralNet):
         -------
         ndarray, shape (n_structures, d)
         """
-        self._check_fitted()
-        outs = self._apply(X, self.module_.embed)
-        return torch.cat(outs).cpu().numpy().astype(np.float64)
+        return self._outputs(X, "embed")
 
     embed = transform
 
@@ -505,30 +602,23 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
     targets.
     """
 
-    def __init__(self, module, criterion=torch.nn.MSELoss, **kwargs):
-        super().__init__(module, criterion=criterion, **kwargs)
+    _defaults = {"criterion": torch.nn.MSELoss}
 
-    def _encode_targets(self, y, fit):
-        y = check_targets(y)
-        y2 = y.reshape(len(y), -1)
-        if fit:
-            self.y_ndim_ = y.ndim
-            self.n_outputs_ = y2.shape[1]
-            self.y_mean_ = y2.mean(axis=0)
-            std = y2.std(axis=0)
-            self.y_scale_ = np.where(std > 0, std, 1.0)
-        elif y2.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {y2.shape[1]} targets but the model was "
-                             f"fitted with {self.n_outputs_}")
-        return ((y2 - self.y_mean_) / self.y_scale_).astype(np.float32)
+    def _check_y(self, y):
+        from .._validation import check_targets
+        return check_targets(y)
 
-    def _unscale(self, raw):
-        out = raw * self.y_scale_ + self.y_mean_
-        return out[:, 0] if self.y_ndim_ == 1 else out
+    def _fit_targets(self, y):
+        self.target_scaler_ = TargetScaler().fit(y)
+        self.n_outputs_ = self.target_scaler_.n_outputs
+
+    def _encode_targets(self, y):
+        return self.target_scaler_.transform(y)
 
     def predict(self, X):
         """Predicted targets in original units, shape (n,) or (n, n_targets)."""
-        return self._unscale(self._forward_numpy(X))
+        raw = self._outputs(X)
+        return self.target_scaler_.inverse_transform(raw)
 
     def score(self, X, y, sample_weight=None):
         return RegressorMixin.score(self, X, y, sample_weight=sample_weight)
@@ -537,38 +627,23 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
 class CrystalClassifierBase(ClassifierMixin, TransformerMixin, CrystalGraphNet):
     """Classification on structures; labels of any type.
 
-    ``classes_`` holds the sorted labels; ``predict_proba`` their
+    ``classes_`` holds the sorted labels; ``predict_proba`` (skorch's) their
     probabilities (softmax of the logits); cross-entropy loss.
     """
 
-    def __init__(self, module, criterion=torch.nn.CrossEntropyLoss, **kwargs):
-        super().__init__(module, criterion=criterion, **kwargs)
+    _defaults = {"criterion": torch.nn.CrossEntropyLoss}
 
-    def _encode_targets(self, y, fit):
-        y = check_targets(y, classification=True)
-        if fit:
-            self.classes_, codes = np.unique(y, return_inverse=True)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    f"y has a single class {self.classes_.tolist()}; a classifier "
-                    "needs at least two")
-            self.n_outputs_ = len(self.classes_)
-            return codes.astype(np.int64)
-        pos = np.searchsorted(self.classes_, y)
-        pos = np.clip(pos, 0, len(self.classes_) - 1)
-        unknown = self.classes_[pos] != y
-        if unknown.any():
-            raise ValueError(f"y has labels unseen in the first fit: "
-                             f"{np.unique(np.asarray(y)[unknown]).tolist()}")
-        return pos.astype(np.int64)
+    def _check_y(self, y):
+        from .._validation import check_targets
+        return check_targets(y, classification=True)
 
-    def _split_labels(self, y_enc):
-        # stratified internal validation split, when one is requested
-        return y_enc if isinstance(self.train_split, ValidSplit) else None
+    def _fit_targets(self, y):
+        self.label_encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.label_encoder_.classes_
+        self.n_outputs_ = len(self.classes_)
 
-    def predict_proba(self, X):
-        """Class probabilities, shape (n, n_classes), columns ordered as ``classes_``."""
-        return torch.softmax(torch.as_tensor(self._forward_numpy(X)), dim=1).numpy()
+    def _encode_targets(self, y):
+        return self.label_encoder_.transform(y)
 
     def predict(self, X):
         """Predicted labels (same type as the ``y`` given to ``fit``)."""

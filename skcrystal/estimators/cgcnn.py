@@ -1,9 +1,9 @@
-"""CGCNN estimators."""
+"""CGCNN estimators and the model's registry row."""
 import numpy as np
-import torch
 
 from ..nn.cgcnn import CGCNN
 from .base import CrystalClassifierBase, CrystalRegressorBase
+from .registry import ModelSpec, register
 
 __all__ = ["CGCNNRegressor", "CGCNNClassifier"]
 
@@ -15,8 +15,9 @@ class CGCNNRegressor(CrystalRegressorBase):
     ``CGCNNRegressor(module__n_conv=4, module__pooling="sum")``; see
     :class:`skcrystal.nn.cgcnn.CGCNN` (defaults: atom features 64, 3 gated
     convolutions Eq. 5, hidden 128, one hidden layer, mean pooling,
-    Gaussians 0-8 Å step 0.2 Å). Training and data parameters are those of
-    :class:`~skcrystal.estimators.base.CrystalGraphNet`.
+    Gaussians 0-``radius`` Å step 0.2 Å). Training and data parameters are
+    those of :class:`~skcrystal.estimators.base.CrystalGraphNet`; the
+    weight decay is the reference code's 0.
 
     Examples
     --------
@@ -28,8 +29,7 @@ class CGCNNRegressor(CrystalRegressorBase):
     (3,)
     """
 
-    def __init__(self, module=CGCNN, criterion=torch.nn.MSELoss, **kwargs):
-        super().__init__(module, criterion=criterion, **kwargs)
+    _defaults = {"module": CGCNN, "optimizer__weight_decay": 0.0}
 
     def predict_site_contributions(self, X):
         """Each atom's contribution to the prediction (``module__pooling="site"``).
@@ -43,19 +43,16 @@ class CGCNNRegressor(CrystalRegressorBase):
             One array per structure, shape (n_atoms,) (or (n_atoms,
             n_targets) for 2-D ``y``), whose mean is ``predict``'s value.
         """
-        self._check_fitted()
+        self.check_is_fitted()
         if self.module_.pooling != "site":
             raise ValueError(
                 "predict_site_contributions needs a model fitted with "
                 "module__pooling='site' (this one uses "
                 f"{self.module_.pooling!r})")
-        out = []
-        for contrib, counts in self._apply(
-                X, lambda b: (self.module_.site_contributions(b), b.n_nodes_per_graph)):
-            per_atom = contrib.cpu().numpy().astype(np.float64)
-            for part in np.split(per_atom, np.cumsum(counts.cpu().numpy())[:-1]):
-                out.append(self._unscale(part))
-        return out
+        per_atom = self._outputs(X, "site_contributions")
+        counts = [g.n_atoms for g in self.prepare(X)]
+        return [self.target_scaler_.inverse_transform(part)
+                for part in np.split(per_atom, np.cumsum(counts)[:-1])]
 
 
 class CGCNNClassifier(CrystalClassifierBase):
@@ -65,5 +62,14 @@ class CGCNNClassifier(CrystalClassifierBase):
     dropout in the head as the reference code's classification mode does.
     """
 
-    def __init__(self, module=CGCNN, criterion=torch.nn.CrossEntropyLoss, **kwargs):
-        super().__init__(module, criterion=criterion, **kwargs)
+    _defaults = CGCNNRegressor._defaults
+
+
+register(ModelSpec(
+    name="cgcnn", module=CGCNN, regressor=CGCNNRegressor, classifier=CGCNNClassifier,
+    paper="Xie & Grossman, Phys. Rev. Lett. 120, 145301 (2018)",
+    summary="gated convolution (Eq. 5) or Eq. 4 (module__conv='simple'); pooling "
+            "mean, sum, site (predict_site_contributions)",
+    test_params=dict(module__hidden=16, module__h_fea_len=16, module__n_conv=2),
+    learning=(dict(max_epochs=25), 0.6),
+))

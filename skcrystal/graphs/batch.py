@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .graph import EXTRA_OFFSETS
-
 __all__ = ["GraphBatch", "collate_graphs"]
 
 
@@ -106,11 +104,10 @@ def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
     ----------
     graphs : sequence of CrystalGraph
     descriptors : array-like, shape (n_graphs, n_descriptors), optional
-    extras : sequence of (key, func, params)
-        Graph extras to collate: for each, ``graph.with_extra(key, func,
-        **params)`` is called (memoised in the graph) and its arrays are
-        concatenated with the offsets declared by
-        :func:`~skcrystal.graphs.register_extra`.
+    extras : sequence of GraphExtra
+        Graph extras to collate: each graph's arrays (memoised in the graph,
+        see :meth:`CrystalGraph.extra`) are concatenated with the offsets the
+        extra declares.
     dtype : torch.dtype
         Floating dtype of the float tensors.
 
@@ -152,12 +149,12 @@ def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
         descriptors=None if descriptors is None else ft(descriptors),
     )
     collated = {}
-    for key, func, params in extras:
-        per_graph = [g.with_extra(key, func, **params) for g in graphs]
+    for extra in extras:
+        per_graph = [g.extra(extra) for g in graphs]
         for name in per_graph[0]:
             arrays = [d[name] for d in per_graph]
             lengths = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
-            offset_kind = EXTRA_OFFSETS[name]
+            offset_kind = extra.offsets[name]
             data = np.concatenate(arrays)
             if offset_kind is not None:
                 if offset_kind == "node":

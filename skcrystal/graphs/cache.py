@@ -23,7 +23,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["structure_key", "GraphCache", "get_graphs", "clear_cache", "default_cache"]
+__all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
+           "default_cache"]
 
 
 def structure_key(structure):
@@ -71,6 +72,14 @@ class GraphCache:
             return
         self._store[key] = graph
         self._bytes += graph.nbytes
+        self._evict()
+
+    def grow(self, nbytes):
+        """Count ``nbytes`` more held by cached graphs (extras attached later)."""
+        self._bytes += int(nbytes)
+        self._evict()
+
+    def _evict(self):
         while self._bytes > self.max_bytes and len(self._store) > 1:
             _, old = self._store.popitem(last=False)
             self._bytes -= old.nbytes
@@ -175,4 +184,36 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
         graphs[i] = graphs[i] if graphs[i] is not None else cache.get(keys[i])
         if graphs[i] is None:  # evicted at once by a tiny cache bound
             graphs[i] = built[todo.index(first[keys[i]])]
+    return graphs
+
+
+def attach_extras(graphs, extras, cache=None, labels=None):
+    """Compute the graph extras of ``graphs`` (memoised) and count their bytes.
+
+    Parameters
+    ----------
+    graphs : list of CrystalGraph
+        Graphs from :func:`get_graphs` (so held by ``cache``).
+    extras : sequence of GraphExtra
+    cache : GraphCache or None
+        The cache whose memory bound must include the new arrays; the
+        process-wide one by default.
+    labels : sequence of str, optional
+        How to name each graph in errors (e.g. ``"X[3] (NaCl)"``).
+    """
+    if not extras:
+        return graphs
+    cache = default_cache if cache is None else cache
+    added = 0
+    for i, g in enumerate(graphs):
+        before = g.nbytes
+        for extra in extras:
+            try:
+                g.extra(extra)
+            except ValueError as exc:
+                where = labels[i] if labels is not None else f"graph {i}"
+                raise ValueError(f"{where}: {extra.name}: {exc}") from exc
+        added += g.nbytes - before
+    if added:
+        cache.grow(added)
     return graphs

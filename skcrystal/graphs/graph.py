@@ -18,13 +18,10 @@ Cartesian bond vector ``r(neighbor image) - r(center)`` in Å and
 Extras
 ------
 Models that need more than the bare graph (a line graph, a reverse-edge
-index, positional encodings) register a *graph extra*: a function of the
-graph that returns named arrays, computed once and memoised inside the
-graph (so the cache keeps it with the graph). Each extra array has its
-items along axis 0 and declares how its values shift when graphs are
-concatenated into a batch: by the node count (``"node"``), by the edge
-count (``"edge"``), by the count of another extra's items (the name of that
-extra), or not at all (``None``).
+index, positional encodings) declare *graph extras*
+(:class:`~skcrystal.graphs.extras.GraphExtra`): computed once per graph by
+:meth:`CrystalGraph.extra` and memoised inside the graph, so the cache keeps
+(and counts) them with the graph.
 """
 from __future__ import annotations
 
@@ -32,32 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CrystalGraph", "register_extra", "EXTRA_OFFSETS"]
-
-#: How each registered extra array is offset when graphs are batched:
-#: name -> None | "node" | "edge" | name of another extra (offset by its length).
-EXTRA_OFFSETS: dict[str, str | None] = {}
-
-
-def register_extra(name, offset=None):
-    """Declare how the extra array ``name`` is shifted when batching.
-
-    Parameters
-    ----------
-    name : str
-        Key of the array in :attr:`CrystalGraph.extras`.
-    offset : {None, "node", "edge"} or str
-        ``"node"`` for arrays of node indices, ``"edge"`` for arrays of edge
-        indices, the name of another extra for indices into that extra's
-        items, ``None`` for features that are concatenated unchanged.
-    """
-    previous = EXTRA_OFFSETS.get(name, offset)
-    if previous != offset:
-        raise ValueError(
-            f"graph extra {name!r} is already registered with offset "
-            f"{previous!r}, cannot re-register with {offset!r}")
-    EXTRA_OFFSETS[name] = offset
-
+__all__ = ["CrystalGraph"]
 
 @dataclass
 class CrystalGraph:
@@ -82,7 +54,7 @@ class CrystalGraph:
         Cut-off actually used, Å (larger than asked for when the builder
         grew it).
     extras : dict of str -> ndarray
-        Memoised model-specific additions (see :func:`register_extra`).
+        Memoised model-specific additions (see :meth:`extra`).
     """
 
     atomic_numbers: np.ndarray
@@ -108,27 +80,22 @@ class CrystalGraph:
         """Number of edges of each centre atom, shape (n_atoms,)."""
         return np.bincount(self.center, minlength=self.n_atoms)
 
-    def with_extra(self, key, func, **params):
-        """Return the extra arrays made by ``func(self, **params)``, memoised.
+    def extra(self, extra):
+        """The arrays of graph extra ``extra``, computed once and memoised.
 
         Parameters
         ----------
-        key : str
-            Memo key; include the parameters that change the result.
-        func : callable
-            ``func(graph, **params) -> dict[str, ndarray]``; each returned
-            name must have been declared with :func:`register_extra`.
+        extra : GraphExtra
+
+        Returns
+        -------
+        dict of str -> ndarray
         """
         memo = self.extras.setdefault("_memo", {})
-        if key not in memo:
-            arrays = func(self, **params)
-            for name in arrays:
-                if name not in EXTRA_OFFSETS:
-                    raise KeyError(
-                        f"graph extra {name!r} (made by {key!r}) is not "
-                        "registered; call skcrystal.graphs.register_extra")
-            memo[key] = arrays
-        return memo[key]
+        arrays = memo.get(extra.key)
+        if arrays is None:
+            arrays = memo[extra.key] = extra.compute(self)
+        return arrays
 
     @property
     def nbytes(self):

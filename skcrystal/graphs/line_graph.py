@@ -4,8 +4,8 @@ The line graph has one node per edge (bond) of the crystal graph and one
 edge per ordered pair of bonds that share their **centre atom**. It is what
 ALIGNN convolves over (the angle feature) and what other three-body models
 (CrysToGraph) reuse. It is a graph extra: compute it with
-``graph.with_extra(*line_graph_extra(...))`` or let an estimator declare
-:func:`line_graph_extra` in ``graph_extras()``; it is then memoised inside
+``graph.extra(line_graph_extra(...))`` or let a model declare
+:func:`line_graph_extra` in its ``graph_extras``; it is then memoised inside
 the (cached) graph and collated by :func:`~skcrystal.graphs.collate_graphs`
 with the pair indices shifted by the edge offset of each crystal.
 
@@ -59,13 +59,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import register_extra
+from .extras import GraphExtra
 
 __all__ = ["line_graph", "line_graph_extra", "count_line_graph_pairs",
            "check_line_graph_sizes", "DEFAULT_MAX_TRIPLETS"]
 
-register_extra("lg_index", "edge")
-register_extra("lg_cos", None)
 
 #: Default bound on the line-graph pairs of one structure (~48 MB stored,
 #: ~80 MB peak while building).
@@ -190,17 +188,16 @@ def line_graph(graph, max_triplets=DEFAULT_MAX_TRIPLETS, include_self=False,
 
 
 def line_graph_extra(max_triplets=DEFAULT_MAX_TRIPLETS, include_self=False):
-    """The ``(key, func, params)`` triple for ``graph_extras()`` / ``with_extra``.
+    """The line graph as a :class:`~skcrystal.graphs.extras.GraphExtra`.
 
-    The key encodes the parameters, so models asking for different line
-    graphs of the same cached graph do not collide.
+    Its memo key encodes the parameters, so models asking for different
+    line graphs of the same cached graph do not collide.
 
     Examples
     --------
-    >>> key, func, params = line_graph_extra()
-    >>> lg = graph.with_extra(key, func, **params)      # doctest: +SKIP
+    >>> extra = line_graph_extra()
+    >>> lg = graph.extra(extra)                          # doctest: +SKIP
     >>> lg["lg_index"].shape, lg["lg_cos"].shape        # doctest: +SKIP
     """
-    key = f"line_graph(max_triplets={max_triplets},include_self={bool(include_self)})"
-    return key, line_graph, {"max_triplets": max_triplets,
-                             "include_self": bool(include_self)}
+    return GraphExtra("line_graph", line_graph, {"lg_index": "edge", "lg_cos": None},
+                      {"max_triplets": max_triplets, "include_self": bool(include_self)})

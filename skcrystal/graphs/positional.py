@@ -2,7 +2,7 @@
 
 Two encodings of each atom's place in the crystal graph, computed once per
 graph in numpy and memoised inside the cached :class:`CrystalGraph` via
-:meth:`CrystalGraph.with_extra`:
+:meth:`CrystalGraph.extra`:
 
 ``pe_lap`` (n_atoms, n_eigvec)
     Laplacian eigenvectors (Dwivedi et al. 2020): the eigenvectors of the
@@ -41,12 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import register_extra
+from .extras import GraphExtra
 
 __all__ = ["positional_encodings", "positional_extra", "adjacency_matrix"]
 
-register_extra("pe_lap", None)
-register_extra("pe_rw", None)
 
 
 def adjacency_matrix(graph):
@@ -128,7 +126,6 @@ def positional_encodings(graph, n_eigvec=20, n_rw=20):
 
 
 def positional_extra(n_eigvec=20, n_rw=20):
-    """The ``(key, func, params)`` triple for ``graph_extras`` / ``collate_graphs``."""
-    n_eigvec, n_rw = int(n_eigvec), int(n_rw)
-    return (f"pe_lap{n_eigvec}_rw{n_rw}", positional_encodings,
-            {"n_eigvec": n_eigvec, "n_rw": n_rw})
+    """Laplacian + random-walk encodings as a :class:`~skcrystal.graphs.extras.GraphExtra`."""
+    return GraphExtra("positional", positional_encodings, {"pe_lap": None, "pe_rw": None},
+                      {"n_eigvec": int(n_eigvec), "n_rw": int(n_rw)})

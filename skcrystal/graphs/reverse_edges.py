@@ -6,12 +6,10 @@ graph in numpy and memoised in the cached graph.
 """
 import numpy as np
 
-from .graph import register_extra
+from .extras import GraphExtra
 
 __all__ = ["reverse_edges", "REVERSE_EDGES_EXTRA"]
 
-register_extra("rev_edge", "edge")
-register_extra("rev_edge_ok", None)
 
 
 def reverse_edges(graph):
@@ -57,5 +55,6 @@ def reverse_edges(graph):
     return {"rev_edge": np.where(ok, cand, np.arange(n_edges)), "rev_edge_ok": ok}
 
 
-#: ``(key, func, params)`` for ``graph_extras()``.
-REVERSE_EDGES_EXTRA = ("reverse_edges(v1)", reverse_edges, {})
+#: The reverse-edge index as a graph extra.
+REVERSE_EDGES_EXTRA = GraphExtra("reverse_edges", reverse_edges,
+                                 {"rev_edge": "edge", "rev_edge_ok": None})

@@ -21,14 +21,18 @@ Details the paper text lacks follow the reference implementation
   connection. Average pooling, then one Linear layer.
 """
 import math
+import numbers
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
 from .basis import GaussianExpansion
 from .common import BatchNorm, activation
 from .embedding import AtomEmbedding
-from .head import CrystalModel, ReadoutHead
+from .head import ReadoutHead
+from .model import COMMON_CONSTRAINTS, CrystalModel
 from .pooling import POOLINGS, pool
 from .scatter import scatter_sum
 
@@ -139,72 +143,84 @@ class ALIGNN(CrystalModel):
         ALIGNN layers (line graph + atom graph).
     gcn_layers : int
         Further atom-graph edge-gated convolutions.
-    hidden_features : int
-        Feature length of atoms, bonds and angles in the convolutions.
+    hidden : int
+        Feature length of atoms, bonds and angles in the convolutions (the
+        reference's ``hidden_features``).
     embedding_features : int
         Intermediate width of the bond and angle embeddings.
-    edge_input_features, triplet_input_features : int
-        Radial basis centres for distances (0 to ``cutoff`` Å) and cosines.
+    n_basis, n_angle_basis : int
+        Radial basis centres for distances (0 to ``cutoff`` Å) and cosines
+        (the reference's ``edge_input_features``, ``triplet_input_features``).
     cutoff : float
-        Last distance centre, Å.
+        Last distance centre, Å; the estimator sets it to its graph ``radius``.
     act : str
         Activation.
     pooling : {"mean", "sum", "max"}
     head_hidden : sequence of int
         Hidden layers of the head (reference: none, one Linear layer).
+    max_triplets : int or None
+        Largest line graph (bond pairs) of one structure; a larger one
+        raises naming the structure (memory: see
+        :mod:`skcrystal.graphs.line_graph`). None: no bound.
     n_descriptors : int
         Descriptor-vector length for hybrid models (0: none).
     dropout : float
         Dropout in the head.
     """
 
+    _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        "alignn_layers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "gcn_layers": [Interval(numbers.Integral, 0, None, closed="left")],
+        **{name: [Interval(numbers.Integral, 1, None, closed="left")]
+           for name in ("hidden", "embedding_features", "n_basis", "n_angle_basis")},
+        "act": [str, nn.Module],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "head_hidden": ["array-like"],
+        "max_triplets": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
+
     def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
-                 alignn_layers=4, gcn_layers=4, hidden_features=256, embedding_features=64,
-                 edge_input_features=80, triplet_input_features=40, cutoff=8.0, act="silu",
-                 pooling="mean", head_hidden=(), n_descriptors=0, dropout=0.0):
+                 alignn_layers=4, gcn_layers=4, hidden=256, embedding_features=64,
+                 n_basis=80, n_angle_basis=40, cutoff=8.0, act="silu",
+                 pooling="mean", head_hidden=(), max_triplets=DEFAULT_MAX_TRIPLETS,
+                 n_descriptors=0, dropout=0.0):
         super().__init__()
-        for name, value in (("alignn_layers", alignn_layers), ("gcn_layers", gcn_layers)):
-            if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        for name, value in (("hidden_features", hidden_features),
-                            ("embedding_features", embedding_features),
-                            ("edge_input_features", edge_input_features),
-                            ("triplet_input_features", triplet_input_features)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.max_triplets = max_triplets
         self.pooling = pooling
-        self.atom_embedding = AtomEmbedding(hidden_features, atom_features, extra_atom_features)
-        self.atom_norm = nn.Sequential(BatchNorm(hidden_features), activation(act))
+        self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
+        self.atom_norm = nn.Sequential(BatchNorm(hidden), activation(act))
         self.edge_embedding = nn.Sequential(
-            reference_rbf(0.0, cutoff, edge_input_features),
-            _mlp_block(edge_input_features, embedding_features, act),
-            _mlp_block(embedding_features, hidden_features, act))
+            reference_rbf(0.0, cutoff, n_basis),
+            _mlp_block(n_basis, embedding_features, act),
+            _mlp_block(embedding_features, hidden, act))
         self.angle_embedding = nn.Sequential(
-            reference_rbf(-1.0, 1.0, triplet_input_features),
-            _mlp_block(triplet_input_features, embedding_features, act),
-            _mlp_block(embedding_features, hidden_features, act))
+            reference_rbf(-1.0, 1.0, n_angle_basis),
+            _mlp_block(n_angle_basis, embedding_features, act),
+            _mlp_block(embedding_features, hidden, act))
         self.alignn_layers = nn.ModuleList(
-            ALIGNNLayer(hidden_features, act) for _ in range(alignn_layers))
+            ALIGNNLayer(hidden, act) for _ in range(alignn_layers))
         self.gcn_layers = nn.ModuleList(
-            EdgeGatedGraphConv(hidden_features, act) for _ in range(gcn_layers))
-        self.head = ReadoutHead(hidden_features, n_outputs, tuple(head_hidden), act=act,
+            EdgeGatedGraphConv(hidden, act) for _ in range(gcn_layers))
+        self.head = ReadoutHead(hidden, n_outputs, tuple(head_hidden), act=act,
                                 n_descriptors=n_descriptors, dropout=dropout)
 
     @property
     def needs_line_graph(self):
         return len(self.alignn_layers) > 0
 
+    @property
+    def graph_extras(self):
+        return (line_graph_extra(self.max_triplets),) if self.needs_line_graph else ()
+
     def atom_features(self, batch):
-        """Atom vectors after all convolutions, shape (n_nodes, hidden_features)."""
-        x = self.atom_norm(self.atom_embedding(batch.atomic_numbers))
+        """Atom vectors after all convolutions, shape (n_nodes, hidden)."""
+        x = self.atom_norm(self.embedding(batch.atomic_numbers))
         y = self.edge_embedding(batch.distances)
         if self.needs_line_graph:
             if "lg_index" not in batch.extras:
                 raise ValueError("ALIGNN layers need the line graph in batch.extras "
-                                 "(declare skcrystal.graphs.line_graph.line_graph_extra() "
-                                 "in the estimator's graph_extras)")
+                                 "(collate the graphs with extras=model.graph_extras)")
             lg_index = batch.extras["lg_index"]
             z = self.angle_embedding(batch.extras["lg_cos"].to(y.dtype))
             for layer in self.alignn_layers:
@@ -214,5 +230,5 @@ class ALIGNN(CrystalModel):
         return x
 
     def embed(self, batch):
-        """Pooled crystal vectors, shape (n_graphs, hidden_features)."""
+        """Pooled crystal vectors, shape (n_graphs, hidden)."""
         return pool(self.atom_features(batch), batch.node_graph, batch.n_graphs, self.pooling)

@@ -2,14 +2,18 @@
 
 Pure torch; operates on a :class:`~skcrystal.graphs.GraphBatch`.
 """
+import numbers
+
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
 from .basis import GaussianExpansion
 from .common import MLP, BatchNorm, activation
 from .embedding import AtomEmbedding
-from .head import CrystalModel, ReadoutHead
+from .head import ReadoutHead
+from .model import COMMON_CONSTRAINTS, CrystalModel
 from .pooling import pool
 from .scatter import scatter_mean, scatter_sum
 
@@ -98,8 +102,9 @@ class CGCNN(CrystalModel):
         Targets or classes (set by the estimator from the data).
     atom_features, extra_atom_features
         Atom feature scheme, see :class:`~skcrystal.nn.embedding.AtomEmbedding`.
-    atom_fea_len : int
-        Length of the learned atom vectors.
+    hidden : int
+        Length of the learned atom vectors (the paper's and reference
+        code's ``atom_fea_len``).
     n_conv : int
         Number of convolutions.
     h_fea_len : int
@@ -117,44 +122,53 @@ class CGCNN(CrystalModel):
         mean (interpretable per-site values).
     cutoff, gaussian_step, gaussian_width : float
         Gaussian centres from 0 to ``cutoff`` Å every ``gaussian_step`` Å,
-        width ``gaussian_width`` Å (defaults to the step).
+        width ``gaussian_width`` Å (defaults to the step); the estimator sets
+        ``cutoff`` to its graph ``radius``.
     n_descriptors : int
         Descriptor-vector length for hybrid models (0: none).
     dropout : float
         Dropout in the head.
     """
 
+    _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        "hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_conv": [Interval(numbers.Integral, 0, None, closed="left")],
+        "h_fea_len": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_h": [Interval(numbers.Integral, 0, None, closed="left")],
+        "conv": [StrOptions(set(_CONVS))],
+        "pooling": [StrOptions({"mean", "sum", "site", "max"})],
+        "gaussian_step": [Interval(numbers.Real, 0, None, closed="neither")],
+        "gaussian_width": [Interval(numbers.Real, 0, None, closed="neither"), None],
+    }
+
     def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
-                 atom_fea_len=64, n_conv=3, h_fea_len=128, n_h=1, conv="gated",
+                 hidden=64, n_conv=3, h_fea_len=128, n_h=1, conv="gated",
                  pooling="mean", cutoff=8.0, gaussian_step=0.2, gaussian_width=None,
                  n_descriptors=0, dropout=0.0):
         super().__init__()
-        if conv not in _CONVS:
-            raise ValueError(f"conv must be one of {sorted(_CONVS)}, got {conv!r}")
-        if pooling not in ("mean", "sum", "site", "max"):
-            raise ValueError(f"pooling must be 'mean', 'sum', 'site' or 'max', got {pooling!r}")
         if pooling == "site" and n_descriptors:
             raise ValueError("pooling='site' predicts from atoms alone and cannot "
                              "take crystal descriptors; use pooling='mean'")
         self.pooling = pooling
-        self.embedding = AtomEmbedding(atom_fea_len, atom_features, extra_atom_features)
+        self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
         self.rbf = GaussianExpansion(0.0, cutoff, step=gaussian_step,
                                      width=gaussian_width or gaussian_step)
         self.convs = nn.ModuleList(
-            _CONVS[conv](atom_fea_len, self.rbf.n_centers) for _ in range(n_conv))
-        hidden = (h_fea_len,) * n_h
+            _CONVS[conv](hidden, self.rbf.n_centers) for _ in range(n_conv))
+        head_widths = (h_fea_len,) * n_h
         if pooling == "site":
             self.site_mlp = nn.Sequential(
                 activation("softplus"),
-                MLP((atom_fea_len, *hidden, n_outputs), act="softplus", dropout=dropout))
+                MLP((hidden, *head_widths, n_outputs), act="softplus", dropout=dropout))
             self.head = None
         else:
-            self.head = ReadoutHead(atom_fea_len, n_outputs, hidden, act="softplus",
+            self.head = ReadoutHead(hidden, n_outputs, head_widths, act="softplus",
                                     n_descriptors=n_descriptors, input_act=True,
                                     dropout=dropout)
 
     def atom_features(self, batch):
-        """Atom vectors after the convolutions, shape (n_nodes, atom_fea_len)."""
+        """Atom vectors after the convolutions, shape (n_nodes, hidden)."""
         x = self.embedding(batch.atomic_numbers)
         edge_attr = self.rbf(batch.distances)
         for conv in self.convs:
@@ -162,7 +176,7 @@ class CGCNN(CrystalModel):
         return x
 
     def embed(self, batch):
-        """Pooled crystal vectors, shape (n_graphs, atom_fea_len)."""
+        """Pooled crystal vectors, shape (n_graphs, hidden)."""
         how = "mean" if self.pooling == "site" else self.pooling
         return pool(self.atom_features(batch), batch.node_graph, batch.n_graphs, how)
 
@@ -176,6 +190,9 @@ class CGCNN(CrystalModel):
         if self.pooling != "site":
             raise ValueError("site contributions need pooling='site'")
         return self.site_mlp(self.atom_features(batch))
+
+    def readout_modules(self):
+        return [self.site_mlp] if self.pooling == "site" else [self.head]
 
     def forward(self, batch):
         if self.pooling == "site":

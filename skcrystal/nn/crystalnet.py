@@ -53,13 +53,18 @@ order. The paper's readout ``z = sum_v GRU(h(v))`` is ``pooling="sum"``;
 the default is ``"mean"`` (the CMPNN code divides by the atom count), which
 keeps intensive predictions invariant to the choice of supercell.
 """
+import numbers
+
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
+from ..graphs.reverse_edges import REVERSE_EDGES_EXTRA
 from .basis import GaussianExpansion
 from .embedding import AtomEmbedding
-from .head import CrystalModel, ReadoutHead
+from .head import ReadoutHead
+from .model import COMMON_CONSTRAINTS, CrystalModel
 from .pooling import POOLINGS, pool
 from .scatter import scatter_max, scatter_sum
 
@@ -124,10 +129,11 @@ class CrystalNet(CrystalModel):
     depth : int
         Message-passing iterations ``L`` (before the final communicative
         round).
-    n_gaussians : int
-        Gaussian centres on 0 to ``gaussian_stop`` Å.
-    gaussian_stop, gaussian_width : float
-        Last centre and width sigma, Å.
+    n_basis : int
+        Gaussian centres on 0 to ``cutoff`` Å (the paper's 100 Gaussians).
+    cutoff, gaussian_width : float
+        Last centre and width sigma, Å (the paper's 5 Å and 0.5 Å); the
+        estimator sets ``cutoff`` to its graph ``radius``.
     n_mlp : int
         Linear layers of the head (>= 1).
     pooling : {"mean", "sum", "max"}
@@ -138,22 +144,25 @@ class CrystalNet(CrystalModel):
         Dropout on edge states and in the head.
     """
 
+    _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        "hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "depth": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_basis": [Interval(numbers.Integral, 1, None, closed="left")],
+        "gaussian_width": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_mlp": [Interval(numbers.Integral, 1, None, closed="left")],
+        "pooling": [StrOptions(set(POOLINGS))],
+    }
+
     def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
-                 hidden=512, depth=2, n_gaussians=100, gaussian_stop=5.0,
+                 hidden=512, depth=2, n_basis=100, cutoff=5.0,
                  gaussian_width=0.5, n_mlp=2, pooling="mean", n_descriptors=0,
                  dropout=0.0):
         super().__init__()
-        if not (isinstance(depth, int) and depth >= 0):
-            raise ValueError(f"depth must be an int >= 0, got {depth!r}")
-        if not (isinstance(n_mlp, int) and n_mlp >= 1):
-            raise ValueError(f"n_mlp must be an int >= 1, got {n_mlp!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
-        self.atom_input = AtomEmbedding(hidden, atom_features, extra_atom_features)
-        self.rbf = GaussianExpansion(0.0, gaussian_stop, n_centers=n_gaussians,
-                                     width=gaussian_width)
-        self.edge_input = nn.Linear(n_gaussians, hidden)
+        self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
+        self.rbf = GaussianExpansion(0.0, cutoff, n_centers=n_basis, width=gaussian_width)
+        self.edge_input = nn.Linear(n_basis, hidden)
         self.layers = nn.ModuleList(CrystalNetLayer(hidden, dropout) for _ in range(depth))
         self.communicate = nn.Linear(3 * hidden, hidden)
         self.gru = nn.GRUCell(hidden, hidden)
@@ -161,14 +170,17 @@ class CrystalNet(CrystalModel):
         self.head = ReadoutHead(hidden, n_outputs, (hidden,) * (n_mlp - 1),
                                 act="relu", n_descriptors=n_descriptors, dropout=dropout)
 
+    @property
+    def graph_extras(self):
+        return (REVERSE_EDGES_EXTRA,)
+
     def atom_features(self, batch):
         """Atom vectors after the GRU, shape (n_nodes, hidden)."""
         if "rev_edge" not in batch.extras:
             raise ValueError("CrystalNet needs the reverse-edge index in batch.extras "
-                             "(declare skcrystal.nn.crystalnet.REVERSE_EDGES_EXTRA in the "
-                             "estimator's graph_extras)")
+                             "(collate the graphs with extras=model.graph_extras)")
         rev, rev_ok = batch.extras["rev_edge"], batch.extras["rev_edge_ok"]
-        x0 = F.relu(self.atom_input(batch.atomic_numbers))
+        x0 = F.relu(self.embedding(batch.atomic_numbers))
         h0_edge = F.relu(self.edge_input(self.rbf(batch.distances)))
         h_node, h_edge = x0, h0_edge
         for layer in self.layers:

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import math
 
+import numbers
+
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
+from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
+from ..graphs.positional import positional_extra
 from .basis import GaussianExpansion
 from .common import BatchNorm
 from .embedding import AtomEmbedding
-from .head import CrystalModel, ReadoutHead
+from .head import ReadoutHead
+from .model import COMMON_CONSTRAINTS, CrystalModel
 from .pooling import pool
 from .scatter import scatter_softmax, scatter_sum
 
@@ -281,37 +287,44 @@ class CrysToGraph(CrystalModel):
         Laplacian eigenvectors and random-walk steps (20, 20).
     edge_features : {"distance", "spherical"}
         See above.
-    n_rbf : int
-        Gaussians per expanded quantity (distance 0-``rbf_cutoff`` Å,
-        angles over their range, bond-angle cosine -1..1).
-    rbf_cutoff, long_bond : float
-        Last distance centre and the long-bond flag threshold, Å.
+    n_basis : int
+        Gaussians per expanded quantity (distance 0-``cutoff`` Å, angles
+        over their range, bond-angle cosine -1..1).
+    cutoff, long_bond : float
+        Last distance centre (the estimator sets it to its graph
+        ``radius``) and the long-bond flag threshold, Å.
+    max_triplets : int or None
+        Largest line graph (bond pairs) of one structure; a larger one
+        raises naming the structure (see :mod:`skcrystal.graphs.line_graph`).
     n_descriptors : int
         Descriptor length for hybrid models (set by the estimator).
     dropout : float
         Dropout in the readout MLP.
     """
 
+    _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **{name: [Interval(numbers.Integral, 1, None, closed="left")]
+           for name in ("hidden", "n_heads", "head_dim", "n_basis")},
+        **{name: [Interval(numbers.Integral, 0, None, closed="left")]
+           for name in ("n_etgc", "n_gwt", "n_ffnn", "n_eigvec", "n_rw")},
+        "ffn_dim": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "use_line_graph": ["boolean"],
+        "positional_encoding": [StrOptions(set(POSITIONAL_ENCODINGS))],
+        "edge_features": [StrOptions(set(EDGE_FEATURES))],
+        "long_bond": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_triplets": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
+
     def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
                  hidden=256, n_heads=8, head_dim=32, ffn_dim=None, n_etgc=3, n_gwt=1,
                  n_ffnn=1, use_line_graph=True, positional_encoding="lap+rw",
-                 n_eigvec=20, n_rw=20, edge_features="distance", n_rbf=40,
-                 rbf_cutoff=8.0, long_bond=8.0, n_descriptors=0, dropout=0.0):
+                 n_eigvec=20, n_rw=20, edge_features="distance", n_basis=40,
+                 cutoff=8.0, long_bond=8.0, max_triplets=DEFAULT_MAX_TRIPLETS,
+                 n_descriptors=0, dropout=0.0):
         super().__init__()
-        if edge_features not in EDGE_FEATURES:
-            raise ValueError(f"edge_features must be one of {EDGE_FEATURES}, "
-                             f"got {edge_features!r}")
-        if positional_encoding not in POSITIONAL_ENCODINGS:
-            raise ValueError(f"positional_encoding must be one of "
-                             f"{POSITIONAL_ENCODINGS}, got {positional_encoding!r}")
-        for name, value in (("n_etgc", n_etgc), ("n_gwt", n_gwt), ("n_ffnn", n_ffnn),
-                            ("n_eigvec", n_eigvec), ("n_rw", n_rw)):
-            if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        for name, value in (("hidden", hidden), ("n_heads", n_heads),
-                            ("head_dim", head_dim), ("n_rbf", n_rbf)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.max_triplets = max_triplets
+        self.n_gwt = int(n_gwt)
         self.edge_features = edge_features
         self.use_line_graph = bool(use_line_graph) and n_etgc > 0
         self.positional_encoding = positional_encoding
@@ -320,16 +333,16 @@ class CrysToGraph(CrystalModel):
         ffn_dim = hidden if ffn_dim is None else int(ffn_dim)
 
         self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
-        self.rbf_dist = GaussianExpansion(0.0, rbf_cutoff, n_centers=n_rbf)
-        n_edge_in = n_rbf + 1
+        self.rbf_dist = GaussianExpansion(0.0, cutoff, n_centers=n_basis)
+        n_edge_in = n_basis + 1
         if edge_features == "spherical":
-            self.rbf_theta = GaussianExpansion(0.0, math.pi, n_centers=n_rbf)
-            self.rbf_phi = GaussianExpansion(-math.pi, math.pi, n_centers=n_rbf)
-            n_edge_in += 2 * n_rbf
+            self.rbf_theta = GaussianExpansion(0.0, math.pi, n_centers=n_basis)
+            self.rbf_phi = GaussianExpansion(-math.pi, math.pi, n_centers=n_basis)
+            n_edge_in += 2 * n_basis
         self.edge_in = nn.Linear(n_edge_in, hidden)
         if self.use_line_graph:
-            self.rbf_angle = GaussianExpansion(-1.0, 1.0, n_centers=n_rbf)
-            self.angle_in = nn.Linear(n_rbf, hidden)
+            self.rbf_angle = GaussianExpansion(-1.0, 1.0, n_centers=n_basis)
+            self.angle_in = nn.Linear(n_basis, hidden)
         self.lg_layers = nn.ModuleList(
             ETGCLayer(hidden, hidden, n_heads, head_dim, ffn_dim)
             for _ in range(n_etgc if self.use_line_graph else 0))
@@ -345,6 +358,16 @@ class CrysToGraph(CrystalModel):
         self.norm = nn.LayerNorm(hidden)
         self.head = ReadoutHead(hidden, n_outputs, (hidden,) * n_ffnn, act="softplus",
                                 n_descriptors=n_descriptors, dropout=dropout)
+
+    @property
+    def graph_extras(self):
+        """The line graph when eTGC uses it; encodings when the GwT uses them."""
+        extras = []
+        if self.use_line_graph:
+            extras.append(line_graph_extra(self.max_triplets))
+        if self.n_gwt and self.n_pe:
+            extras.append(positional_extra(self.n_eigvec, self.n_rw))
+        return tuple(extras)
 
     # ----------------------------------------------------------------- inputs
     def edge_inputs(self, batch):
@@ -409,5 +432,5 @@ def _need(batch, name):
         return batch.extras[name]
     except KeyError:
         raise ValueError(
-            f"the batch has no graph extra {name!r}; collate it with the extras "
-            "of CrysToGraphRegressor.graph_extras() (the estimator does this)") from None
+            f"the batch has no graph extra {name!r}; collate the graphs with "
+            "extras=model.graph_extras (the estimator does this)") from None

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["AtomEmbedding", "resolve_atom_table", "supported_elements"]
+__all__ = ["AtomEmbedding", "resolve_atom_table"]
 
 #: Rows of a learnable embedding table: Z = 1..118 (row 0 unused).
 N_ELEMENTS = 119
@@ -21,7 +21,7 @@ def resolve_atom_table(atom_features, extra_atom_features=None):
     ----------
     atom_features : {"cgcnn", "embedding"}, str path, dict or ndarray
         ``"cgcnn"``: the one-hot table of CGCNN's supplement Table II
-        (:func:`skcrystal.graphs.atom_features.atom_feature_table`);
+        (:func:`skcrystal.atom_features.atom_feature_table`);
         ``"embedding"``: a learnable embedding, no fixed table; a path to a
         reference ``atom_init.json``, a dict ``{Z: vector}`` or an array
         whose row Z is element Z.
@@ -29,7 +29,7 @@ def resolve_atom_table(atom_features, extra_atom_features=None):
         A table concatenated to the fixed one (e.g. pre-trained element
         embeddings); unsupported elements are NaN rows.
     """
-    from ..graphs.atom_features import atom_feature_table
+    from ..atom_features import atom_feature_table
 
     table = None if (isinstance(atom_features, str) and atom_features == "embedding") \
         else np.asarray(atom_feature_table(atom_features), dtype=np.float32)
@@ -45,16 +45,6 @@ def resolve_atom_table(atom_features, extra_atom_features=None):
             pad = lambda t: np.vstack([t, np.full((n - len(t), t.shape[1]), np.nan, np.float32)])
             table = np.hstack([pad(table), pad(extra)])
     return table
-
-
-def supported_elements(atom_features="cgcnn", extra_atom_features=None):
-    """Atomic numbers that have features under this scheme (frozenset of int)."""
-    table = resolve_atom_table(atom_features, extra_atom_features)
-    if table is None:
-        return frozenset(range(1, N_ELEMENTS))
-    ok = np.all(np.isfinite(table), axis=1)
-    ok[0] = False
-    return frozenset(np.flatnonzero(ok).tolist())
 
 
 class AtomEmbedding(nn.Module):
@@ -79,6 +69,12 @@ class AtomEmbedding(nn.Module):
     def __init__(self, dim, atom_features="cgcnn", extra_atom_features=None):
         super().__init__()
         table = resolve_atom_table(atom_features, extra_atom_features)
+        if table is None:
+            self.supported_elements = frozenset(range(1, N_ELEMENTS))
+        else:
+            ok = np.all(np.isfinite(table), axis=1)
+            ok[0] = False
+            self.supported_elements = frozenset(np.flatnonzero(ok).tolist())
         if table is None:
             self.register_buffer("table", None)
             self.embedding = nn.Embedding(N_ELEMENTS, dim)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .common import MLP, activation
+from .model import CrystalModel
 
 __all__ = ["ReadoutHead", "CrystalModel"]
 
@@ -61,19 +62,3 @@ class ReadoutHead(nn.Module):
                     f"{descriptors.shape[1]}")
             h = torch.cat([h, descriptors.to(h.dtype)], dim=1)
         return self.mlp(h)
-
-
-class CrystalModel(nn.Module):
-    """Base of the skcrystal models: ``forward = head(embed(batch))``.
-
-    Subclasses build ``self.head`` (a :class:`ReadoutHead`) and implement
-    :meth:`embed`; they may override :meth:`forward` for readouts that are
-    not "pool then MLP" (CGCNN's site pooling).
-    """
-
-    def embed(self, batch):  # pragma: no cover - abstract
-        """Crystal representations, shape (n_graphs, d)."""
-        raise NotImplementedError
-
-    def forward(self, batch):
-        return self.head(self.embed(batch), batch.descriptors)

@@ -89,7 +89,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["atom_feature_table", "supported_elements", "feature_names",
+__all__ = ["atom_feature_table", "table_elements", "feature_names",
            "load_atom_init", "CGCNN_BLOCKS", "MAX_Z"]
 
 #: Largest atomic number with a row in the "cgcnn" table.
@@ -344,7 +344,7 @@ def atom_feature_table(kind="cgcnn"):
         f"got {type(kind).__name__}")
 
 
-def supported_elements(table):
+def table_elements(table):
     """Atomic numbers whose row of ``table`` is all finite.
 
     Parameters
