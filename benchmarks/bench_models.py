@@ -33,7 +33,7 @@ def configs(size):
         return {"CGCNN": (CGCNNRegressor, {}), "ALIGNN": (ALIGNNRegressor, {}),
                 "CrystalNet": (CrystalNetRegressor, {})}
     return {"CGCNN": (CGCNNRegressor, {}),
-            "ALIGNN": (ALIGNNRegressor, dict(module__hidden_features=64,
+            "ALIGNN": (ALIGNNRegressor, dict(module__hidden=64,
                                              module__alignn_layers=2, module__gcn_layers=2)),
             "CrystalNet": (CrystalNetRegressor, dict(module__hidden=128))}
 

@@ -59,7 +59,7 @@ def models(epochs, batch_size, size):
     if size == "small":
         return {
             "CGCNN": CGCNNRegressor(**common),
-            "ALIGNN": ALIGNNRegressor(module__hidden_features=64, module__alignn_layers=2,
+            "ALIGNN": ALIGNNRegressor(module__hidden=64, module__alignn_layers=2,
                                       module__gcn_layers=2, **common),
             "CrystalNet": CrystalNetRegressor(module__hidden=128, **common),
         }

@@ -228,3 +228,7 @@ class CompositionBaselineClassifier(ClassifierMixin, _CompositionModel):
         """Class probabilities, shape (n, n_classes), columns as ``classes_``."""
         check_is_fitted(self, "estimator_")
         return self.estimator_.predict_proba(self.transform(X))
+
+
+# what the learnability probes use for classification descriptors
+CompositionBaseline.classifier_counterpart_class = CompositionBaselineClassifier

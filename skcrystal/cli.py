@@ -21,10 +21,9 @@ line ``skcrystal: error: ...`` with exit code 2 for usage and input errors
 1 for anything else; ``--debug`` shows the traceback instead. See
 ``docs/cli.md``.
 
-Models are looked up in :data:`MODELS` (name -> module and class names),
-imported on first use, so a model whose module is not installed yet gives
-a clear error instead of breaking the whole command; ``--model
-package.module:Class`` uses any estimator class.
+Models are looked up by name in the model registry
+(:mod:`skcrystal.estimators.registry`); ``--model package.module:Class``
+uses any estimator class.
 """
 from __future__ import annotations
 
@@ -38,17 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "MODELS", "get_estimator_class", "parse_param", "build_parser"]
-
-#: model name -> (module, regressor class, classifier class)
-MODELS = {
-    "cgcnn": ("skcrystal.estimators.cgcnn", "CGCNNRegressor", "CGCNNClassifier"),
-    "alignn": ("skcrystal.estimators.alignn", "ALIGNNRegressor", "ALIGNNClassifier"),
-    "crystalnet": ("skcrystal.estimators.crystalnet", "CrystalNetRegressor",
-                   "CrystalNetClassifier"),
-    "crystograph": ("skcrystal.estimators.crystograph", "CrysToGraphRegressor",
-                    "CrysToGraphClassifier"),
-}
+__all__ = ["main", "get_estimator_class", "parse_param", "build_parser"]
 
 TASKS = ("regression", "classification")
 
@@ -90,32 +79,14 @@ def _fmt_seconds(s):
 
 
 # ---------------------------------------------------------------- models
-def available_models():
-    """Registered model names whose module can be imported now.
-
-    Returns
-    -------
-    dict
-        name -> ``None`` when importable, else the reason (str).
-    """
-    out = {}
-    for name in MODELS:
-        try:
-            get_estimator_class(name, "regression")
-            out[name] = None
-        except CLIError as exc:
-            out[name] = str(exc)
-    return out
-
-
 def get_estimator_class(model, task="regression"):
-    """Resolve a model name to its estimator class, importing it lazily.
+    """Resolve a model name to its estimator class.
 
     Parameters
     ----------
     model : str
-        A name of :data:`MODELS` (case-insensitive), or
-        ``package.module:ClassName`` for any scikit-learn-style estimator
+        A registered model name (case-insensitive, see ``skcrystal models``),
+        or ``package.module:ClassName`` for any scikit-learn-style estimator
         class (``task`` is then ignored).
     task : {"regression", "classification"}
 
@@ -126,23 +97,23 @@ def get_estimator_class(model, task="regression"):
     Raises
     ------
     CLIError
-        Unknown name, or a registered model whose module is not installed
-        (yet) or fails to import, naming the missing module.
+        Unknown name (with the closest registered one), or an import path
+        that does not resolve.
     """
     if task not in TASKS:
         raise CLIError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     if ":" in model:
         module_name, _, cls_name = model.partition(":")
         return _import_attr(module_name, cls_name, f"--model {model}", registered=False)
-    key = model.lower()
-    if key not in MODELS:
-        close = difflib.get_close_matches(key, MODELS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise CLIError(f"unknown model {model!r}{hint}; known models: "
-                       f"{', '.join(MODELS)} (or package.module:ClassName)")
-    module_name, reg, clf = MODELS[key]
-    return _import_attr(module_name, reg if task == "regression" else clf,
-                        f"model {key!r}")
+    from skcrystal.estimators import registry
+    try:
+        spec = registry.get(model)
+    except KeyError as exc:
+        raise CLIError(f"{exc.args[0]} (or package.module:ClassName)") from None
+    try:
+        return spec.estimator_class(task)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _import_attr(module_name, attr, what, registered=True):
@@ -654,10 +625,10 @@ def cmd_cv(args, progress):
 
 
 def cmd_models(args, progress):
-    for name, reason in available_models().items():
-        module, reg, clf = MODELS[name]
-        status = "available" if reason is None else "not available: " + reason
-        print(f"{name:<12} {reg} / {clf}  [{status}]")
+    from skcrystal.estimators import registry
+    for spec in registry.specs():
+        clf = spec.classifier.__name__ if spec.classifier else "-"
+        print(f"{spec.name:<12} {spec.regressor.__name__} / {clf}  ({spec.paper})")
     return 0
 
 
@@ -688,7 +659,7 @@ def build_parser():
                           help="folder (id_prop.csv + CIFs or POSCARs), CSV of CIF "
                                "strings, matbench .json.gz or mlearn .json")
     training.add_argument("--model", default="cgcnn",
-                          help=f"model name ({', '.join(MODELS)}) or "
+                          help="registered model name (see 'skcrystal models') or "
                                "package.module:Class (default: cgcnn)")
     training.add_argument("--target", action="append", metavar="COL",
                           help="target column (CSV, matbench); repeat for several "

@@ -22,6 +22,8 @@ import warnings
 import numpy as np
 from sklearn.base import clone, is_classifier
 
+from ._validation import descriptor_values
+
 __all__ = ["probe_learnability", "representation_importance", "classifier_counterpart",
            "PROBE_COLUMNS"]
 
@@ -47,9 +49,10 @@ def classifier_counterpart(estimator):
     ``CGCNNClassifier(max_epochs=5, module__n_conv=2)``; a
     :class:`~skcrystal.baselines.CompositionBaseline` ->
     :class:`~skcrystal.baselines.CompositionBaselineClassifier`. The
-    counterpart is looked up as the class named ``...Classifier`` in the
-    regressor's module; parameters it does not take (and the regression
-    ``criterion``) are dropped.
+    counterpart is the registered model's classifier (see
+    :mod:`skcrystal.estimators.registry`), or the estimator class's
+    ``classifier_counterpart_class``; parameters it does not take (and the
+    regression ``criterion``) are dropped.
 
     Parameters
     ----------
@@ -65,22 +68,21 @@ def classifier_counterpart(estimator):
     TypeError
         If no counterpart exists; pass ``classifier=`` explicitly then.
     """
-    import importlib
     import inspect
+
+    from .estimators import registry
 
     if is_classifier(estimator):
         return clone(estimator)
-    cls = type(estimator)
-    name = cls.__name__
-    candidates = []
-    if name.endswith("Regressor"):
-        candidates.append(name[:-len("Regressor")] + "Classifier")
-    candidates.append(name + "Classifier")
-    module = importlib.import_module(cls.__module__)
-    target = next((getattr(module, c) for c in candidates if hasattr(module, c)), None)
+    name = type(estimator).__name__
+    spec = registry.spec_for(estimator)
+    # registered models name their classifier in the registry; other
+    # estimators (the composition baseline) declare it as a class attribute
+    target = spec.classifier if spec is not None else getattr(
+        type(estimator), "classifier_counterpart_class", None)
     if target is None:
-        raise TypeError(f"no classifier counterpart of {name} found in {cls.__module__} "
-                        f"(looked for {candidates}); pass classifier= explicitly")
+        raise TypeError(f"no classifier counterpart of {name} is registered; pass "
+                        "classifier= explicitly")
     params = estimator.get_params(deep=False)
     params.pop("criterion", None)
     sig = inspect.signature(target.__init__)
@@ -109,16 +111,7 @@ def _descriptor_table(bank, structures):
     if bank is None:
         from .descriptors import DescriptorBank
         bank = DescriptorBank()
-    bank = clone(bank)
-    values = np.asarray(bank.fit_transform(structures), dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] != len(structures):
-        raise ValueError(f"bank returned shape {values.shape}, expected "
-                         f"({len(structures)}, n_descriptors)")
-    try:
-        names = [str(n) for n in bank.get_feature_names_out()]
-    except (AttributeError, TypeError, ValueError):
-        names = [f"descriptor_{i}" for i in range(values.shape[1])]
-    return values, names
+    return descriptor_values(clone(bank), structures, fit=True)
 
 
 def _models(estimator):

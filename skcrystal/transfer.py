@@ -19,7 +19,7 @@ ALIGNN, CrystalNet, ...), since freezing is by parameter name.
 Freezing
 --------
 ``freeze="all_but_head"`` (default) trains only the last Linear layer of the
-model's head (``module_.head``; ``site_mlp`` for CGCNN's site pooling).
+model's readout (what its ``readout_modules()`` declares).
 ``freeze=None`` / ``"none"`` trains everything. Otherwise ``freeze`` is a
 pattern or list of patterns over ``module_.named_parameters()`` names
 (``fnmatch`` syntax, e.g. ``"embedding.*"``, ``"convs.0.*"``; a pattern
@@ -78,13 +78,14 @@ def head_parameter_names(model):
         Names as in ``model.named_parameters()`` (e.g.
         ``["head.mlp.2.weight", "head.mlp.2.bias"]``).
     """
-    for attr in ("head", "site_mlp"):
-        head = getattr(model, attr, None)
-        if isinstance(head, torch.nn.Module):
-            last = _last_linear_name(head)
-            if last is not None:
-                prefix = f"{attr}.{last}." if last else f"{attr}."
-                return [n for n, _ in model.named_parameters() if n.startswith(prefix)]
+    # the module declares its readout; its last Linear layer is the head
+    readout = model.readout_modules() if hasattr(model, "readout_modules") else []
+    for head in reversed(readout):
+        last = _last_linear_name(head)
+        if last is not None:
+            linear = head.get_submodule(last) if last else head
+            ids = {id(p) for p in linear.parameters()}
+            return [n for n, p in model.named_parameters() if id(p) in ids]
     raise ValueError(f"{type(model).__name__} has no head with a Linear layer; "
                      "give freeze as parameter-name patterns instead of 'all_but_head'")
 
@@ -149,10 +150,12 @@ def _check_pretrained(est):
     if isinstance(est, FineTuner):
         check_is_fitted(est, "estimator_")
         return est.estimator_
-    if not (getattr(est, "initialized_", False) and hasattr(est, "n_outputs_")):
+    try:
+        est.check_is_fitted()
+    except (NotFittedError, AttributeError):
         raise NotFittedError(
             f"the pre-trained {type(est).__name__} is not fitted; fit it on the large "
-            "set first")
+            "set first") from None
     return est
 
 
@@ -176,7 +179,10 @@ class FineTuner(MetaEstimatorMixin, BaseEstimator):
         Seeds the shuffling (default: the pre-trained one's).
     net_params : dict, optional
         Further parameters set on the copy with ``set_params`` (e.g.
-        ``{"optimizer__weight_decay": 0.01, "callbacks__lr_schedule": None}``).
+        ``{"optimizer__weight_decay": 0.01}``). The learning rate stays
+        constant, as in the paper (``callbacks__lr_schedule=None``), unless
+        this gives a schedule. ``module__`` parameters are refused: they
+        would rebuild the pre-trained model with fresh weights.
 
     Attributes
     ----------
@@ -238,22 +244,26 @@ class FineTuner(MetaEstimatorMixin, BaseEstimator):
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
         source = _check_pretrained(self.pretrained)
+        rebuilt = sorted(k for k in (self.net_params or {}) if k.startswith("module__"))
+        if rebuilt:
+            raise ValueError(
+                f"net_params {rebuilt} would rebuild the pre-trained model with fresh "
+                "weights; fine-tuning keeps the pre-trained architecture")
         net = copy.deepcopy(source)
-        kw = dict(lr=self.lr, max_epochs=int(self.max_epochs), warm_start=True)
+        # the paper fine-tunes at a constant lr 1e-5; a cosine schedule would
+        # decay it to zero
+        kw = dict(lr=self.lr, max_epochs=int(self.max_epochs), warm_start=True,
+                  callbacks__lr_schedule=None)
         if self.batch_size is not None:
             kw["batch_size"] = self.batch_size
         if self.random_state is not None:
             kw["random_state"] = self.random_state
-        net.set_params(**kw, **(self.net_params or {}))
-        if hasattr(net, "y_mean_"):
-            old_mean, old_scale = net.y_mean_.copy(), net.y_scale_.copy()
-            n_out = net.n_outputs_
-            net._encode_targets(y, fit=True)  # the small set's own scaling
-            if net.n_outputs_ != n_out:
-                raise ValueError(f"y has {net.n_outputs_} targets but the pre-trained "
-                                 f"model predicts {n_out}")
+        net.set_params(**{**kw, **(self.net_params or {})})
+        net.initialize_callbacks()  # a callback set to None is dropped here
+        if hasattr(net, "refit_target_scaling"):
+            old, new = net.refit_target_scaling(y)  # the small set's own scaling
             if self.head_init == "rescale":
-                self._rescale_head(net, old_mean, old_scale)
+                self._rescale_head(net, old, new)
         self.trainable_params_ = freeze_parameters(net.module_, self.freeze)
         # a fresh optimizer over the trainable parameters only, with the new lr
         net.initialize_optimizer()
@@ -262,14 +272,14 @@ class FineTuner(MetaEstimatorMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _rescale_head(net, old_mean, old_scale):
+    def _rescale_head(net, old, new):
         """Rewrite the last layer so predictions in ``y`` units are unchanged."""
         names = head_parameter_names(net.module_)
         params = dict(net.module_.named_parameters())
         weight = next(params[n] for n in names if n.endswith("weight"))
         bias = next((params[n] for n in names if n.endswith("bias")), None)
-        ratio = torch.as_tensor(old_scale / net.y_scale_, dtype=weight.dtype)
-        shift = torch.as_tensor((old_mean - net.y_mean_) / net.y_scale_, dtype=weight.dtype)
+        ratio = torch.as_tensor(old.scale_ / new.scale_, dtype=weight.dtype)
+        shift = torch.as_tensor((old.mean_ - new.mean_) / new.scale_, dtype=weight.dtype)
         with torch.no_grad():
             weight.mul_(ratio.unsqueeze(1))
             if bias is not None:
@@ -280,15 +290,19 @@ class FineTuner(MetaEstimatorMixin, BaseEstimator):
         return self.estimator_
 
     def predict(self, X):
+        """Predictions of the fine-tuned net (see its ``predict``)."""
         return self._inner().predict(X)
 
     def predict_proba(self, X):
+        """Class probabilities of the fine-tuned classifier."""
         return self._inner().predict_proba(X)
 
     def transform(self, X):
+        """Pooled crystal representations of the fine-tuned net."""
         return self._inner().transform(X)
 
     def score(self, X, y, sample_weight=None):
+        """R² (regression) or accuracy (classification) of the fine-tuned net."""
         return self._inner().score(X, y, sample_weight=sample_weight)
 
     @property

@@ -7,10 +7,11 @@ from sklearn.model_selection import train_test_split
 
 from skcrystal import CGCNNClassifier, CGCNNRegressor
 from skcrystal.graphs import build_graph, collate_graphs
-from skcrystal.nn import CGCNN, CGCNNConv, GaussianExpansion
+from skcrystal.nn import GaussianExpansion
+from skcrystal.nn.cgcnn import CGCNN, CGCNNConv
 from skcrystal.nn.scatter import scatter_max, scatter_mean, scatter_softmax, scatter_sum
 
-SMALL = dict(module__atom_fea_len=16, module__h_fea_len=16, module__n_conv=2,
+SMALL = dict(module__hidden=16, module__h_fea_len=16, module__n_conv=2,
              batch_size=16, random_state=0)
 
 
@@ -69,17 +70,20 @@ def test_module_pooling_modes_supercell(nacl):
     b1 = collate_graphs([build_graph(prim)])
     b8 = collate_graphs([build_graph(prim * (2, 2, 2))])
     for pooling, factor in (("mean", 1.0), ("sum", 8.0)):
-        m = CGCNN(pooling=pooling, atom_fea_len=8, h_fea_len=8).eval()
+        m = CGCNN(pooling=pooling, hidden=8, h_fea_len=8).eval()
         torch.testing.assert_close(m.embed(b8), factor * m.embed(b1), rtol=1e-4, atol=1e-5)
-    m = CGCNN(pooling="mean", atom_fea_len=8, h_fea_len=8).eval()
+    m = CGCNN(pooling="mean", hidden=8, h_fea_len=8).eval()
     torch.testing.assert_close(m(b8), m(b1), rtol=1e-4, atol=1e-5)
 
 
 def test_bad_module_params():
-    with pytest.raises(ValueError, match="conv must be one of"):
+    with pytest.raises(ValueError, match="'conv' parameter of CGCNN must be a str among"):
         CGCNN(conv="fancy")
-    with pytest.raises(ValueError, match="pooling must be"):
+    with pytest.raises(ValueError, match="'pooling' parameter of CGCNN"):
         CGCNN(pooling="median")
+    # the estimator checks module__ parameters at fit, naming them with the prefix
+    with pytest.raises(ValueError, match="'module__hidden' parameter of CGCNN"):
+        CGCNNRegressor(module__hidden=0).fit([], [])
     with pytest.raises(TypeError, match="invalid module__ parameter for CGCNN"):
         CGCNNRegressor(module__n_convs=3).initialize()
 

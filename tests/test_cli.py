@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skcrystal.cli import CLIError, MODELS, get_estimator_class, main, parse_param
+from skcrystal.cli import CLIError, get_estimator_class, main, parse_param
 
 from conftest import shared_path
 
 # a small, fast network: the tests check the plumbing, not the accuracy
-SMALL = ["--param", "module__n_conv=1", "--param", "module__atom_fea_len=16",
+SMALL = ["--param", "module__n_conv=1", "--param", "module__hidden=16",
          "--param", "module__h_fea_len=16", "--seed", "0", "--quiet"]
 
 
@@ -182,13 +182,10 @@ def test_debug_shows_traceback(capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("skcrystal: error:")
 
 
-def test_registry_model_not_there_yet(monkeypatch, capsys, data, tmp_path):
-    monkeypatch.setitem(MODELS, "future", ("skcrystal.estimators._no_such_model",
-                                           "FutureRegressor", "FutureClassifier"))
-    code, line = _error(capsys, ["fit", str(data["csv"]), "--model", "future", "--target",
+def test_unknown_model_names_the_closest(capsys, data, tmp_path):
+    code, line = _error(capsys, ["fit", str(data["csv"]), "--model", "cgcn", "--target",
                                  "heat_all", "-o", str(tmp_path / "m.pkl")])
-    assert code == 2 and "model 'future' is not available" in line
-    assert "skcrystal.estimators._no_such_model" in line
+    assert code == 2 and "unknown model 'cgcn'" in line and "'cgcnn'" in line
 
 
 def test_registry_resolves_cgcnn_and_import_paths():

@@ -12,7 +12,7 @@ from skcrystal.nn.crystograph import CrysToGraph, ETGCLayer, GwTLayer, graph_wis
 from skcrystal.nn.scatter import scatter_sum
 
 TINY = dict(module__hidden=16, module__n_heads=2, module__head_dim=8, module__n_etgc=1,
-            module__n_rbf=16, module__n_eigvec=4, module__n_rw=4)
+            module__n_basis=16, module__n_eigvec=4, module__n_rw=4)
 
 
 
@@ -174,8 +174,8 @@ def test_default_model_is_rotation_invariant_spherical_is_not(perovskites):
 def test_ablation_switches_choose_graph_extras_and_run(perovskites):
     from skcrystal.estimators.crystograph import CrysToGraphRegressor
     X, y = perovskites
-    keys = lambda est: sorted(k.split("(")[0][:4] for k, _, _ in est.graph_extras())
-    assert keys(CrysToGraphRegressor()) == ["line", "pe_l"]
+    keys = lambda est: sorted(e.name[:4] for e in est.graph_extras)
+    assert keys(CrysToGraphRegressor()) == ["line", "posi"]
     assert keys(CrysToGraphRegressor(module__n_gwt=0)) == ["line"]
     assert keys(CrysToGraphRegressor(module__use_line_graph=False,
                                      module__positional_encoding="none")) == []

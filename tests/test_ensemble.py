@@ -6,7 +6,7 @@ from sklearn.base import clone
 from skcrystal.ensemble import EnsembleRegressor
 from skcrystal.estimators.cgcnn import CGCNNRegressor
 
-SMALL = dict(module__atom_fea_len=16, module__n_conv=2, module__h_fea_len=32,
+SMALL = dict(module__hidden=16, module__n_conv=2, module__h_fea_len=32,
              max_neighbors=8, batch_size=32)
 
 

@@ -50,7 +50,7 @@ def test_get_set_params_and_clone(name, data):
     twin = clone(est)
     assert twin.get_params()["optimizer__weight_decay"] == 1e-4
     assert twin.max_neighbors == 8
-    assert not hasattr(twin, "y_mean_") and not twin.initialized_
+    assert not hasattr(twin, "target_scaler_") and not twin.initialized_
 
 
 def test_clone_of_fitted_is_unfitted(fitted, data):

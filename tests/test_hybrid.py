@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from skcrystal.datasets import load_perovskites
 from skcrystal.estimators import CGCNNRegressor
 
-TINY = dict(module__atom_fea_len=8, module__n_conv=1, module__h_fea_len=16,
+TINY = dict(module__hidden=8, module__n_conv=1, module__h_fea_len=16,
             batch_size=16, random_state=0)
 
 
@@ -41,17 +41,17 @@ def test_shapes_and_training_only_scaling(perov):
     D_tr = CellDescriptors().fit(Xtr).transform(Xtr)
     assert est.n_descriptors_ == 2
     assert list(est.descriptor_names_) == ["vpa", "a"]
-    np.testing.assert_allclose(est.descriptor_mean_, D_tr.mean(axis=0))
-    np.testing.assert_allclose(est.descriptor_scale_, D_tr.std(axis=0))
+    np.testing.assert_allclose(est.descriptor_scaler_.mean_, D_tr.mean(axis=0))
+    np.testing.assert_allclose(est.descriptor_scaler_.scale_, D_tr.std(axis=0))
     # the head sees [pooled (8), descriptors (2)]
     assert est.module_.head.mlp(torch.zeros(1, 10)).shape == (1, 1)
     assert est.transform(Xte).shape == (20, 8)     # pooled representation only
-    mean_before = est.descriptor_mean_.copy()
+    mean_before = est.descriptor_scaler_.mean_.copy()
     assert est.predict(Xte).shape == (20,)
-    np.testing.assert_array_equal(est.descriptor_mean_, mean_before)
+    np.testing.assert_array_equal(est.descriptor_scaler_.mean_, mean_before)
     # clone keeps the transformer as a parameter, unfitted
     c = clone(est)
-    assert isinstance(c.descriptors, CellDescriptors) and not hasattr(c, "descriptor_mean_")
+    assert isinstance(c.descriptors, CellDescriptors) and not hasattr(c, "descriptor_scaler_")
 
 
 def test_dataframe_with_precomputed_descriptor_columns(perov):
@@ -60,7 +60,7 @@ def test_dataframe_with_precomputed_descriptor_columns(perov):
     df = pd.DataFrame({"structure": X[:30], "vpa": vpa[:30]})
     est = CGCNNRegressor(max_epochs=1, **TINY).fit(df, vol[:30])
     assert est.n_descriptors_ == 1 and est.descriptor_names_ == ["vpa"]
-    assert est.descriptor_mean_[0] == pytest.approx(vpa[:30].mean())
+    assert est.descriptor_scaler_.mean_[0] == pytest.approx(vpa[:30].mean())
     test = pd.DataFrame({"structure": X[30:40], "vpa": vpa[30:40]})
     assert est.predict(test).shape == (10,)
     with pytest.raises(ValueError, match="descriptor columns"):

@@ -91,8 +91,8 @@ def test_batching_shifts_by_edge_offset(nacl, diamond):
     extra = line_graph_extra()
     batch = collate_graphs(graphs, extras=[extra])
     idx = batch.extras["lg_index"].numpy()
-    lg0 = graphs[0].with_extra(*extra[:2], **extra[2])
-    lg1 = graphs[1].with_extra(*extra[:2], **extra[2])
+    lg0 = graphs[0].extra(extra)
+    lg1 = graphs[1].extra(extra)
     np.testing.assert_array_equal(idx, np.vstack([lg0["lg_index"],
                                                   lg1["lg_index"] + graphs[0].n_edges]))
     # pairs stay inside one crystal and share a centre atom in the batch too
@@ -102,8 +102,8 @@ def test_batching_shifts_by_edge_offset(nacl, diamond):
     np.testing.assert_array_equal(batch.extras["lg_index_graph"].numpy(),
                                   np.repeat([0, 1], [len(lg0["lg_cos"]), len(lg1["lg_cos"])]))
     # memoised in the graph under a key encoding the parameters
-    assert extra[0] in graphs[0].extras["_memo"]
-    assert line_graph_extra(include_self=True)[0] != extra[0]
+    assert extra.key in graphs[0].extras["_memo"]
+    assert line_graph_extra(include_self=True).key != extra.key
 
 
 def test_memory_bound_error_names_structure_and_bound(nacl):

@@ -56,7 +56,7 @@ def test_pretraining_beats_frequency_baseline_and_table_plugs_in(perovskites):
     # the table is usable as extra atom features of any skcrystal model
     from skcrystal.estimators.cgcnn import CGCNNRegressor
     keep = [i for i, s in enumerate(X) if {el.Z for el in s.composition} <= seen]
-    est = CGCNNRegressor(max_epochs=1, module__atom_fea_len=8, module__n_conv=1,
+    est = CGCNNRegressor(max_epochs=1, module__hidden=8, module__n_conv=1,
                          module__extra_atom_features=table, max_neighbors=6,
                          random_state=0).fit([X[i] for i in keep[:30]], y[keep[:30]])
     from skcrystal.nn.embedding import resolve_atom_table

@@ -12,7 +12,7 @@ from skcrystal.estimators import CGCNNClassifier, CGCNNRegressor
 from skcrystal.probes import (PROBE_COLUMNS, classifier_counterpart, probe_learnability,
                               representation_importance)
 
-TINY = dict(module__atom_fea_len=8, module__n_conv=1, module__h_fea_len=16,
+TINY = dict(module__hidden=8, module__n_conv=1, module__h_fea_len=16,
             batch_size=16, max_epochs=2, random_state=0)
 
 
@@ -65,10 +65,9 @@ def test_classifier_counterpart():
     assert isinstance(classifier_counterpart(CompositionBaseline(n_estimators=7)),
                       CompositionBaselineClassifier)
 
-    class Odd(CompositionBaseline):
-        pass
+    from sklearn.linear_model import Ridge
     with pytest.raises(TypeError, match="classifier="):
-        classifier_counterpart(Odd())
+        classifier_counterpart(Ridge())
 
 
 # ---------------------------------------------------------------- probes

@@ -11,7 +11,7 @@ from sklearn.model_selection import cross_val_score
 from skcrystal.estimators.cgcnn import CGCNNRegressor
 from skcrystal.transfer import FineTuner, finetune, freeze_parameters, head_parameter_names
 
-CGCNN_SMALL = dict(module__atom_fea_len=16, module__h_fea_len=16, module__n_conv=2,
+CGCNN_SMALL = dict(module__hidden=16, module__h_fea_len=16, module__n_conv=2,
                    batch_size=16, random_state=0)
 
 
@@ -35,7 +35,7 @@ def _state(est):
 
 def test_head_parameter_names_and_patterns():
     from skcrystal.nn.cgcnn import CGCNN
-    m = CGCNN(atom_fea_len=8, h_fea_len=8)
+    m = CGCNN(hidden=8, h_fea_len=8)
     assert head_parameter_names(m) == ["head.mlp.2.weight", "head.mlp.2.bias"]
     assert freeze_parameters(copy.deepcopy(m)) == ["head.mlp.2.weight", "head.mlp.2.bias"]
     trainable = freeze_parameters(copy.deepcopy(m), ["embedding.*", "re:convs\\.0\\..*"])
@@ -46,7 +46,7 @@ def test_head_parameter_names_and_patterns():
         freeze_parameters(copy.deepcopy(m), "conv.*")
     with pytest.raises(ValueError, match="nothing to train"):
         freeze_parameters(copy.deepcopy(m), "*")
-    site = CGCNN(atom_fea_len=8, h_fea_len=8, pooling="site")
+    site = CGCNN(hidden=8, h_fea_len=8, pooling="site")
     assert head_parameter_names(site) == ["site_mlp.1.2.weight", "site_mlp.1.2.bias"]
 
 
@@ -63,8 +63,8 @@ def test_finetune_leaves_pretrained_untouched_and_freezes(pretrained, data):
     # only the last head layer moved; frozen batch norms kept their running stats
     assert changed == {"head.mlp.2.weight", "head.mlp.2.bias"}
     # its own target scaling
-    np.testing.assert_allclose(tuned.y_mean_, heat_all[500:560].mean())
-    assert tuned.y_mean_ != pretrained.y_mean_
+    np.testing.assert_allclose(tuned.target_scaler_.mean_, heat_all[500:560].mean())
+    assert tuned.target_scaler_.mean_ != pretrained.target_scaler_.mean_
     assert tuned.predict(X[:3]).shape == (3,)
 
 
@@ -92,7 +92,7 @@ def test_model_agnostic(name, data):
     X, heat_ref, heat_all = data
     if name == "alignn":
         from skcrystal.estimators.alignn import ALIGNNRegressor as cls
-        small = dict(module__hidden_features=16, module__embedding_features=8,
+        small = dict(module__hidden=16, module__embedding_features=8,
                      module__alignn_layers=1, module__gcn_layers=1)
     else:
         from skcrystal.estimators.crystalnet import CrystalNetRegressor as cls

@@ -297,6 +297,12 @@ class CrystalGraphNet(NeuralNet):
             return self.initialized_instance(self.module, self._module_kwargs())
 
     @property
+    def descriptor_names_(self):
+        """Descriptor column names in the fitted order (list of str)."""
+        scaler = getattr(self, "descriptor_scaler_", None)
+        return [] if scaler is None else list(scaler.names_)
+
+    @property
     def graph_extras(self):
         """Graph extras the module reads (tuple of GraphExtra)."""
         return tuple(getattr(self._graph_module(), "graph_extras", ()))
@@ -472,6 +478,20 @@ class CrystalGraphNet(NeuralNet):
             finally:
                 self.__dict__.pop("_fit_memo_", None)
 
+    def set_params(self, **params):
+        """skorch's ``set_params``; a changed ``module__`` parameter unfits the model.
+
+        skorch rebuilds the module with fresh weights when a ``module__``
+        parameter changes; the estimator then reports itself unfitted
+        instead of predicting with random weights.
+        """
+        rebuilt = self.initialized_ and any(k.startswith("module__") for k in params)
+        super().set_params(**params)
+        if rebuilt:
+            for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_"):
+                self.__dict__.pop(name, None)
+        return self
+
     # ------------------------------------------------------------------ save/load
     def _data_state(self):
         state = {"format": "skcrystal-estimator-state", "version": STATE_FORMAT_VERSION,
@@ -614,6 +634,25 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
 
     def _encode_targets(self, y):
         return self.target_scaler_.transform(y)
+
+    def refit_target_scaling(self, y):
+        """Standardize targets with ``y``'s statistics, keeping the weights.
+
+        For fine-tuning a fitted model on a small set: the network keeps
+        predicting standardized values, now read in the new set's units.
+
+        Returns
+        -------
+        (TargetScaler, TargetScaler)
+            The previous and the new scaling.
+        """
+        self.check_is_fitted()
+        new = TargetScaler().fit(self._check_y(y))
+        if new.n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {new.n_outputs} targets but the fitted model "
+                             f"predicts {self.n_outputs_}")
+        old, self.target_scaler_ = self.target_scaler_, new
+        return old, new
 
     def predict(self, X):
         """Predicted targets in original units, shape (n,) or (n, n_targets)."""
