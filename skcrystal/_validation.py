@@ -152,12 +152,12 @@ def _check_overlaps(s, where):
     a, b = sorted((int(center[k]), int(neighbor[k])))
     if a == b:
         raise ValueError(
-            f"{where}: site {a} ({s[a].specie}) is {dist[k]:.3g} Å from its own "
+            f"{where}: site {a} ({s[a].specie}) is {dist[k]:.3f} Å from its own "
             f"periodic image (< {MIN_INTERATOMIC_DISTANCE} Å); the lattice is "
             "degenerate")
     raise ValueError(
         f"{where}: sites {a} and {b} ({s[a].specie}, {s[b].specie}) are "
-        f"{dist[k]:.3g} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å): overlapping "
+        f"{dist[k]:.3f} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å): overlapping "
         "atoms, e.g. a duplicated line in the structure file")
 
 
@@ -282,6 +282,8 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
         raise ValueError(f"{name} is ragged: {_ragged_row(y)}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be a 1-D or 2-D array, got a scalar")
+    if len(arr) == 0:
+        raise ValueError(f"{name} is empty: at least one target is needed")
     if arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
     if classification:
