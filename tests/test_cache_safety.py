@@ -300,7 +300,7 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, monkeypatch):
 
 
 _WRITER = """
-import sys, warnings
+import sys, time, warnings
 sys.path.insert(0, {root!r})
 from tests.test_cache_safety import structures, BUILDER
 from skcrystal.graphs import GraphCache, get_graphs
@@ -315,13 +315,15 @@ for _ in range({rounds}):
     for j in range(0, len(order), {chunk}):
         get_graphs([X[i] for i in order[j:j + {chunk}]], BUILDER, cache=GraphCache(),
                    cache_dir={folder!r})
+        time.sleep({pause})
 print("done", flush=True)
 """
 
 
 def test_writer_killed_at_a_random_time(tmp_path):
+    # the writer pauses 5 ms per entry, so it is still writing when killed
     folder = tmp_path / "cache"
-    proc = _spawn(_WRITER.format(root=ROOT, n=1000, reverse=False, rounds=1, chunk=1,
+    proc = _spawn(_WRITER.format(root=ROOT, n=1000, reverse=False, rounds=1, chunk=1, pause=0.005,
                                  folder=str(folder)))
     _wait_for(lambda: folder.exists() and len(entries(folder)) >= 20, proc)
     os.kill(proc.pid, signal.SIGKILL)
@@ -337,7 +339,7 @@ def test_writer_killed_at_a_random_time(tmp_path):
 
 def test_two_processes_write_one_folder(tmp_path):
     folder = tmp_path / "cache"
-    procs = [_spawn(_WRITER.format(root=ROOT, n=60, reverse=rev, rounds=3, chunk=20,
+    procs = [_spawn(_WRITER.format(root=ROOT, n=60, reverse=rev, rounds=3, chunk=20, pause=0,
                                    folder=str(folder))) for rev in (False, True)]
     for p in procs:
         out, err = p.communicate(timeout=300)
