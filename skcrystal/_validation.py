@@ -97,7 +97,17 @@ def _item(name, i, s=None, sources=None):
 
 
 def _check_lattice(s, where):
-    """Finite, non-degenerate lattice and finite coordinates; returns None."""
+    """Finite, non-degenerate lattice and finite coordinates; returns None.
+
+    ``where`` names the structure in errors: a str, or a callable making
+    it (so the formula is only computed on failure).
+    """
+    if callable(where):
+        try:
+            _check_lattice(s, "")
+        except ValueError:
+            _check_lattice(s, where())
+        return
     matrix = np.asarray(s.lattice.matrix, dtype=np.float64)
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"{where} has a non-finite lattice (NaN or inf): "

@@ -112,7 +112,8 @@ class GraphBuilder:
         where = "structure" if index is None else f"structure {index}"
         # cheap guard for direct calls (check_structures has already run
         # for estimator input): a singular lattice divides by zero below
-        _check_lattice(structure, f"{where} ({structure.composition.reduced_formula})")
+        _check_lattice(structure,
+                       lambda: f"{where} ({structure.composition.reduced_formula})")
         arrays = _structure_arrays(structure)
         radius = float(self.radius)
         k = self.max_neighbors
