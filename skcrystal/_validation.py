@@ -77,6 +77,14 @@ MIN_INTERATOMIC_DISTANCE = 0.5
 #: basis is fixed with ``structure.get_reduced_structure()``.
 MIN_LATTICE_REGULARITY = 1e-4
 
+#: Largest accepted span of a structure, Å: the extent of its sites and of
+#: its cell along x, y or z. Crystal cells are far smaller (complex
+#: intermetallics and MOFs reach ~100 Å); beyond this, neighbour searches
+#: (which bin the whole span) need gigabytes. Sites far outside the cell
+#: (unwrapped coordinates) count: wrap them with
+#: ``Structure.from_sites(s, to_unit_cell=True)``.
+MAX_SPAN = 500.0
+
 #: Structure subclasses rejected: they carry meaning (a vacuum gap, a
 #: surface normal, an interface) that graphs and descriptors would silently
 #: read as part of a bulk crystal.
@@ -106,8 +114,9 @@ def _check_lattice(s, where):
         try:
             _check_lattice(s, "")
         except ValueError:
-            _check_lattice(s, where())
-        return
+            where = where()  # failed: redo with the name, unchained
+        else:
+            return
     matrix = np.asarray(s.lattice.matrix, dtype=np.float64)
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"{where} has a non-finite lattice (NaN or inf): "
@@ -135,6 +144,18 @@ def _check_lattice(s, where):
             f"atom (volume {volume:.3g} Å^3, {len(s)} sites), below the physical "
             f"minimum of {MIN_VOLUME_PER_ATOM} Å^3/atom (lattice in bohr or nm "
             "instead of Å? coplanar lattice vectors?)")
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
+                       dtype=np.float64) @ matrix
+    points = np.vstack([frac @ matrix, corners])
+    span = float(np.max(np.ptp(points, axis=0)))
+    if not span <= MAX_SPAN:
+        j = int(np.argmax(np.abs(frac - 0.5).max(axis=1)))
+        raise ValueError(
+            f"{where} spans {span:.4g} Å (sites and cell), more than {MAX_SPAN:g} Å: "
+            "larger than any crystal's cell, and its neighbour search would need "
+            f"gigabytes. Site {j} is at fractional coordinates {frac[j].tolist()}; "
+            "wrap unwrapped coordinates with Structure.from_sites(s, "
+            "to_unit_cell=True) (a molecule in a vacuum box is not a crystal)")
     regularity = volume / float(np.prod(lengths))
     if not regularity >= MIN_LATTICE_REGULARITY:
         raise ValueError(
@@ -148,13 +169,23 @@ def _check_overlaps(s, where):
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     matrix = np.ascontiguousarray(s.lattice.matrix, dtype=np.float64)
-    frac = np.ascontiguousarray(s.frac_coords, dtype=np.float64)
+    pbc = np.asarray(s.lattice.pbc, dtype=bool)
+    frac = np.array(s.frac_coords, dtype=np.float64)
+    # wrapping along periodic directions changes no distance, and keeps the
+    # search box (hence its memory) to the cell
+    frac[:, pbc] -= np.floor(frac[:, pbc])
     cart = np.ascontiguousarray(frac @ matrix)
-    pbc = np.ascontiguousarray(s.lattice.pbc, dtype=np.int64)
+    # the neighbour search bins the box into cubes of the search radius: in
+    # a large sparse cell, 0.5 Å cubes would need gigabytes, so search
+    # further (at most ~2e6 cubes) and keep the close pairs
+    extent = np.ptp(cart, axis=0) + 2 * np.abs(matrix).sum(axis=0) * pbc + 1.0
+    r = max(MIN_INTERATOMIC_DISTANCE, float(np.cbrt(np.prod(extent) / 2e6)))
     center, neighbor, images, dist = find_points_in_spheres(
-        cart, cart, r=MIN_INTERATOMIC_DISTANCE, pbc=pbc, lattice=matrix, tol=1e-8)
+        cart, cart, r=r, pbc=np.ascontiguousarray(pbc, dtype=np.int64), lattice=matrix,
+        tol=1e-8)
     # drop each atom's pair with itself in the same cell (its images stay)
-    keep = (center != neighbor) | np.any(np.round(images) != 0, axis=1)
+    keep = ((center != neighbor) | np.any(np.round(images) != 0, axis=1)) & (
+        dist < MIN_INTERATOMIC_DISTANCE)
     if not keep.any():
         return
     center, neighbor, dist = center[keep], neighbor[keep], dist[keep]
@@ -202,7 +233,8 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
         Empty input, or an item that is empty, disordered, a ``Slab`` or
         ``Interface``, holds dummy species or elements without features,
         has non-finite coordinates or lattice, a singular, collapsed
-        (< :data:`MIN_VOLUME_PER_ATOM` Å^3/atom) or degenerate lattice, or
+        (< :data:`MIN_VOLUME_PER_ATOM` Å^3/atom) or degenerate lattice, spans
+        more than :data:`MAX_SPAN` Å (cell or unwrapped sites), or
         two sites closer than :data:`MIN_INTERATOMIC_DISTANCE` Å. The
         message names the item: ``X[i] (formula, file ...)``.
     """

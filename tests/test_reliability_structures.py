@@ -42,7 +42,7 @@ def _bad_cases():
                       r"0.729 Å\^3 per atom"),
         "short_vector": (Structure(Lattice.orthorhombic(0.3, 6, 6), ["Na"], [[0, 0, 0]]),
                          r"lattice vector a is 0.3 Å long"),
-        "coplanar": (Structure(Lattice([[100, 0, 0], [100, 1e-4, 0], [0, 0, 1e6]]),
+        "coplanar": (Structure(Lattice([[50, 0, 0], [50, 1e-3, 0], [0, 0, 50]]),
                                ["Na"], [[0, 0, 0]]),
                      r"nearly coplanar lattice vectors"),
         # sheared cell: a - b is 0.3 Å, so the atom overlaps its own image
@@ -58,6 +58,13 @@ def _bad_cases():
                           r"sites 1 and 2 \(Cl, Cl\) are 0.100 Å apart"),
         "dummy": (Structure(Lattice.cubic(5), ["X0+", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
                   r"dummy species X0\+ \(site 0\)"),
+        # unwrapped coordinates 300 cells away: a neighbour search over the
+        # whole span exhausted memory
+        "far_site": (Structure(Lattice.cubic(5), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 300.0]],
+                               to_unit_cell=False),
+                     r"spans 1500 Å .*Site 1 is at fractional coordinates \[0.5, 0.5, 300.0\]"),
+        "huge_cell": (Structure(Lattice.cubic(3000), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+                      r"spans 3000 Å"),
     }
 
 
@@ -169,6 +176,35 @@ def test_builder_radius_bound_and_no_zero_division():
         build_graph(singular)
     with pytest.raises(ValueError, match=r"structure 4 \(NaCl\) has a singular"):
         GraphBuilder().validate().build(singular, index=4)
+
+
+def test_wrapping_fixes_unwrapped_coordinates():
+    far, _ = _bad_cases()["far_site"]
+    (fixed,) = check_structures([Structure.from_sites(far, to_unit_cell=True)])
+    np.testing.assert_allclose(fixed.frac_coords[1], [0.5, 0.5, 0.0], atol=1e-9)
+
+
+_SPARSE = """
+import resource, time
+import numpy as np
+from pymatgen.core import Lattice, Structure
+from skcrystal._validation import check_structures
+# a large sparse cell: the 0.5 Å overlap search binned it into ~10^10 cubes
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+rng = np.random.default_rng(0)
+s = Structure(Lattice.cubic(400.0), ["Na"] * 1000, rng.uniform(0, 1, (1000, 3)))
+t = time.perf_counter()
+check_structures([s])
+print(round(time.perf_counter() - t, 3))
+"""
+
+
+def test_large_sparse_cell_checked_in_bounded_memory():
+    import os
+    result = subprocess.run([sys.executable, "-c", _SPARSE], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) < 5.0
 
 
 _CHILD = """
