@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )

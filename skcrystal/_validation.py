@@ -127,8 +127,156 @@ def descriptor_values(transformer, structures, fit):
     return values, names
 
 
-def check_structures(X, name="X", supported_elements=None):
-    """Validate a sequence of pymatgen structures.
+#: Smallest accepted volume per atom, Å^3. Far below any solid at ambient
+#: pressure (diamond, among the densest, has 5.7 Å^3/atom); a cell below it
+#: is a unit mistake (bohr/nm read as Å), a collapsed lattice or a
+#: degenerate one (zero-volume lattices crash spglib, killing the process).
+MIN_VOLUME_PER_ATOM = 1.0
+
+#: Smallest accepted distance between two atoms (periodic images included),
+#: Å. The shortest real bond, H-H in H2, is 0.74 Å; two sites closer than this
+#: are a duplicated line in a POSCAR/CIF or a symmetry-expansion error, and
+#: make bond angles 0/0 (NaN predictions for every structure of a batch).
+MIN_INTERATOMIC_DISTANCE = 0.5
+
+#: Smallest accepted ``volume / (|a| |b| |c|)`` (1 for orthogonal vectors,
+#: 0 for coplanar ones). Nearly coplanar lattice vectors make neighbour
+#: searches enumerate huge numbers of periodic images; 1e-4 is about a
+#: 0.006 degree angle between two equal vectors. A valid but badly chosen
+#: basis is fixed with ``structure.get_reduced_structure()``.
+MIN_LATTICE_REGULARITY = 1e-4
+
+#: Largest accepted span of a structure, Å: the extent of its sites and of
+#: its cell along x, y or z. Crystal cells are far smaller (complex
+#: intermetallics and MOFs reach ~100 Å); beyond this, neighbour searches
+#: (which bin the whole span) need gigabytes. Sites far outside the cell
+#: (unwrapped coordinates) count: wrap them with
+#: ``Structure.from_sites(s, to_unit_cell=True)``.
+MAX_SPAN = 500.0
+
+#: Structure subclasses rejected: they carry meaning (a vacuum gap, a
+#: surface normal, an interface) that graphs and descriptors would silently
+#: read as part of a bulk crystal.
+_SURFACE_CLASSES = ("Slab", "Interface")
+
+
+def _item(name, i, s=None, sources=None):
+    """``X[3] (NaCl, file 'POSCAR_3')``: how errors name one structure."""
+    parts = []
+    if s is not None:
+        try:
+            parts.append(s.composition.reduced_formula)
+        except Exception:  # noqa: BLE001 - an unreadable composition is no reason to hide the index
+            pass
+    if sources is not None:
+        parts.append(f"file {str(sources[i])!r}")
+    return f"{name}[{i}]" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _check_lattice(s, where):
+    """Finite, non-degenerate lattice and finite coordinates; returns None.
+
+    ``where`` names the structure in errors: a str, or a callable making
+    it (so the formula is only computed on failure).
+    """
+    if callable(where):
+        try:
+            _check_lattice(s, "")
+        except ValueError:
+            where = where()  # failed: redo with the name, unchained
+        else:
+            return
+    matrix = np.asarray(s.lattice.matrix, dtype=np.float64)
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{where} has a non-finite lattice (NaN or inf): "
+                         f"{matrix.tolist()}")
+    frac = np.asarray(s.frac_coords, dtype=np.float64)
+    bad = ~np.all(np.isfinite(frac), axis=1)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{where} has non-finite coordinates (NaN or inf) at site "
+                         f"{j}: {frac[j].tolist()}")
+    lengths = np.linalg.norm(matrix, axis=1)
+    volume = abs(float(np.linalg.det(matrix)))
+    pbc = np.asarray(s.lattice.pbc, dtype=bool)
+    short = np.flatnonzero(pbc & (lengths < MIN_INTERATOMIC_DISTANCE))
+    if len(short):
+        j = int(short[0])
+        raise ValueError(
+            f"{where}: lattice vector {'abc'[j]} is {lengths[j]:.3g} Å long (< "
+            f"{MIN_INTERATOMIC_DISTANCE} Å), so every atom overlaps its own "
+            "periodic image; the lattice is degenerate")
+    per_atom = volume / len(s)
+    if not per_atom >= MIN_VOLUME_PER_ATOM:
+        raise ValueError(
+            f"{where} has a singular or collapsed lattice: {per_atom:.3g} Å^3 per "
+            f"atom (volume {volume:.3g} Å^3, {len(s)} sites), below the physical "
+            f"minimum of {MIN_VOLUME_PER_ATOM} Å^3/atom (lattice in bohr or nm "
+            "instead of Å? coplanar lattice vectors?)")
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
+                       dtype=np.float64) @ matrix
+    points = np.vstack([frac @ matrix, corners])
+    span = float(np.max(np.ptp(points, axis=0)))
+    if not span <= MAX_SPAN:
+        j = int(np.argmax(np.abs(frac - 0.5).max(axis=1)))
+        raise ValueError(
+            f"{where} spans {span:.4g} Å (sites and cell), more than {MAX_SPAN:g} Å: "
+            "larger than any crystal's cell, and its neighbour search would need "
+            f"gigabytes. Site {j} is at fractional coordinates {frac[j].tolist()}; "
+            "wrap unwrapped coordinates with Structure.from_sites(s, "
+            "to_unit_cell=True) (a molecule in a vacuum box is not a crystal)")
+    regularity = volume / float(np.prod(lengths))
+    if not regularity >= MIN_LATTICE_REGULARITY:
+        raise ValueError(
+            f"{where} has nearly coplanar lattice vectors (volume / (|a||b||c|) = "
+            f"{regularity:.3g} < {MIN_LATTICE_REGULARITY}); reduce the cell first, "
+            "e.g. structure.get_reduced_structure()")
+
+
+def _check_overlaps(s, where):
+    """No two sites (periodic images included) closer than the minimum."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    matrix = np.ascontiguousarray(s.lattice.matrix, dtype=np.float64)
+    pbc = np.asarray(s.lattice.pbc, dtype=bool)
+    frac = np.array(s.frac_coords, dtype=np.float64)
+    # wrapping along periodic directions changes no distance, and keeps the
+    # search box (hence its memory) to the cell
+    frac[:, pbc] -= np.floor(frac[:, pbc])
+    cart = np.ascontiguousarray(frac @ matrix)
+    # the neighbour search bins the box into cubes of the search radius: in
+    # a large sparse cell, 0.5 Å cubes would need gigabytes, so search
+    # further (at most ~2e6 cubes) and keep the close pairs
+    extent = np.ptp(cart, axis=0) + 2 * np.abs(matrix).sum(axis=0) * pbc + 1.0
+    r = max(MIN_INTERATOMIC_DISTANCE, float(np.cbrt(np.prod(extent) / 2e6)))
+    center, neighbor, images, dist = find_points_in_spheres(
+        cart, cart, r=r, pbc=np.ascontiguousarray(pbc, dtype=np.int64), lattice=matrix,
+        tol=1e-8)
+    # drop each atom's pair with itself in the same cell (its images stay)
+    keep = ((center != neighbor) | np.any(np.round(images) != 0, axis=1)) & (
+        dist < MIN_INTERATOMIC_DISTANCE)
+    if not keep.any():
+        return
+    center, neighbor, dist = center[keep], neighbor[keep], dist[keep]
+    k = int(np.argmin(dist))
+    a, b = sorted((int(center[k]), int(neighbor[k])))
+    if a == b:
+        raise ValueError(
+            f"{where}: site {a} ({s[a].specie}) is {dist[k]:.3f} Å from its own "
+            f"periodic image (< {MIN_INTERATOMIC_DISTANCE} Å); the lattice is "
+            "degenerate")
+    raise ValueError(
+        f"{where}: sites {a} and {b} ({s[a].specie}, {s[b].specie}) are "
+        f"{dist[k]:.3f} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å): overlapping "
+        "atoms, e.g. a duplicated line in the structure file")
+
+
+def check_structures(X, name="X", supported_elements=None, sources=None):
+    """Validate a sequence of pymatgen structures, before any expensive work.
+
+    Every public entry point that takes structures runs this check, so a
+    structure that is not a physical crystal is reported by its position
+    (and file) instead of crashing a C library or giving NaN predictions.
 
     Parameters
     ----------
@@ -137,42 +285,73 @@ def check_structures(X, name="X", supported_elements=None):
         How the argument is called in error messages.
     supported_elements : set of int, optional
         Atomic numbers that have features; others raise ``ValueError``.
+    sources : sequence of str, optional
+        Where each structure came from (file names), same length as ``X``;
+        errors quote the file.
 
     Returns
     -------
     list of Structure
+        ``IStructure`` items are converted to (mutable) ``Structure``.
 
     Raises
     ------
     TypeError
         An item is not a ``Structure`` (a ``Molecule``, a CIF string...).
     ValueError
-        Empty input, an empty structure, a disordered site, or an
-        element without features.
+        Empty input, or an item that is empty, disordered, a ``Slab`` or
+        ``Interface``, holds dummy species or elements without features,
+        has non-finite coordinates or lattice, a singular, collapsed
+        (< :data:`MIN_VOLUME_PER_ATOM` Å^3/atom) or degenerate lattice, spans
+        more than :data:`MAX_SPAN` Å (cell or unwrapped sites), or
+        two sites closer than :data:`MIN_INTERATOMIC_DISTANCE` Å. The
+        message names the item: ``X[i] (formula, file ...)``.
     """
-    from pymatgen.core import Structure
+    from pymatgen.core import DummySpecies, IStructure, Structure
 
     items = as_structure_list(X, name)
     if len(items) == 0:
         raise ValueError(f"{name} is empty: at least one structure is needed")
+    if sources is not None:
+        sources = list(sources)
+        if len(sources) != len(items):
+            raise ValueError(f"sources has {len(sources)} entries but {name} has "
+                             f"{len(items)} structures")
     for i, s in enumerate(items):
-        if not isinstance(s, Structure):
+        if not isinstance(s, IStructure):
             hint = ""
             if isinstance(s, str):
                 hint = (" (a string: parse CIFs first, e.g. with "
                         "skcrystal.datasets.structures_from_cif)")
+            src = "" if sources is None else f" (file {str(sources[i])!r})"
             raise TypeError(
-                f"{name}[{i}] is a {type(s).__name__}, not a pymatgen "
+                f"{name}[{i}]{src} is a {type(s).__name__}, not a pymatgen "
                 f"Structure{hint}: {_describe(s)}")
         if len(s) == 0:
-            raise ValueError(f"{name}[{i}] is an empty structure (no sites)")
+            raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "
+                             "(no sites)")
+        where = _item(name, i, s, sources)
+        kind = type(s).__name__
+        if any(c.__name__ in _SURFACE_CLASSES for c in type(s).__mro__):
+            raise ValueError(
+                f"{where} is a pymatgen {kind}: its vacuum gap and surface would be "
+                "read as one bulk crystal (density, symmetry, graph). To do that "
+                f"on purpose, pass Structure.from_sites({kind.lower()})")
         if not s.is_ordered:
             bad = next(j for j, site in enumerate(s) if not site.is_ordered)
             raise ValueError(
-                f"{name}[{i}] ({s.composition.reduced_formula}) is disordered: "
+                f"{where} is disordered: "
                 f"site {bad} has partial occupancy {s[bad].species}; graphs and "
                 "descriptors need ordered structures (order it first, e.g. with "
                 "pymatgen's OrderDisorderedStructureTransformation)")
+        dummies = [sp for sp in s.composition if isinstance(sp, DummySpecies)]
+        if dummies:
+            j = next(j for j, site in enumerate(s)
+                     if isinstance(site.specie, DummySpecies))
+            raise ValueError(
+                f"{where} has a dummy species {dummies[0]} (site {j}), which is "
+                "not an element; replace it with a real element or remove it")
+        _check_lattice(s, where)
         if supported_elements is not None:
             zs = set(s.atomic_numbers)
             missing = zs.difference(supported_elements)
@@ -180,8 +359,10 @@ def check_structures(X, name="X", supported_elements=None):
                 from pymatgen.core import Element
                 names = ", ".join(Element.from_Z(z).symbol for z in sorted(missing))
                 raise ValueError(
-                    f"{name}[{i}] ({s.composition.reduced_formula}) contains "
-                    f"element(s) with no atom features: {names}")
+                    f"{where} contains element(s) with no atom features: {names}")
+        _check_overlaps(s, where)
+        if not isinstance(s, Structure):
+            items[i] = Structure.from_sites(s, properties=s.properties)
     return items
 
 
@@ -202,9 +383,18 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
             y = y.to_numpy()
     except ImportError:  # pragma: no cover
         pass
-    arr = np.asarray(y)
+    try:
+        arr = np.asarray(y)
+    except ValueError:
+        # numpy refuses rows of different lengths ("inhomogeneous shape")
+        raise ValueError(f"{name} is ragged: {_ragged_row(y)}") from None
+    if arr.dtype == object and arr.ndim >= 1 and any(
+            np.ndim(v) > 0 for v in arr.reshape(-1)[:10000]):
+        raise ValueError(f"{name} is ragged: {_ragged_row(y)}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be a 1-D or 2-D array, got a scalar")
+    if len(arr) == 0:
+        raise ValueError(f"{name} is empty: at least one target is needed")
     if arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
     if classification:
@@ -233,6 +423,20 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
     if n_samples is not None:
         check_consistent_length(n_samples, len(arr), "X", name)
     return arr
+
+
+def _ragged_row(y):
+    """Describe the first row of ``y`` whose length differs from row 0's."""
+    def length(v):
+        return len(v) if np.ndim(v) > 0 else None
+    rows = list(y)
+    ref = length(rows[0]) if rows else None
+    for i, v in enumerate(rows):
+        if length(v) != ref:
+            what = lambda n: ("a scalar" if n is None  # noqa: E731
+                              else f"{n} value{'' if n == 1 else 's'}")
+            return f"row {i} has {what(length(v))} but row 0 has {what(ref)}"
+    return "rows of different lengths or nested sequences"
 
 
 def check_consistent_length(n_x, n_y, name_x="X", name_y="y"):

@@ -148,7 +148,7 @@ def test_primitive_vs_conventional(nacl, diamond):
 
 
 def _far_pair():
-    return Structure(Lattice.cubic(40.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])
+    return Structure(Lattice.cubic(20.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])
 
 
 def test_isolated_atom_raises_with_structure_index(nacl):
@@ -200,7 +200,7 @@ def graphs_equal(a, b):
 def test_disk_cache_roundtrip(tmp_path, nacl, diamond):
     builder = GraphBuilder(radius=6.0, max_neighbors=12)
     built = get_graphs([nacl, diamond], builder, cache=GraphCache(), cache_dir=str(tmp_path))
-    files = list(tmp_path.rglob("*.pkl"))
+    files = list(tmp_path.rglob("*.npz"))
     assert len(files) == 2
     fresh = GraphCache()
     loaded = get_graphs([nacl, diamond], builder, cache=fresh, cache_dir=str(tmp_path))

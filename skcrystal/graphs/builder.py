@@ -23,8 +23,16 @@ default (``grow_radius=False``) the builder raises a ``ValueError`` naming
 the structure's position in the input, the atom and the radius. With
 ``grow_radius=True`` the radius of *that structure* is multiplied by 1.5
 until every atom has at least ``max_neighbors`` neighbours (the CrysToGraph
-convention), at most 8 times; the radius used is stored in
+convention), never beyond :data:`MAX_RADIUS`; the radius used is stored in
 :attr:`CrystalGraph.radius`.
+
+Radius bound
+------------
+``radius`` may not exceed :data:`MAX_RADIUS` (30 Å), and growth stops there:
+the edge count grows as radius^3 (a 300 Å sphere in a dense crystal holds
+about 10^7 neighbours per atom, enough to exhaust memory), and an atom
+with fewer than ``max_neighbors`` neighbours within 30 Å is an isolated
+atom in vacuum, not a crystal; the error names the structure and atom.
 """
 from __future__ import annotations
 
@@ -33,7 +41,10 @@ import numpy as np
 from .._validation import check_positive
 from .graph import CrystalGraph
 
-__all__ = ["GraphBuilder", "build_graph"]
+__all__ = ["GraphBuilder", "build_graph", "MAX_RADIUS"]
+
+#: Largest neighbour cut-off, asked for or grown to, Å.
+MAX_RADIUS = 30.0
 
 
 class GraphBuilder:
@@ -42,7 +53,7 @@ class GraphBuilder:
     Parameters
     ----------
     radius : float, default=8.0
-        Neighbour cut-off in Å.
+        Neighbour cut-off in Å, at most :data:`MAX_RADIUS`.
     max_neighbors : int or None, default=12
         Keep the ``max_neighbors`` nearest neighbours of each atom (plus any
         tied with the last one); ``None`` keeps every neighbour in
@@ -55,7 +66,6 @@ class GraphBuilder:
     """
 
     _growth = 1.5
-    _max_growths = 8
 
     def __init__(self, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False):
         self.radius = radius
@@ -65,6 +75,10 @@ class GraphBuilder:
 
     def validate(self):
         check_positive(self.radius, "radius")
+        if not self.radius <= MAX_RADIUS:
+            raise ValueError(
+                f"radius must be at most {MAX_RADIUS:g} Å, got {self.radius!r}: "
+                "the edge count grows as radius^3")
         check_positive(self.max_neighbors, "max_neighbors", integer=True, allow_none=True)
         if not (isinstance(self.tie_tol, (int, float)) and self.tie_tol >= 0):
             raise ValueError(f"tie_tol must be a number >= 0, got {self.tie_tol!r}")
@@ -93,12 +107,18 @@ class GraphBuilder:
         -------
         CrystalGraph
         """
+        from .._validation import _check_lattice
+
         where = "structure" if index is None else f"structure {index}"
+        # cheap guard for direct calls (check_structures has already run
+        # for estimator input): a singular lattice divides by zero below
+        _check_lattice(structure,
+                       lambda: f"{where} ({structure.composition.reduced_formula})")
         arrays = _structure_arrays(structure)
         radius = float(self.radius)
         k = self.max_neighbors
         need = 1 if (k is None or not self.grow_radius) else k
-        for _ in range(self._max_growths + 1):
+        while True:
             pairs = _neighbor_pairs(arrays, radius)
             counts = np.bincount(pairs[0], minlength=len(structure))
             if counts.min() >= need:
@@ -110,11 +130,15 @@ class GraphBuilder:
                     f"{atom} ({structure[atom].specie}) has no neighbour within "
                     f"radius={radius:g} Å; increase radius or pass "
                     "grow_radius=True")
-            radius *= self._growth
-        else:
-            raise ValueError(
-                f"{where} ({structure.composition.reduced_formula}): some atom "
-                f"has fewer than {need} neighbours even within {radius:g} Å")
+            if radius >= MAX_RADIUS:
+                atom = int(np.argmin(counts))
+                raise ValueError(
+                    f"{where} ({structure.composition.reduced_formula}): atom "
+                    f"{atom} ({structure[atom].specie}) has {counts[atom]} "
+                    f"neighbour(s) within {radius:g} Å (the largest radius), "
+                    f"fewer than max_neighbors={need}: an isolated atom in "
+                    "vacuum? Lower max_neighbors or check the structure")
+            radius = min(radius * self._growth, MAX_RADIUS)
         return _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
 
 

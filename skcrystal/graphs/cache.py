@@ -2,51 +2,125 @@
 
 Cross-validation folds, grid-search candidates, refits and ``predict`` calls
 all ask the cache first, so a structure's graph is built once per process.
-The key is a SHA-1 of the structure's content (lattice, atomic numbers,
-fractional coordinates), not its identity, so a structure parsed twice from
-the same CIF hits the cache too.
+The key is a SHA-256 of everything the graph depends on -- the structure's
+lattice, periodic directions (``pbc``), atomic numbers and fractional
+coordinates, plus the builder's parameters and the graph format version --
+not the structure's identity, so a structure parsed twice from the same CIF
+hits the cache too.
 
 * Memory: a process-wide LRU, bounded by ``SKCRYSTAL_CACHE_BYTES``
-  (default 4 GiB of graph arrays).
-* Disk (optional): ``cache_dir`` holds one pickle per graph under a folder
-  per parameter set, for datasets larger than memory or reused across
-  sessions.
+  (default 4 GiB of graph arrays). Extras attached to a graph after it was
+  cached (line graphs, positional encodings) are counted once the attaching
+  code calls :meth:`GraphCache.refresh_nbytes` or
+  :meth:`GraphCache.refresh_graphs`; the sizes of cache hits are recounted
+  by every :func:`get_graphs` call.
+* Disk (optional): ``cache_dir`` holds one numpy ``.npz`` file per graph
+  under a folder per parameter set, for datasets larger than memory or
+  reused across sessions. See "Disk format" below.
 * Parallel: misses are built with joblib (``n_jobs``), in chunks so the
   per-task overhead stays small.
+
+Disk format
+-----------
+An entry is an uncompressed ``.npz`` read with ``allow_pickle=False``, so a
+crafted file cannot execute code: at worst it is reported as unusable. It
+holds the graph's arrays (and its extras with a plain-number dtype), plus a
+JSON header with the format version (:data:`GRAPH_FORMAT_VERSION`), the
+entry's full key and a SHA-256 checksum of the arrays' names, dtypes,
+shapes and bytes. An entry that is empty, truncated, bit-flipped, of another
+format, or holds another key's graph (a swapped or copied file) is reported
+with a :class:`GraphCacheWarning` naming its path, and rebuilt.
+
+Writes go to a unique temporary file in the same folder
+(:func:`tempfile.mkstemp`), renamed over the entry with :func:`os.replace`,
+which is atomic: readers see the old entry or the new one, never half of
+one, and any number of threads and processes may write one folder. A writer
+killed mid-write leaves only its temporary file (``.<name>.*.tmp``); those
+older than an hour are deleted the first time a process uses the folder.
+Entries are not fsync'ed: after a power loss an entry may be empty or
+partial, which the checksum detects.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
+import tempfile
+import threading
+import time
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
+from .graph import CrystalGraph
+
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
-           "default_cache"]
+           "default_cache",
+           "save_graph", "load_graph", "GraphCacheWarning", "GRAPH_FORMAT_VERSION"]
+
+#: Version of the on-disk graph format; entries of another version are rebuilt.
+#: (Version 1 was a pickle per graph, never read by this release.)
+GRAPH_FORMAT_VERSION = 2
+
+#: Temporary files older than this (seconds) are orphans of killed writers.
+ORPHAN_AGE = 3600.0
+
+_ARRAY_FIELDS = {
+    # name: (dtype, trailing shape)
+    "atomic_numbers": (np.int64, ()),
+    "positions": (np.float64, (3,)),
+    "lattice": (np.float64, (3,)),
+    "center": (np.int64, ()),
+    "neighbor": (np.int64, ()),
+    "distances": (np.float64, ()),
+    "offsets": (np.int64, (3,)),
+    "vectors": (np.float64, (3,)),
+}
+_META = "__meta__"
+_TMP_SUFFIX = ".tmp"
+
+
+class GraphCacheWarning(UserWarning):
+    """A disk cache entry was unusable (and rebuilt) or could not be written."""
+
+
+class BadCacheEntry(Exception):
+    """Raised by :func:`load_graph` for an unusable entry; the message says why."""
 
 
 def structure_key(structure):
-    """Content hash of a structure (hex SHA-1).
+    """Content hash of a structure (hex SHA-256).
 
-    Two structures with the same lattice matrix, species and fractional
-    coordinates (bitwise) share a key; anything else differs.
+    Two structures with the same lattice matrix, periodic directions,
+    atomic numbers and fractional coordinates (bitwise) share a key;
+    anything else differs.
     """
-    h = hashlib.sha1()
+    h = hashlib.sha256()
+    h.update(b"skcrystal-structure")
+    h.update(np.int64(len(structure)).tobytes())
     h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
+    h.update(np.asarray(structure.lattice.pbc, dtype=np.uint8).tobytes())
     h.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
     return h.hexdigest()
 
 
+def _graph_nbytes(graph):
+    try:
+        return int(graph.nbytes)
+    except Exception:  # noqa: BLE001 - a foreign object in a user cache counts as empty
+        return 0
+
+
 class GraphCache:
-    """LRU memory cache of graphs with an optional on-disk layer.
+    """LRU memory cache of graphs; thread-safe.
 
     Parameters
     ----------
     max_bytes : int
-        Memory bound of the cached graph arrays, bytes.
+        Memory bound of the cached graph arrays (extras included once
+        counted), bytes.
     """
 
     def __init__(self, max_bytes=None):
@@ -54,40 +128,92 @@ class GraphCache:
             max_bytes = int(os.environ.get("SKCRYSTAL_CACHE_BYTES", 4 * 2**30))
         self.max_bytes = max_bytes
         self._store = OrderedDict()
+        self._sizes = {}
+        self._key_of = {}  # id(graph) -> key, for refresh_graphs
         self._bytes = 0
+        self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self):
         return len(self._store)
 
+    @property
+    def nbytes(self):
+        """Bytes currently counted for the cached graphs."""
+        return self._bytes
+
     def get(self, key):
-        graph = self._store.get(key)
-        if graph is not None:
-            self._store.move_to_end(key)
-        return graph
+        with self._lock:
+            graph = self._store.get(key)
+            if graph is not None:
+                self._store.move_to_end(key)
+            return graph
 
     def put(self, key, graph):
-        if key in self._store:
-            return
-        self._store[key] = graph
-        self._bytes += graph.nbytes
-        self._evict()
+        """Add ``graph`` under ``key`` (an existing key is only recounted)."""
+        with self._lock:
+            if key in self._store:
+                self._resize(key)
+                return
+            self._store[key] = graph
+            self._key_of[id(graph)] = key
+            size = _graph_nbytes(graph)
+            self._sizes[key] = size
+            self._bytes += size
+            self._evict()
 
-    def grow(self, nbytes):
-        """Count ``nbytes`` more held by cached graphs (extras attached later)."""
-        self._bytes += int(nbytes)
-        self._evict()
+    def refresh_nbytes(self, key):
+        """Recount the memory of the graph under ``key`` (after extras were attached).
+
+        Evicts least recently used graphs if the bound is now exceeded.
+        Unknown keys are ignored.
+
+        Returns
+        -------
+        int
+            The graph's size in bytes now (0 for an unknown key).
+        """
+        with self._lock:
+            if key not in self._store:
+                return 0
+            size = self._resize(key)
+            self._evict()
+            return size
+
+    def refresh_graphs(self, graphs):
+        """:meth:`refresh_nbytes` for graphs given by object, not key.
+
+        For code that attaches extras to the graphs :func:`get_graphs`
+        returned; graphs not (or no longer) in this cache are ignored.
+        """
+        with self._lock:
+            for g in graphs:
+                key = self._key_of.get(id(g))
+                if key is not None and self._store.get(key) is g:
+                    self._resize(key)
+            self._evict()
+
+    def _resize(self, key):
+        size = _graph_nbytes(self._store[key])
+        self._bytes += size - self._sizes[key]
+        self._sizes[key] = size
+        return size
 
     def _evict(self):
         while self._bytes > self.max_bytes and len(self._store) > 1:
-            _, old = self._store.popitem(last=False)
-            self._bytes -= old.nbytes
+            key, old = self._store.popitem(last=False)
+            self._bytes -= self._sizes.pop(key)
+            if self._key_of.get(id(old)) == key:
+                del self._key_of[id(old)]
 
     def clear(self):
-        self._store.clear()
-        self._bytes = 0
-        self.hits = self.misses = 0
+        with self._lock:
+            self._store.clear()
+            self._sizes.clear()
+            self._key_of.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
 
 
 default_cache = GraphCache()
@@ -98,11 +224,191 @@ def clear_cache():
     default_cache.clear()
 
 
+# ---------------------------------------------------------------- disk format
+def _encode_memo_key(key):
+    """JSON form of an extras memo key (str, number, None or nested tuples)."""
+    if key is None or isinstance(key, (str, bool, int, float)):
+        return key
+    if isinstance(key, tuple):
+        return {"tuple": [_encode_memo_key(k) for k in key]}
+    raise TypeError(f"cannot store a memo key of type {type(key).__name__}")
+
+
+def _decode_memo_key(obj):
+    if isinstance(obj, dict):
+        return tuple(_decode_memo_key(k) for k in obj["tuple"])
+    return obj
+
+
+def _checksum(arrays):
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _graph_to_arrays(graph):
+    arrays = {name: np.ascontiguousarray(getattr(graph, name), dtype=dtype)
+              for name, (dtype, _) in _ARRAY_FIELDS.items()}
+    arrays["radius"] = np.asarray(float(graph.radius), dtype=np.float64)
+    index = []
+    memo = graph.extras.get("_memo", {}) if isinstance(graph.extras, dict) else {}
+    for memo_key, named in memo.items():
+        try:
+            encoded = _encode_memo_key(memo_key)
+        except TypeError:
+            continue  # recomputed when needed
+        values = {}
+        for name, value in named.items():
+            a = np.asarray(value)
+            if a.dtype.kind not in "biuf":
+                break
+            values[name] = np.ascontiguousarray(a)
+        else:
+            for name, a in values.items():
+                field = f"x{len(index)}"
+                index.append([encoded, name, field])
+                arrays[field] = a
+    return arrays, index
+
+
+def save_graph(path, graph, key):
+    """Write ``graph`` to ``path`` atomically, as a pickle-free ``.npz`` entry.
+
+    Parameters
+    ----------
+    path : str
+        Entry file; its folder must exist.
+    graph : CrystalGraph
+    key : str
+        The entry's full key, checked by :func:`load_graph`.
+    """
+    from .. import __version__
+
+    arrays, index = _graph_to_arrays(graph)
+    meta = {"format": GRAPH_FORMAT_VERSION, "key": key, "sha256": _checksum(arrays),
+            "extras": index, "skcrystal": __version__}
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{_META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)},
+                     **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_graph(path, key):
+    """Read an entry written by :func:`save_graph`; never unpickles.
+
+    Raises
+    ------
+    BadCacheEntry
+        The file is missing, empty, truncated, corrupted (checksum), of
+        another format version, or holds another key's graph.
+    """
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one kind of failure
+        raise BadCacheEntry(f"unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise BadCacheEntry("not an .npz archive")
+    try:
+        with z:
+            if _META not in z.files:
+                raise BadCacheEntry("no header")
+            meta = json.loads(bytes(z[_META]).decode())
+            fmt = meta.get("format")
+            if fmt != GRAPH_FORMAT_VERSION:
+                raise BadCacheEntry(
+                    f"written in graph format {fmt!r} by skcrystal "
+                    f"{meta.get('skcrystal')}, this release reads format "
+                    f"{GRAPH_FORMAT_VERSION}")
+            if meta.get("key") != key:
+                raise BadCacheEntry(f"holds another entry (key {meta.get('key')!r})")
+            arrays = {name: z[name] for name in z.files if name != _META}
+    except BadCacheEntry:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad CRC, truncated member, bad JSON...
+        raise BadCacheEntry(f"corrupted ({type(exc).__name__}: {exc})") from None
+    if _checksum(arrays) != meta.get("sha256"):
+        raise BadCacheEntry("checksum mismatch (corrupted)")
+    try:
+        return _arrays_to_graph(arrays, meta)
+    except BadCacheEntry:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a well-formed archive of wrong content
+        raise BadCacheEntry(f"malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _arrays_to_graph(arrays, meta):
+    try:
+        fields = {name: arrays[name] for name in _ARRAY_FIELDS}
+        radius = float(arrays["radius"])
+    except KeyError as exc:
+        raise BadCacheEntry(f"missing array {exc}") from None
+    n = len(fields["atomic_numbers"])
+    n_edges = len(fields["center"])
+    for name, (dtype, tail) in _ARRAY_FIELDS.items():
+        a = fields[name]
+        rows = 3 if name == "lattice" else (n if name in ("atomic_numbers", "positions")
+                                            else n_edges)
+        if a.dtype != dtype or a.shape != (rows,) + tail:
+            raise BadCacheEntry(f"array {name} has dtype {a.dtype} and shape {a.shape}")
+    for name in ("center", "neighbor"):
+        if n_edges and not (0 <= fields[name].min() and fields[name].max() < n):
+            raise BadCacheEntry(f"array {name} indexes atoms outside 0..{n - 1}")
+    graph = CrystalGraph(radius=radius, **fields)
+    memo = {}
+    for encoded, name, field in meta.get("extras", []):
+        memo.setdefault(_decode_memo_key(encoded), {})[name] = arrays[field]
+    if memo:
+        graph.extras["_memo"] = memo
+    return graph
+
+
+_cleaned = set()
+_cleaned_lock = threading.Lock()
+
+
+def _clean_orphans(folder, max_age=ORPHAN_AGE):
+    """Delete temporary files of killed writers (older than ``max_age`` s)."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX)):
+            continue
+        try:
+            if now - entry.stat().st_mtime > max_age:
+                os.unlink(entry.path)
+        except OSError:  # another process removed or renamed it first
+            pass
+
+
 def _params_dir(cache_dir, builder):
-    tag = hashlib.sha1(repr(builder.key()).encode()).hexdigest()[:16]
-    path = os.path.join(cache_dir, f"graphs-{tag}")
+    tag = hashlib.sha256(repr(builder.key()).encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"graphs-v{GRAPH_FORMAT_VERSION}-{tag}")
     os.makedirs(path, exist_ok=True)
+    with _cleaned_lock:
+        first = path not in _cleaned
+        _cleaned.add(path)
+    if first:
+        _clean_orphans(path)
     return path
+
+
+def _entry_key(skey, pkey):
+    return f"skcrystal-graph/v{GRAPH_FORMAT_VERSION}/{skey}/{pkey!r}"
 
 
 def _build_chunk(builder, items):
@@ -121,7 +427,7 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     n_jobs : int or None
         joblib workers for the graphs that must be built.
     cache_dir : str or None
-        Optional on-disk cache folder.
+        Optional on-disk cache folder (see the module docstring).
     cache : GraphCache or None
         Memory cache; the process-wide one by default.
     indices : sequence of int, optional
@@ -137,22 +443,34 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     keys = [(structure_key(s), pkey) for s in structures]
     graphs = [cache.get(k) for k in keys]
     missing = [i for i, g in enumerate(graphs) if g is None]
-    cache.hits += len(structures) - len(missing)
+    with cache._lock:
+        cache.hits += len(structures) - len(missing)
+        # extras attached since these graphs were counted
+        for i, g in enumerate(graphs):
+            if g is not None and cache._store.get(keys[i]) is g:
+                cache._resize(keys[i])
+        cache._evict()
     disk = _params_dir(cache_dir, builder) if cache_dir else None
     if disk and missing:
         still = []
         for i in missing:
-            path = os.path.join(disk, keys[i][0] + ".pkl")
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    graphs[i] = pickle.load(f)
-                cache.put(keys[i], graphs[i])
-            else:
+            path = os.path.join(disk, keys[i][0] + ".npz")
+            if not os.path.exists(path):
                 still.append(i)
+                continue
+            try:
+                graphs[i] = load_graph(path, _entry_key(*keys[i]))
+            except BadCacheEntry as exc:
+                warnings.warn(f"graph cache entry {path} is unusable ({exc}); "
+                              "rebuilding it", GraphCacheWarning, stacklevel=2)
+                still.append(i)
+                continue
+            cache.put(keys[i], graphs[i])
         missing = still
     if not missing:
         return graphs
-    cache.misses += len(missing)
+    with cache._lock:
+        cache.misses += len(missing)
     # duplicates within one call are built once
     first = {}
     for i in missing:
@@ -172,18 +490,26 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
         built = [None] * len(items)
         for j, chunk_result in enumerate(results):
             built[j::n_chunks] = chunk_result
+    write_error = None
     for i, g in zip(todo, built):
         cache.put(keys[i], g)
-        if disk:
-            path = os.path.join(disk, keys[i][0] + ".pkl")
-            tmp = path + f".{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump(g, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
+        if disk and write_error is None:
+            path = os.path.join(disk, keys[i][0] + ".npz")
+            try:
+                save_graph(path, g, _entry_key(*keys[i]))
+            except OSError as exc:  # read-only or full disk: the memory cache still works
+                write_error = exc
+                warnings.warn(f"could not write graph cache entry {path} ({exc}); "
+                              "continuing without writing to the disk cache",
+                              GraphCacheWarning, stacklevel=2)
+    built_of = dict(zip(todo, built))
     for i in missing:
-        graphs[i] = graphs[i] if graphs[i] is not None else cache.get(keys[i])
-        if graphs[i] is None:  # evicted at once by a tiny cache bound
-            graphs[i] = built[todo.index(first[keys[i]])]
+        if graphs[i] is None:
+            # from the cache so duplicates share one object; the built one if a
+            # tiny bound evicted it at once
+            graphs[i] = cache.get(keys[i])
+            if graphs[i] is None:
+                graphs[i] = built_of[first[keys[i]]]
     return graphs
 
 
@@ -204,16 +530,12 @@ def attach_extras(graphs, extras, cache=None, labels=None):
     if not extras:
         return graphs
     cache = default_cache if cache is None else cache
-    added = 0
     for i, g in enumerate(graphs):
-        before = g.nbytes
         for extra in extras:
             try:
                 g.extra(extra)
             except ValueError as exc:
                 where = labels[i] if labels is not None else f"graph {i}"
                 raise ValueError(f"{where}: {extra.name}: {exc}") from exc
-        added += g.nbytes - before
-    if added:
-        cache.grow(added)
+    cache.refresh_graphs(graphs)
     return graphs
