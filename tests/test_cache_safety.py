@@ -102,8 +102,9 @@ def test_key_covers_builder_parameters_and_format_version(tmp_path):
 def test_roundtrip_with_extras(tmp_path):
     (s,) = structures(1)
     g = build_graph(s, radius=5.0, max_neighbors=8)
-    key, func, params = line_graph_extra()
-    lg = g.with_extra(key, func, **params)
+    extra = line_graph_extra()
+    key = extra.key
+    lg = g.extra(extra)
     path = str(tmp_path / "entry.npz")
     save_graph(path, g, "k1")
     back = load_graph(path, "k1")
@@ -113,7 +114,7 @@ def test_roundtrip_with_extras(tmp_path):
     np.testing.assert_array_equal(memo["lg_index"], lg["lg_index"])
     np.testing.assert_array_equal(memo["lg_cos"], lg["lg_cos"])
     # memoised: asking again does not recompute
-    assert back.with_extra(key, func, **params) is memo
+    assert back.extra(extra) is memo
     assert os.listdir(tmp_path) == ["entry.npz"]  # no temporary file left
 
 
@@ -395,8 +396,9 @@ def test_memory_bound_counts_extras_attached_later():
     for i, g in enumerate(graphs):
         cache.put(f"k{i}", g)
     assert len(cache) == 4 and cache.nbytes == bare
-    key, func, params = line_graph_extra()
-    graphs[0].with_extra(key, func, **params)
+    extra = line_graph_extra()
+    key = extra.key
+    graphs[0].extra(extra)
     grown = graphs[0].nbytes
     assert grown > graphs[1].nbytes
     # by key
@@ -406,7 +408,7 @@ def test_memory_bound_counts_extras_attached_later():
     assert cache.get("k0") is None and len(cache) == 3
     # by object, for code that holds graphs rather than keys
     for g in graphs[1:3]:
-        g.with_extra(key, func, **params)
+        g.extra(extra)
     cache.refresh_graphs(graphs)
     assert cache.nbytes <= cache.max_bytes
     assert cache.nbytes == sum(cache.get(k).nbytes for k in list(cache._store))
@@ -418,9 +420,10 @@ def test_get_graphs_recounts_hits_with_extras():
     cache = GraphCache()
     graphs = get_graphs(X, BUILDER, cache=cache)
     before = cache.nbytes
-    key, func, params = line_graph_extra()
+    extra = line_graph_extra()
+    key = extra.key
     for g in graphs:
-        g.with_extra(key, func, **params)
+        g.extra(extra)
     assert cache.nbytes == before  # not told yet
     again = get_graphs(X, BUILDER, cache=cache)
     assert all(a is b for a, b in zip(graphs, again))

@@ -96,7 +96,7 @@ def model():
     from skcrystal import CGCNNRegressor
     from skcrystal.datasets import load_perovskites
     X, y = load_perovskites(n=24)
-    return CGCNNRegressor(module__atom_fea_len=8, module__h_fea_len=8, module__n_conv=2,
+    return CGCNNRegressor(module__hidden=8, module__h_fea_len=8, module__n_conv=2,
                           max_epochs=1, batch_size=8, random_state=0).fit(X, y)
 
 
