@@ -361,28 +361,38 @@ def test_transplant_pure_layer_norm_model(structures):
     _assert_float32_equal(got, expect)
 
 
-@pytest.mark.parametrize("n_descriptors", [0, 5])
-def test_transplant_published_batch_norm_model(structures, dgl_stand_in, n_descriptors):
-    """Reference ALIGNN (batch norm, extra-features head) == skcrystal's default ALIGNN."""
+@pytest.mark.parametrize("n_descriptors, published", [(0, False), (5, False), (0, True)])
+def test_transplant_published_batch_norm_model(structures, dgl_stand_in, n_descriptors,
+                                               published):
+    """Reference ALIGNN (batch norm, extra-features head) == skcrystal's default ALIGNN.
+
+    ``published``: the reference's default sizes (``ALIGNNConfig()``: 4 + 4
+    layers, hidden 256) against skcrystal's defaults, unchanged.
+    """
     structs = list(structures.values())
     table = _cgcnn_table(structs)
     rng = np.random.default_rng(0)
     desc = rng.normal(size=(len(structs), n_descriptors)).astype(np.float32) \
         if n_descriptors else None
-    config = ref_alignn.ALIGNNConfig(name="alignn", output_features=3,
-                                     extra_features=n_descriptors, **REF_SIZES)
+    n_out = 1 if published else 3
+    sizes = {} if published else REF_SIZES
+    config = ref_alignn.ALIGNNConfig(name="alignn", output_features=n_out,
+                                     extra_features=n_descriptors, **sizes)
     ref = _randomize(ref_alignn.ALIGNN(config), seed=2)
     rb, batch = _reference_batch(structs, table, desc)
     g = _StandInGraph(rb.src, rb.dst, rb.n, rb.ndata, {"r": rb.r}, rb.node_graph)
     lg = _StandInGraph(rb.lg_src, rb.lg_dst, rb.n_edges, {}, {"h": rb.h})
     with torch.no_grad():
-        expect = ref((g, lg, None)).numpy()
-    ours = ALIGNN(n_outputs=3, atom_features=table, hidden=64,
-                  n_descriptors=n_descriptors, **SIZES)
+        expect = ref((g, lg, None)).numpy().reshape(len(structs), n_out)
+    if published:
+        ours = ALIGNN(atom_features=table)
+    else:
+        ours = ALIGNN(n_outputs=3, atom_features=table, hidden=64,
+                      n_descriptors=n_descriptors, **SIZES)
     load_reference_state_dict(ours, ref.state_dict()).eval()
     with torch.no_grad():
         got = ours(batch).numpy()
-    assert got.shape == expect.shape == (len(structs), 3)
+    assert got.shape == expect.shape == (len(structs), n_out)
     assert np.abs(expect).max() > 0.1
     _assert_float32_equal(got, expect)
     # the module's own line graph (computed on the fly) gives the same

@@ -32,10 +32,18 @@ weights in with :func:`load_reference_state_dict` and compares outputs.
   Linear(d, d)-norm-SiLU blocks and a Linear layer (``d = hidden +
   n_descriptors``).
 
+The reference graph is the 12-nearest-neighbour graph (8 Å, grown when an
+atom has fewer neighbours), symmetrized: :func:`skcrystal.graphs.build_graph`
+followed by :func:`skcrystal.graphs.symmetrize.symmetrize_graph`.
+
 Deviations from the reference, each switchable: the batch norm accepts a
 single-row batch in training (normalised with the running statistics; the
-reference raises), and the estimator's graph keeps tied neighbours of the
-12th (``tie_tol``) where the reference compares distances exactly.
+reference raises); the graph keeps every neighbour tied with the 12th
+(``tie_tol``; the reference compares its distances exactly, and they carry
+~1e-6 Å of noise, so it keeps an arbitrary part of a tied shell); and a
+bond of an atom to its own periodic image is stored once, not twice (which
+makes predictions independent of the cell chosen for a crystal;
+``symmetrize_graph(duplicate_self_images=True)`` for the reference's graph).
 """
 import math
 import os
