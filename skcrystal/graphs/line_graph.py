@@ -76,7 +76,9 @@ Memory
 ------
 ``T = sum_i k_i^2`` pairs (``k_i`` the edges of atom ``i``), i.e. it grows as
 atoms x neighbours^2: ~``n_atoms * 132`` for 12 neighbours, ~``n_atoms *
-306`` for 18 (ties in the 12-nearest cut). Stored: 24 bytes per pair
+306`` for 18 (ties in the 12-nearest cut); the ALIGNN convention makes
+``sum_i k_in_i k_out_i`` (``n_atoms * 144`` for 12 symmetric neighbours;
+the symmetrized 12-nearest graph averages a few more than 12). Stored: 24 bytes per pair
 (two int64 indices + one float64 cosine); building peaks at about 5 int64
 arrays of ``T`` entries (~40 bytes per pair). In a batch the collated
 tensors are 20 bytes per pair (int64 indices, float32 cosine). A 100-atom
