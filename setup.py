@@ -28,7 +28,10 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100"],
+        # alignn: the reference ALIGNN for tests/test_alignn_reference.py (its
+        # pure-torch model and graph builder; DGL is not needed)
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100",
+                 "alignn==2026.8.11"],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )

@@ -1,4 +1,5 @@
 """ALIGNN: edge-gated convolution by hand, reference defaults, learning, invariances."""
+import inspect
 import math
 
 import numpy as np
@@ -6,11 +7,15 @@ import pytest
 import torch
 
 from skcrystal.estimators.alignn import ALIGNNClassifier, ALIGNNRegressor
+from pymatgen.core import Lattice, Structure
+
 from skcrystal.graphs import build_graph, collate_graphs
 from skcrystal.graphs.line_graph import line_graph_extra
-from skcrystal.nn.alignn import ALIGNN, EdgeGatedGraphConv
+from skcrystal.graphs.symmetrize import symmetrize_graph
+from skcrystal.nn.alignn import (ALIGNN, ALIGNNDescriptorHead, ALIGNNLayer, EdgeGatedGraphConv,
+                                 alignn_line_graph)
 
-SMALL = dict(module__hidden_features=16, module__embedding_features=16,
+SMALL = dict(module__hidden=16, module__embedding_features=16,
              module__alignn_layers=1, module__gcn_layers=1, batch_size=16, random_state=0)
 
 
@@ -52,39 +57,176 @@ def test_reference_defaults():
     # reference width: exp(-(x - mu)^2 / spacing)
     assert rbf_d.width == pytest.approx(math.sqrt(8 / 79))
     assert m.edge_embedding[1][0].out_features == 64
-    assert m.atom_embedding.linear.in_features == 92 or m.atom_embedding.n_table_features > 0
+    assert m.atom_embedding.linear.out_features == 256
+    assert isinstance(m.edge_embedding[1][1], torch.nn.BatchNorm1d)
     linears = [mod for mod in m.head.modules() if isinstance(mod, torch.nn.Linear)]
     assert len(linears) == 1 and linears[0].in_features == 256
+    assert m.max_triplets == 2_000_000
+    layer_norm = ALIGNN(norm="layer", hidden=8, embedding_features=8)
+    assert all(not isinstance(mod, torch.nn.BatchNorm1d) for mod in layer_norm.modules())
+    assert isinstance(layer_norm.alignn_layers[0].node_update.bn_nodes, torch.nn.LayerNorm)
 
 
-def test_model_needs_line_graph(nacl):
+def test_parameter_constraints_cover_the_constructor():
+    names = set(inspect.signature(ALIGNN.__init__).parameters) - {"self"}
+    assert set(ALIGNN._parameter_constraints) == names
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(alignn_layers=-1), "alignn_layers"), (dict(hidden=0), "'hidden'"),
+    (dict(pooling="set2set"), "pooling"), (dict(norm="group"), "norm"),
+    (dict(n_basis=2.5), "n_basis"), (dict(cutoff=-1.0), "cutoff"),
+    (dict(max_triplets=0), "max_triplets"), (dict(descriptor_head="sum"), "descriptor_head"),
+    (dict(dropout=1.0), "dropout"), (dict(n_descriptors=3, head_hidden=(8,)), "head_hidden"),
+])
+def test_bad_module_params(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ALIGNN(**bad)
+
+
+def test_graph_extras_is_the_alignn_line_graph():
+    extra = ALIGNN(max_triplets=500).graph_extras[0]
+    assert dict(extra.params) == {"max_triplets": 500, "convention": "alignn"}
+    assert line_graph_extra(500, convention="alignn") == extra
+    assert ALIGNN(alignn_layers=0).graph_extras == ()
+
+
+def test_layer_updates_atoms_first_then_line_graph_on_new_bonds():
+    """ALIGNNConv order: x, m = node_update(x, y); y, z = edge_update(m, z)."""
+    torch.manual_seed(0)
+    layer = ALIGNNLayer(4).eval()
+    for mod in layer.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+    x, y, z = torch.randn(3, 4), torch.randn(4, 4), torch.randn(5, 4)
+    edge_index = torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])
+    lg_index = torch.tensor([[2, 0], [3, 0], [0, 2], [1, 3], [2, 1]])
+    with torch.no_grad():
+        got = layer(x, y, z, edge_index, lg_index)
+        x1, m = layer.node_update(x, y, edge_index[0], edge_index[1])
+        y1, z1 = layer.edge_update(m, z, lg_index[:, 0], lg_index[:, 1])
+        # the previous (line graph first) order gives something else
+        y_lf, z_lf = layer.edge_update(y, z, lg_index[:, 0], lg_index[:, 1])
+        x_lf, _ = layer.node_update(x, y_lf, edge_index[0], edge_index[1])
+    for a, b in zip(got, (x1, y1, z1)):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(got[0], x_lf, atol=1e-4)
+
+
+def test_descriptor_head_by_hand():
+    """Reference extra-features head: per-atom block, mean, two blocks, Linear."""
+    torch.manual_seed(0)
+    head = ALIGNNDescriptorHead(in_dim=3, n_descriptors=2, n_outputs=1).eval()
+    h = torch.randn(2, 3)
+    d = torch.randn(2, 2)
+    node_graph = torch.tensor([0, 0, 0, 1])
+    silu = torch.nn.functional.silu
+    bn = 1 / math.sqrt(1 + 1e-5)  # eval batch norm, fresh statistics, unit affine
+
+    def block(seq, v):
+        return silu(bn * seq[0](v))
+    with torch.no_grad():
+        h_d = block(head.extra_feature_embedding, d)  # equal on every atom of a crystal
+        expect = head.fc3(block(head.fc2, block(head.fc1, torch.cat([h, h_d], 1))))
+        torch.testing.assert_close(head(h, d, node_graph), expect)
+    assert head.fc1[0].in_features == head.fc2[0].out_features == 5
+    # in training the descriptor block's batch statistics count each atom
+    head.train()
+    with torch.no_grad():
+        head(h, d, node_graph)
+    lin = head.extra_feature_embedding[0]
+    per_atom = lin(d[node_graph])
+    torch.testing.assert_close(head.extra_feature_embedding[1].running_mean,
+                               0.1 * per_atom.mean(0))
+    with pytest.raises(ValueError, match="2 descriptors"):
+        head(h, None, node_graph)
+
+
+def test_hybrid_model_uses_reference_head_or_shared_head(nacl):
+    batch = collate_graphs([build_graph(nacl)], descriptors=np.ones((1, 4)),
+                           extras=[line_graph_extra(convention="alignn")])
+    m = ALIGNN(hidden=8, embedding_features=8, n_descriptors=4).eval()
+    assert isinstance(m.head, ALIGNNDescriptorHead)
+    assert m(batch).shape == (1, 1)
+    concat = ALIGNN(hidden=8, embedding_features=8, n_descriptors=4, descriptor_head="concat",
+                    head_hidden=(6,))
+    assert concat.head.mlp[0].in_features == 12 and concat(batch).shape == (1, 1)
+
+
+def test_line_graph_on_the_fly_equals_cached(nacl, diamond):
+    graphs = [symmetrize_graph(build_graph(nacl)), build_graph(diamond, max_neighbors=6)]
+    extra = line_graph_extra(convention="alignn")
+    batch = collate_graphs(graphs, extras=[extra])
+    idx, cos = alignn_line_graph(batch.edge_index, batch.vectors.double())
+    cached = batch.extras["lg_alignn_index"]
+    assert sorted(map(tuple, idx.tolist())) == sorted(map(tuple, cached.tolist()))
+    torch.manual_seed(0)
+    m = ALIGNN(hidden=8, embedding_features=8, alignn_layers=2, gcn_layers=1).eval()
+    with torch.no_grad():
+        with_cache = m(batch)
+        batch.extras.clear()
+        torch.testing.assert_close(m(batch), with_cache, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match=r"crystal 0 of the batch.*max_triplets=10"):
+            ALIGNN(hidden=8, embedding_features=8, max_triplets=10)(batch)
+
+
+def test_symmetrize_adds_missing_reverse_edges():
+    # A-B 1.0 Å, B-C 1.2 Å: with one neighbour each, C keeps B but B keeps A
+    s = Structure(Lattice.cubic(20.0), ["O", "Ti", "O"],
+                  [[5.0, 5, 5], [6.0, 5, 5], [7.2, 5, 5]], coords_are_cartesian=True)
+    g = build_graph(s, radius=3.0, max_neighbors=1)
+    assert sorted(zip(g.center.tolist(), g.neighbor.tolist())) == [(0, 1), (1, 0), (2, 1)]
+    sym = symmetrize_graph(g)
+    assert sorted(zip(sym.center.tolist(), sym.neighbor.tolist())) == \
+        [(0, 1), (1, 0), (1, 2), (2, 1)]
+    b_to_c = (sym.center == 1) & (sym.neighbor == 2)
+    np.testing.assert_allclose(sym.vectors[b_to_c], [[1.2, 0, 0]], atol=1e-9)
+    np.testing.assert_allclose(sym.distances[b_to_c], [1.2])
+    assert symmetrize_graph(sym) is sym
+
+
+def test_cell_choice_invariance_and_reference_self_image_duplicates():
+    """Mean-pooled predictions agree for a cell and its supercell with single bonds,
+    not with the reference's doubled bonds to an atom's own images."""
+    s = Structure(Lattice.tetragonal(2.6, 9.0), ["Mo", "S"], [[0, 0, 0.5], [0.5, 0.5, 0.62]])
+    sup = s.copy()
+    sup.make_supercell([2, 1, 1])
+    torch.manual_seed(0)
+    m = ALIGNN(hidden=16, embedding_features=8, alignn_layers=2, gcn_layers=1).eval()
+    _randomize_norms(m)
+
+    def predict(structure, dup):
+        g = symmetrize_graph(build_graph(structure), duplicate_self_images=dup)
+        with torch.no_grad():
+            return m(collate_graphs([g], extras=list(m.graph_extras))).item()
+    single = abs(predict(s, False) - predict(sup, False))
+    doubled = abs(predict(s, True) - predict(sup, True))
+    assert single < 1e-6 and doubled > 1e-4  # measured: ~1e-8 and 1.9e-4 (of 0.08)
+
+
+def _randomize_norms(model):
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-0.3, 0.3)
+                mod.weight.uniform_(0.5, 1.5)
+
+
+def test_model_without_line_graph_extra_builds_it(nacl):
     batch = collate_graphs([build_graph(nacl)])
-    with pytest.raises(ValueError, match="line graph"):
-        ALIGNN(hidden_features=8, embedding_features=8)(batch)
+    out = ALIGNN(hidden=8, embedding_features=8)(batch)
+    assert out.shape == (1, 1) and torch.isfinite(out).all()
     # without ALIGNN layers it is a plain edge-gated GCN
-    out = ALIGNN(hidden_features=8, embedding_features=8, alignn_layers=0)(batch)
+    out = ALIGNN(hidden=8, embedding_features=8, alignn_layers=0)(batch)
     assert out.shape == (1, 1)
-
-
-def test_bad_module_params():
-    with pytest.raises(ValueError, match="alignn_layers"):
-        ALIGNN(alignn_layers=-1)
-    with pytest.raises(ValueError, match="hidden_features"):
-        ALIGNN(hidden_features=0)
-    with pytest.raises(ValueError, match="pooling"):
-        ALIGNN(pooling="set2set")
 
 
 def test_forward_on_batch(nacl, diamond):
     graphs = [build_graph(nacl), build_graph(diamond)]
-    batch = collate_graphs(graphs, extras=[line_graph_extra()])
-    out = ALIGNN(hidden_features=16, embedding_features=8, alignn_layers=1,
-                 gcn_layers=1, n_outputs=3)(batch)
+    m = ALIGNN(hidden=16, embedding_features=8, alignn_layers=1, gcn_layers=1, n_outputs=3)
+    batch = collate_graphs(graphs, extras=list(m.graph_extras))
+    out = m(batch)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
-
-
-
-
 
 
 def test_line_graph_bound_names_structure(perovskites, nacl):

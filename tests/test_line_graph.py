@@ -124,3 +124,86 @@ def test_empty_graph_edges():
                  g.distances[:0], g.offsets[:0], g.vectors[:0], g.radius)
     lg = line_graph(g0)
     assert lg["lg_index"].shape == (0, 2) and lg["lg_cos"].shape == (0,)
+
+
+# ----------------------------------------------------- ALIGNN convention
+
+def test_alignn_three_atoms_by_hand():
+    """A-B-C: 6 pairs; the angle at B goes into the bonds leaving B (B -> A, B -> C)."""
+    angle = 104.5
+    g = _angle_graph(angle)
+    lg = line_graph(g, convention="alignn")
+    assert set(lg) == {"lg_alignn_index", "lg_alignn_cos"}
+    idx, cos = lg["lg_alignn_index"], lg["lg_alignn_cos"]
+    # sum over atoms of (edges centred there) x (edges pointing to it): B 2 x 2, A 1, C 1
+    assert idx.shape == (6, 2) == (count_line_graph_pairs(g, convention="alignn"), 2)
+    recv, send = idx[:, 0], idx[:, 1]
+    # the sending bond ends at the shared atom, the receiving bond leaves it
+    np.testing.assert_array_equal(g.neighbor[recv], g.center[send])
+    backtrack = (g.center[recv] == g.neighbor[send]) & (g.neighbor[recv] == g.center[send])
+    np.testing.assert_allclose(cos[backtrack], 1.0)
+    assert backtrack.sum() == 4  # every bond with its reverse
+    at_b = ~backtrack
+    assert np.all(g.neighbor[recv[at_b]] == 1)  # the angle at B ...
+    assert set(g.center[recv[at_b]].tolist()) == {0, 2}  # ... updates the bonds B -> A, B -> C
+    np.testing.assert_allclose(cos[at_b], np.cos(np.radians(angle)), atol=1e-12)
+
+
+def test_alignn_rocksalt_cosines(nacl):
+    prim = nacl.get_primitive_structure()
+    g = build_graph(prim, radius=8.0, max_neighbors=6)
+    lg = line_graph(g, convention="alignn")
+    assert lg["lg_alignn_index"].shape == (72, 2)
+    # per atom 6 backtracking (cos 1), 24 at 90 degrees, 6 straight through
+    np.testing.assert_allclose(np.sort(lg["lg_alignn_cos"]),
+                               np.r_[np.full(12, -1.0), np.zeros(48), np.ones(12)], atol=1e-9)
+
+
+def test_alignn_matches_brute_force(diamond):
+    cell = diamond.copy()
+    cell.make_supercell([1, 1, 2])
+    g = build_graph(cell, radius=4.0, max_neighbors=8)
+    lg = line_graph(g, convention="alignn")
+    expect = {}
+    for b in range(g.n_edges):
+        for a in range(g.n_edges):
+            if g.neighbor[b] == g.center[a]:
+                # angle at the shared atom between its bond a and its bond to b's centre
+                va, vb = g.vectors[a], -g.vectors[b]
+                expect[(b, a)] = va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)
+    got = {tuple(p): c for p, c in zip(lg["lg_alignn_index"].tolist(), lg["lg_alignn_cos"])}
+    assert got.keys() == expect.keys()
+    np.testing.assert_allclose([got[p] for p in expect], list(expect.values()), atol=1e-12)
+
+
+def test_alignn_convention_options_and_bound(nacl):
+    g = build_graph(nacl, max_neighbors=6)  # 8 atoms x 6 x 6 = 288 pairs
+    assert count_line_graph_pairs(g, convention="alignn") == 288
+    with pytest.raises(ValueError, match="include_self"):
+        line_graph(g, include_self=True, convention="alignn")
+    with pytest.raises(ValueError, match="convention"):
+        line_graph(g, convention="dgl")
+    with pytest.raises(ValueError, match=r"structure 0 \(NaCl.*288.*max_triplets=287"):
+        check_line_graph_sizes([g], max_triplets=287, convention="alignn")
+    check_line_graph_sizes([g], max_triplets=288, convention="alignn")
+    extra = line_graph_extra(convention="alignn")
+    assert extra.key != line_graph_extra().key and dict(extra.params)["convention"] == "alignn"
+    assert set(extra.offsets) == {"lg_alignn_index", "lg_alignn_cos"}
+    # CrysToGraph's extra is unchanged
+    shared = line_graph_extra()
+    assert shared.func is line_graph and set(shared.offsets) == {"lg_index", "lg_cos"}
+    assert dict(shared.params) == {"max_triplets": 2_000_000, "include_self": False}
+
+
+def test_alignn_batching(nacl, diamond):
+    graphs = [build_graph(nacl, max_neighbors=6), build_graph(diamond, max_neighbors=4)]
+    batch = collate_graphs(graphs, extras=[line_graph_extra(convention="alignn")])
+    idx = batch.extras["lg_alignn_index"].numpy()
+    n0 = len(line_graph(graphs[0], convention="alignn")["lg_alignn_cos"])
+    np.testing.assert_array_equal(
+        idx, np.vstack([line_graph(graphs[0], convention="alignn")["lg_alignn_index"],
+                        line_graph(graphs[1], convention="alignn")["lg_alignn_index"]
+                        + graphs[0].n_edges]))
+    center, neighbor = batch.edge_index.numpy()
+    np.testing.assert_array_equal(neighbor[idx[:, 0]], center[idx[:, 1]])
+    assert "lg_index" not in batch.extras and len(idx) > n0
