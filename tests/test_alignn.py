@@ -231,12 +231,12 @@ def test_forward_on_batch(nacl, diamond):
 
 def test_line_graph_bound_names_structure(perovskites, nacl):
     X, y = perovskites
-    est = ALIGNNRegressor(max_epochs=1, max_triplets=1000, **SMALL)
+    est = ALIGNNRegressor(max_epochs=1, module__max_triplets=1000, **SMALL)
     big = nacl.copy()
     big.make_supercell([2, 1, 1])  # 16 atoms x 18 x 17 pairs
-    with pytest.raises(ValueError, match=r"structure 2 \(NaCl.*max_triplets=1000"):
+    with pytest.raises(ValueError, match=r"X\[2\] \(NaCl.*max_triplets=1000"):
         est.fit([X[0], X[1], big], y[:3])
-    assert est.set_params(max_triplets=None).fit([X[0], X[1], big], y[:3])
+    assert est.set_params(module__max_triplets=None).fit([X[0], X[1], big], y[:3])
 
 
 def test_classifier_fits(perovskites):
