@@ -41,6 +41,7 @@ import difflib
 import inspect
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,8 @@ from .estimators.base import CrystalGraphNet
 from .estimators.cgcnn import CGCNNClassifier, CGCNNRegressor
 from .nn.cgcnn import CGCNN
 
-__all__ = ["load", "available", "describe", "load_cgcnn_checkpoint",
-           "UnsafeCheckpointError", "ReferenceCGCNNRegressor",
+__all__ = ["load", "available", "describe", "path_of", "load_cgcnn_checkpoint",
+           "read_checkpoint", "is_checkpoint_reference", "UnsafeCheckpointError", "ReferenceCGCNNRegressor",
            "ReferenceCGCNNClassifier"]
 
 _HERE = Path(__file__).resolve().parent / "pretrained_models" / "cgcnn"
@@ -171,11 +172,14 @@ def read_checkpoint(path):
         with torch.serialization.safe_globals(_allowed_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = f"it asks for {found.group(1)}" if found else \
+            str(exc).strip().splitlines()[-1]
         raise UnsafeCheckpointError(
             f"{path}: refused to load this checkpoint: it holds Python objects other "
             f"than tensors, numbers and options, which could run code when loaded "
-            f"({detail})") from None
+            f"({detail}); only load it with torch.load(weights_only=False) if you "
+            f"trust its source") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise UnsafeCheckpointError(
             f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
@@ -395,6 +399,11 @@ def load(name, **params):
 
 
 def is_checkpoint_reference(spec):
-    """Whether a command-line model argument names a shipped model or a ``.pth.tar``."""
+    """Whether a model argument is a reference checkpoint or a shipped model's name.
+
+    True for a ``*.pth.tar`` / ``*.pth`` path and for a name of
+    :func:`available` that is not also an existing file.
+    """
     spec = os.fspath(spec)
-    return spec in _SHIPPED or spec.endswith((".pth.tar", ".pth", ".pt"))
+    return spec.endswith((".pth.tar", ".pth")) or (
+        spec in _SHIPPED and not os.path.exists(spec))
