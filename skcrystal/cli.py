@@ -428,8 +428,12 @@ def load_model(path):
                 else pretrained.load_cgcnn_checkpoint(path)
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
-        task = "classification" if hasattr(est, "classes_") else "regression"
-        return est, {"model": f"reference CGCNN checkpoint {path}", "task": task,
+        info = est.checkpoint_info_
+        target = (" ".join(pretrained.describe(info["name"])[1:]) if "name" in info
+                  else info["args"].get("data_options", ["?"])[-1])
+        return est, {"model": f"reference CGCNN checkpoint {path}", "target": target,
+                     "n_train": info["args"].get("train_size", "?"),
+                     "task": info["args"].get("task", "regression"),
                      "reference_checkpoint": True}
     path = Path(path)
     if not path.exists():

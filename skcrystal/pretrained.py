@@ -300,8 +300,10 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
     # weights saved from a DataParallel model carry this prefix
     state = {k[len("module."):] if k.startswith("module.") else k: v
              for k, v in state.items()}
-    classification = args.get("task", "regression") == "classification"
     orig, atom, n_conv, nbr, h, n_h, n_out = _reference_shapes(state, path)
+    # without args, the head's width tells the task (the reference has 1 or 2 outputs)
+    classification = args.get("task", "classification" if n_out == 2 else "regression") \
+        == "classification"
     if n_out != (2 if classification else 1):
         raise ValueError(f"{path}: fc_out has {n_out} outputs, expected "
                          f"{2 if classification else 1} for task {args.get('task')!r}")

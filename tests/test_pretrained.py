@@ -230,6 +230,28 @@ def test_padding_to_atom_zero_at_radius_plus_one(models):
     assert abs(unpadded.predict([s])[0] - expected) > 1e-3
 
 
+def test_isolated_atom_is_padded_not_refused():
+    """The reference pads an atom with no neighbour at all; the default mode raises."""
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure(Lattice.cubic(20.0), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    g = GraphBuilder(8.0, 12, neighbor_mode="reference").build(s)
+    assert g.center.tolist() == [0] * 12 + [1] * 12
+    assert np.all(g.neighbor == 0) and np.all(g.distances == 9.0)
+    with pytest.raises(ValueError, match="no neighbour within radius=8"):
+        GraphBuilder(8.0, 12).build(s)
+
+
+def test_neighbor_mode_validation_and_cache_key():
+    with pytest.raises(ValueError, match="neighbor_mode must be one of"):
+        GraphBuilder(neighbor_mode="exact").validate()
+    with pytest.raises(ValueError, match="needs an int max_neighbors"):
+        GraphBuilder(max_neighbors=None, neighbor_mode="reference").validate()
+    # graphs cached before the option existed keep their key
+    assert GraphBuilder().key() == ("v1", 8.0, 12, 1e-3, False)
+    assert GraphBuilder(neighbor_mode="reference").key() != GraphBuilder().key()
+
+
 # ---------------------------------------------------------------- estimator contract
 def test_loaded_estimators_are_fitted_with_checkpoint_scaling(models):
     assert pretrained.available() == NAMES
