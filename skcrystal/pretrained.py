@@ -132,7 +132,10 @@ def _estimator_class(classification):
 # ---------------------------------------------------------------- safe loading
 def _allowed_globals():
     """The non-tensor types found in reference checkpoints, nothing callable beyond."""
-    from numpy._core.multiarray import scalar
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
 
     allowed = [argparse.Namespace, np.dtype,
                # numpy scalars (e.g. ``best_mae_error``) pickle as this

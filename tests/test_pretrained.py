@@ -320,6 +320,13 @@ def test_finetune_runs_on_a_loaded_model(models, perovskites):
     assert np.all(np.isfinite(after)) and not np.allclose(after, before)
     np.testing.assert_array_equal(base.predict(X), before)  # the original is untouched
 
+    # partial_fit continues from the published weights and keeps their target scaling
+    cont = pickle.loads(pickle.dumps(base)).set_params(lr=1e-4, batch_size=4, max_epochs=1)
+    cont.partial_fit(X, y)
+    assert cont.y_mean_[0] == base.y_mean_[0] and len(cont.history) == 1
+    moved = cont.predict(X)
+    assert not np.allclose(moved, before) and np.abs(moved - before).max() < 1.0
+
 
 # ---------------------------------------------------------------- safe loading
 class _Payload:
