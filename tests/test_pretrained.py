@@ -260,6 +260,10 @@ def test_loaded_estimators_are_fitted_with_checkpoint_scaling(models):
         assert est.get_params()["neighbor_mode"] == "reference"
         assert est.module_.embedding.n_table_features == 92
         assert len(est.module_.convs) == 4 and est.module_.rbf.n_centers == 41
+        # the reference GaussianDistance(dmin=0, dmax=8, step=0.2), var=step
+        np.testing.assert_allclose(est.module_.rbf.centers.numpy(),
+                                   np.arange(0, 8.2, 0.2), atol=1e-6)
+        assert est.module_.rbf.width == 0.2
     clf = models["semi-metal-classification"]
     assert isinstance(clf, CGCNNClassifier)
     assert clf.classes_.tolist() == [0, 1] and clf.n_outputs_ == 2
