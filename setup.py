@@ -13,7 +13,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["skcrystal", "skcrystal.*"]),
-    package_data={"skcrystal.datasets": ["data/*"]},
+    package_data={"skcrystal.datasets": ["data/*"],
+                  "skcrystal": ["pretrained_models/cgcnn/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

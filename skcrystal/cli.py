@@ -390,6 +390,22 @@ def load_model(path):
     """
     import pickle
 
+    from skcrystal import pretrained
+
+    # a reference CGCNN checkpoint (.pth.tar) or the name of a shipped one
+    if pretrained.is_checkpoint_reference(path):
+        try:
+            est = pretrained.load(str(path)) if str(path) in pretrained.available() \
+                else pretrained.load_cgcnn_checkpoint(path)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+        info = est.checkpoint_info_
+        target = (" ".join(pretrained.describe(info["name"])[1:]) if "name" in info
+                  else info["args"].get("data_options", ["?"])[-1])
+        return est, {"model": f"reference CGCNN checkpoint {path}", "target": target,
+                     "n_train": info["args"].get("train_size", "?"),
+                     "task": info["args"].get("task", "regression"),
+                     "reference_checkpoint": True}
     path = Path(path)
     if not path.exists():
         raise CLIError(f"model file not found: {path}")
@@ -512,6 +528,9 @@ def cmd_predict(args, progress):
     if args.n_jobs is not None and hasattr(est, "n_jobs"):
         est.n_jobs = args.n_jobs
     ids, structures, frame = _read_prediction_data(args.data, args, progress)
+    if meta.get("reference_checkpoint"):
+        # the reference predict.py names a structure by its CIF file without .cif
+        ids = [i[:-4] if isinstance(i, str) and i.endswith(".cif") else i for i in ids]
     # the true targets, when the data has them (reference predict.py does this)
     names = meta.get("targets") or []
     truth = _truth_columns(frame, names, args, len(ids))
@@ -699,7 +718,10 @@ def build_parser():
                        description="Predict DATA with a model saved by 'skcrystal fit' and "
                                    "write a CSV: id, [true targets,] prediction(s) "
                                    "[, proba_<class>...].")
-    p.add_argument("model_file", metavar="MODEL", help="model file from skcrystal fit")
+    p.add_argument("model_file", metavar="MODEL",
+                   help="model file from skcrystal fit, a reference CGCNN checkpoint "
+                        "(.pth.tar) or a shipped pre-trained model name (e.g. "
+                        "formation-energy-per-atom)")
     p.add_argument("data", metavar="DATA",
                    help="folder (id_prop.csv with or without targets, or just CIF/POSCAR "
                         "files), CSV of CIF strings (target column optional), "

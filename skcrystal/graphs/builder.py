@@ -16,6 +16,19 @@ neighbour search returns equidistant atoms, i.e. on atom order, cell choice
 and orientation. In rocksalt NaCl with ``max_neighbors=12`` a Na atom keeps
 its 6 Cl at a/2 *and all 12* Na at a/sqrt(2) (18 edges), not 6 of the 12.
 
+Reference neighbour lists
+-------------------------
+``neighbor_mode="reference"`` reproduces the reference CGCNN code's list
+(``CIFData`` in txie-93/cgcnn) for its published checkpoints: each atom's
+neighbours within ``radius`` in the order pymatgen's neighbour search
+returns them, stably sorted by distance and cut at *exactly*
+``max_neighbors`` (a tied shell can be cut in the middle, as above). An atom
+with fewer neighbours is padded up to ``max_neighbors`` with edges to atom 0
+of the structure at the nominal distance ``radius + 1`` Å (their
+``vectors`` and ``offsets`` are those of atom 0 in the home cell, not a
+geometric bond). No atom is isolated in this mode, so it never raises for
+one.
+
 Isolated atoms
 --------------
 An atom with no neighbour inside ``radius`` cannot exchange messages. By
@@ -63,15 +76,25 @@ class GraphBuilder:
     grow_radius : bool, default=False
         Grow the radius of a structure that has an atom with too few
         neighbours instead of raising (see the module docstring).
+    neighbor_mode : {"keep_ties", "reference"}, default="keep_ties"
+        ``"keep_ties"``: the ``max_neighbors`` cut keeps whole tied shells;
+        ``"reference"``: exactly ``max_neighbors`` per atom in the reference
+        CGCNN code's order, padded (see the module docstring;
+        ``max_neighbors`` must then be an int and ``grow_radius`` is
+        ignored).
     """
+
+    _modes = ("keep_ties", "reference")
 
     _growth = 1.5
 
-    def __init__(self, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False):
+    def __init__(self, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
+                 neighbor_mode="keep_ties"):
         self.radius = radius
         self.max_neighbors = max_neighbors
         self.tie_tol = tie_tol
         self.grow_radius = grow_radius
+        self.neighbor_mode = neighbor_mode
 
     def validate(self):
         check_positive(self.radius, "radius")
@@ -82,17 +105,26 @@ class GraphBuilder:
         check_positive(self.max_neighbors, "max_neighbors", integer=True, allow_none=True)
         if not (isinstance(self.tie_tol, (int, float)) and self.tie_tol >= 0):
             raise ValueError(f"tie_tol must be a number >= 0, got {self.tie_tol!r}")
+        if self.neighbor_mode not in self._modes:
+            raise ValueError(f"neighbor_mode must be one of {self._modes}, got "
+                             f"{self.neighbor_mode!r}")
+        if self.neighbor_mode == "reference" and self.max_neighbors is None:
+            raise ValueError("neighbor_mode='reference' needs an int max_neighbors "
+                             "(the reference pads every atom to exactly that many)")
         return self
 
     def key(self):
         """Hashable description of the parameters (part of the cache key)."""
-        return ("v1", float(self.radius),
-                None if self.max_neighbors is None else int(self.max_neighbors),
-                float(self.tie_tol), bool(self.grow_radius))
+        key = ("v1", float(self.radius),
+               None if self.max_neighbors is None else int(self.max_neighbors),
+               float(self.tie_tol), bool(self.grow_radius))
+        # the default mode keeps the keys of graphs cached before the option existed
+        return key if self.neighbor_mode == "keep_ties" else key + (self.neighbor_mode,)
 
     def __repr__(self):
         return (f"GraphBuilder(radius={self.radius}, max_neighbors={self.max_neighbors}, "
-                f"tie_tol={self.tie_tol}, grow_radius={self.grow_radius})")
+                f"tie_tol={self.tie_tol}, grow_radius={self.grow_radius}, "
+                f"neighbor_mode={self.neighbor_mode!r})")
 
     def build(self, structure, index=None):
         """Build the graph of one structure.
@@ -117,6 +149,9 @@ class GraphBuilder:
         arrays = _structure_arrays(structure)
         radius = float(self.radius)
         k = self.max_neighbors
+        if self.neighbor_mode == "reference":
+            pairs = _neighbor_pairs(arrays, radius)
+            return _reference_graph(arrays, pairs, int(k), radius)
         need = 1 if (k is None or not self.grow_radius) else k
         while True:
             pairs = _neighbor_pairs(arrays, radius)
@@ -200,6 +235,51 @@ def _graph_from_pairs(arrays, pairs, counts, k, tie_tol, radius):
     )
 
 
-def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False):
+def _reference_graph(arrays, pairs, k, radius):
+    """Exactly ``k`` neighbours per atom in the reference CGCNN order, padded.
+
+    The reference sorts each atom's neighbour list (in the order of
+    pymatgen's neighbour search, which ``_neighbor_pairs`` returns unchanged)
+    with Python's stable ``sorted`` by distance; a stable lexsort on
+    (centre, distance) gives the same order, compared on exact distances.
+    """
+    numbers, frac, cart, lattice, _ = arrays
+    center, neighbor, images, dist = pairs
+    n = len(numbers)
+    order = np.lexsort((dist, center))
+    counts = np.bincount(center, minlength=n)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    rank = np.arange(len(order)) - starts[center[order]]
+    order = order[rank < k]
+    center, neighbor, dist = center[order], neighbor[order], dist[order]
+    images = np.round(images[order]).astype(np.int64)
+    # padding: the reference points missing neighbours at atom 0, distance radius + 1
+    missing = np.maximum(k - counts, 0)
+    if missing.any():
+        pad_center = np.repeat(np.arange(n, dtype=np.int64), missing)
+        center = np.concatenate([center, pad_center])
+        neighbor = np.concatenate([neighbor, np.zeros(len(pad_center), np.int64)])
+        dist = np.concatenate([dist, np.full(len(pad_center), radius + 1.0)])
+        images = np.concatenate([images, np.zeros((len(pad_center), 3), np.int64)])
+        order = np.argsort(center, kind="stable")
+        center, neighbor, dist, images = center[order], neighbor[order], dist[order], images[order]
+    vectors = (frac[neighbor] + images) @ lattice - cart[center]
+    return CrystalGraph(
+        atomic_numbers=numbers,
+        positions=cart,
+        lattice=lattice,
+        center=center,
+        neighbor=neighbor,
+        distances=dist.astype(np.float64),
+        offsets=images,
+        vectors=vectors,
+        radius=radius,
+    )
+
+
+def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
+                neighbor_mode="keep_ties"):
     """Build one crystal graph; see :class:`GraphBuilder` for the parameters."""
-    return GraphBuilder(radius, max_neighbors, tie_tol, grow_radius).validate().build(structure)
+    return GraphBuilder(radius, max_neighbors, tie_tol, grow_radius,
+                        neighbor_mode).validate().build(structure)
