@@ -27,7 +27,7 @@ What makes the predictions equal
   exactly ``max_num_nbr`` (12) neighbours within ``radius`` (8 Å) per atom,
   in the reference's order, padded with edges to atom 0 at ``radius + 1``.
 * Targets: the checkpoint's normalizer (mean, std) becomes the estimator's
-  target scaling (``y_mean_``, ``y_scale_``).
+  target scaling (``target_scaler_``).
 
 Loading is safe: ``torch.load(weights_only=True)`` with only the few
 non-tensor types the reference checkpoints contain allowed (numpy scalars
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import os
 import pickle
 import re
@@ -47,13 +46,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .estimators.base import CrystalGraphNet
 from .estimators.cgcnn import CGCNNClassifier, CGCNNRegressor
-from .nn.cgcnn import CGCNN
 
 __all__ = ["load", "available", "describe", "path_of", "load_cgcnn_checkpoint",
-           "read_checkpoint", "is_checkpoint_reference", "UnsafeCheckpointError", "ReferenceCGCNNRegressor",
-           "ReferenceCGCNNClassifier"]
+           "read_checkpoint", "is_checkpoint_reference", "UnsafeCheckpointError"]
 
 _HERE = Path(__file__).resolve().parent / "pretrained_models" / "cgcnn"
 
@@ -75,58 +71,8 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
     """A checkpoint that cannot be loaded as plain data (weights and options)."""
 
 
-# ---------------------------------------------------------------- estimators
-def _base_has_neighbor_mode():
-    return "neighbor_mode" in inspect.signature(CrystalGraphNet.__init__).parameters
-
-
-class _ReferenceGraphs:
-    """Adds the ``neighbor_mode`` graph option to an estimator whose base lacks it."""
-
-    def _builder(self):
-        builder = super()._builder()
-        builder.neighbor_mode = self.neighbor_mode
-        return builder
-
-
-class ReferenceCGCNNRegressor(_ReferenceGraphs, CGCNNRegressor):
-    """:class:`~skcrystal.CGCNNRegressor` on the reference CGCNN graph.
-
-    Parameters
-    ----------
-    neighbor_mode : {"reference", "keep_ties"}, default="reference"
-        See :class:`skcrystal.graphs.GraphBuilder`.
-    **kwargs
-        Those of :class:`~skcrystal.CGCNNRegressor`.
-    """
-
-    def __init__(self, module=CGCNN, criterion=torch.nn.MSELoss, neighbor_mode="reference",
-                 **kwargs):
-        super().__init__(module=module, criterion=criterion, **kwargs)
-        self.neighbor_mode = neighbor_mode
-
-
-class ReferenceCGCNNClassifier(_ReferenceGraphs, CGCNNClassifier):
-    """:class:`~skcrystal.CGCNNClassifier` on the reference CGCNN graph.
-
-    Parameters
-    ----------
-    neighbor_mode : {"reference", "keep_ties"}, default="reference"
-        See :class:`skcrystal.graphs.GraphBuilder`.
-    **kwargs
-        Those of :class:`~skcrystal.CGCNNClassifier`.
-    """
-
-    def __init__(self, module=CGCNN, criterion=torch.nn.CrossEntropyLoss,
-                 neighbor_mode="reference", **kwargs):
-        super().__init__(module=module, criterion=criterion, **kwargs)
-        self.neighbor_mode = neighbor_mode
-
-
 def _estimator_class(classification):
-    if _base_has_neighbor_mode():
-        return CGCNNClassifier if classification else CGCNNRegressor
-    return ReferenceCGCNNClassifier if classification else ReferenceCGCNNRegressor
+    return CGCNNClassifier if classification else CGCNNRegressor
 
 
 # ---------------------------------------------------------------- safe loading
@@ -250,7 +196,7 @@ def _transplant(state, module, n_conv, n_h, path):
 
 
 def _atom_table(atom_init):
-    from .graphs.atom_features import atom_feature_table
+    from .atom_features import atom_feature_table
 
     return atom_feature_table(str(_HERE / "atom_init.json") if atom_init is None
                               else atom_init)
@@ -329,7 +275,7 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
     normalizer = ckpt.get("normalizer") or {"mean": 0.0, "std": 1.0}
 
     cls = _estimator_class(classification)
-    kw = dict(module__atom_features=table, module__atom_fea_len=atom,
+    kw = dict(module__atom_features=table, module__hidden=atom,
               module__n_conv=n_conv, module__h_fea_len=h, module__n_h=n_h,
               module__cutoff=radius, module__gaussian_step=step,
               module__gaussian_width=step, radius=radius, max_neighbors=max_nbr,
@@ -338,16 +284,15 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
         kw["module__dropout"] = 0.5  # the reference's nn.Dropout() (training only)
     kw.update(params)
     est = cls(**kw)
-    est.n_descriptors_ = 0
-    est.descriptor_names_ = []
+    # the fitted data state as a saved estimator state holds it
+    data_state = {"format": "skcrystal-estimator-state", "version": 1, "n_descriptors_": 0}
     if classification:
-        est.classes_ = np.array([0, 1])
-        est.n_outputs_ = 2
+        data_state.update(n_outputs_=2, label_encoder_={"classes_": [0, 1]})
     else:
-        est.y_ndim_ = 1
-        est.n_outputs_ = 1
-        est.y_mean_ = np.array([float(normalizer["mean"])])
-        est.y_scale_ = np.array([float(normalizer["std"])])
+        data_state.update(n_outputs_=1, target_scaler_={
+            "mean_": [float(normalizer["mean"])], "scale_": [float(normalizer["std"])],
+            "ndim_": 1})
+    est._set_data_state(data_state, path)
     est.initialize()
     est.module_.load_state_dict(_transplant(state, est.module_, n_conv, n_h, path))
     est.module_.eval()

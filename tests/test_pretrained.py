@@ -206,7 +206,7 @@ def test_padding_to_atom_zero_at_radius_plus_one(models):
     """An atom with < 12 neighbours in 8 Å: padded like the reference (index 0, 9 Å)."""
     from pymatgen.core import Lattice, Structure
 
-    from skcrystal.graphs.atom_features import atom_feature_table
+    from skcrystal.atom_features import atom_feature_table
 
     # a Li-F pair in a 9.5 Å cube: each atom sees 7 atoms within 8 Å
     s = Structure(Lattice.cubic(9.5), ["Li", "F"], [[0, 0, 0], [0.17, 0.02, 0.0]])
@@ -222,7 +222,7 @@ def test_padding_to_atom_zero_at_radius_plus_one(models):
     table = np.nan_to_num(atom_feature_table(str(
         pretrained.path_of("band-gap").parent / "atom_init.json")))
     raw = _reference_forward(pretrained.path_of("formation-energy-per-atom"), s, table)
-    expected = raw * est.y_scale_[0] + est.y_mean_[0]
+    expected = raw * est.target_scaler_.scale_[0] + est.target_scaler_.mean_[0]
     assert est.predict([s])[0] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     # without the padding the value is another one
     unpadded = pretrained.load("formation-energy-per-atom")
@@ -270,8 +270,8 @@ def test_loaded_estimators_are_fitted_with_checkpoint_scaling(models):
     assert clf.module__dropout == 0.5
     reg = models["formation-energy-per-atom"]
     ck = pretrained.read_checkpoint(pretrained.path_of("formation-energy-per-atom"))
-    assert reg.y_mean_[0] == ck["normalizer"]["mean"]
-    assert reg.y_scale_[0] == ck["normalizer"]["std"]
+    assert reg.target_scaler_.mean_[0] == ck["normalizer"]["mean"]
+    assert reg.target_scaler_.scale_[0] == ck["normalizer"]["std"]
     assert pretrained.describe("band-gap") == ("regression", "band gap", "eV")
 
 
@@ -327,7 +327,7 @@ def test_finetune_runs_on_a_loaded_model(models, perovskites):
     # partial_fit continues from the published weights and keeps their target scaling
     cont = pickle.loads(pickle.dumps(base)).set_params(lr=1e-4, batch_size=4, max_epochs=1)
     cont.partial_fit(X, y)
-    assert cont.y_mean_[0] == base.y_mean_[0] and len(cont.history) == 1
+    assert cont.target_scaler_.mean_[0] == base.target_scaler_.mean_[0] and len(cont.history) == 1
     moved = cont.predict(X)
     assert not np.allclose(moved, before) and np.abs(moved - before).max() < 1.0
 

@@ -41,7 +41,7 @@ import torch
 from sklearn.base import ClassifierMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import (
-    HasMethods, Interval, Options, validate_parameter_constraints)
+    HasMethods, Interval, Options, StrOptions, validate_parameter_constraints)
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import is_dataset
@@ -162,6 +162,11 @@ class CrystalGraphNet(NeuralNet):
     grow_radius : bool, default False
         Grow the cut-off of a structure with an isolated atom instead of
         raising (see :mod:`skcrystal.graphs.builder`).
+    neighbor_mode : {"keep_ties", "reference"}, default "keep_ties"
+        ``"keep_ties"`` keeps every neighbour tied with the last one kept
+        (graphs independent of atom order and cell choice);
+        ``"reference"`` keeps exactly ``max_neighbors`` in the reference
+        CGCNN code's order, padded (for its published checkpoints).
     descriptors : transformer or None
         Structures -> numbers (e.g. :class:`skcrystal.descriptors.DescriptorBank`,
         or a Pipeline ending in an imputer), fitted on the training
@@ -195,6 +200,7 @@ class CrystalGraphNet(NeuralNet):
         "radius": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "grow_radius": ["boolean"],
+        "neighbor_mode": [StrOptions({"keep_ties", "reference"})],
         "descriptors": [HasMethods(["fit", "transform"]), None],
         "structure_column": [str],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
@@ -239,7 +245,7 @@ class CrystalGraphNet(NeuralNet):
 
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
-                 grow_radius=False, descriptors=None, structure_column="structure",
+                 grow_radius=False, neighbor_mode="keep_ties", descriptors=None, structure_column="structure",
                  random_state=None, n_jobs=None, cache_dir=None, train_split=None,
                  verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
@@ -248,6 +254,7 @@ class CrystalGraphNet(NeuralNet):
         self.radius = radius
         self.max_neighbors = max_neighbors
         self.grow_radius = grow_radius
+        self.neighbor_mode = neighbor_mode
         self.descriptors = descriptors
         self.structure_column = structure_column
         self.random_state = random_state
@@ -310,7 +317,7 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ data
     def _builder(self):
         return GraphBuilder(radius=self.radius, max_neighbors=self.max_neighbors,
-                            grow_radius=self.grow_radius)
+                            grow_radius=self.grow_radius, neighbor_mode=self.neighbor_mode)
 
     def _inputs(self, X, module):
         """(checked structures, descriptor block, its names) of the user's ``X``."""
