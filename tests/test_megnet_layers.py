@@ -185,7 +185,7 @@ def test_shapes_descriptors_and_atom_tables(perovskites, builder):
     m = MEGNet(n_outputs=2, n_descriptors=4, **TINY)
     assert m.embed(batch).shape == (3, 5 * 8)
     assert m(batch).shape == (3, 2)
-    from skcrystal.graphs.atom_features import atom_feature_table
+    from skcrystal.atom_features import atom_feature_table
     m = MEGNet(atom_features="cgcnn", **TINY)
     assert m.embedding.n_table_features == atom_feature_table("cgcnn").shape[1]
     assert m(batch).shape == (3, 1)

@@ -42,8 +42,7 @@ import numbers
 import torch
 from torch import nn
 from torch.nn import functional as F
-from sklearn.utils._param_validation import (Interval, StrOptions,
-                                             validate_parameter_constraints)
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .basis import GaussianExpansion
 from .common import _ACTIVATIONS, MLP, activation
@@ -318,10 +317,6 @@ class MEGNet(CrystalModel):
                  head_hidden=(32, 16), set2set_iters=2, set2set_layers=1,
                  basis_width=math.sqrt(2.0), act="softplus2", dropout=0.0):
         super().__init__()
-        params = {name: value for name, value in locals().items()
-                  if name in self._parameter_constraints}
-        validate_parameter_constraints(self._parameter_constraints, params,
-                                       caller_name=type(self).__name__)
         input_hidden = _widths(input_hidden, "input_hidden")
         conv_hidden = _widths(conv_hidden, "conv_hidden")
         head_hidden = _widths(head_hidden, "head_hidden")
