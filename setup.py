@@ -6,6 +6,10 @@ does not pull a multi-GB CUDA build on a CPU-only machine.
 """
 from setuptools import find_packages, setup
 
+# the documentation build is part of the test run (tests/test_docs.py)
+DOCS_REQUIRES = ["sphinx>=8.1", "furo>=2024.8", "numpydoc>=1.8", "sphinx-gallery>=0.18",
+                 "myst-parser>=4.0", "matplotlib>=3.6"]
+
 setup(
     name="skcrystal",
     version="0.1.0",
@@ -28,7 +32,8 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6"],
+        "docs": DOCS_REQUIRES,
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", *DOCS_REQUIRES],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )
