@@ -42,3 +42,4 @@ print(f"CV MAE: CGCNN {np.abs(y_cv - y).mean():.3f} eV, "
 # The parity plot draws the y = x line and writes R² and MAE in the corner.
 fig, ax = parity_plot(y, y_cv, label="heat of formation", units="eV")
 ax.set_title(f"CGCNN, 5-fold CV, {len(X)} perovskites", fontsize=9)
+fig.tight_layout()
