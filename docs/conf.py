@@ -6,6 +6,7 @@ gallery executes ``examples/gallery/plot_*.py``; with ``SKCRYSTAL_DOCS_FAST=1``
 those scripts run at their smallest setting (the test suite does this).
 """
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -53,10 +54,10 @@ autosummary_imported_members = False
 autodoc_typehints = "none"  # numpydoc Parameters sections carry the types
 autodoc_member_order = "groupwise"
 autodoc_inherit_docstrings = True
-# the estimators inherit dozens of skorch/torch methods; the class template
-# stops at these bases so each page shows skcrystal's own API (fit, predict,
-# transform, score, save_params, ...), not skorch's internals
-autodoc_default_options = {}
+# class pages (_templates/autosummary/class.rst) list inherited members up to
+# skorch's NeuralNet and torch's Module, so an estimator page shows fit,
+# predict, transform, score, save_params... but not skorch's or torch's
+# internals; the hooks at the end of this file skip the rest
 
 # numpydoc-style docstrings through napoleon, which renders the free-form
 # sections some docstrings have ("Shapes", "Memory", "Ties"...) instead of
@@ -78,8 +79,6 @@ _STANDARD_SECTIONS = {
 
 
 def _docstring_sections():
-    import re
-
     names = set()
     for path in sorted(Path(skcrystal.__file__).resolve().parent.rglob("*.py")):
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -121,7 +120,7 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "image_scrapers": ("matplotlib",),
-    "reset_modules": ("matplotlib", "seaborn"),
+    "reset_modules": ("matplotlib",),
     "remove_config_comments": True,
     "show_memory": False,
     "show_signature": False,
@@ -133,11 +132,11 @@ sphinx_gallery_conf = {
 # The estimator pages show the scikit-learn methods users call (score,
 # set_output, get_params...) with scikit-learn's docstrings, which link to
 # labels of scikit-learn's own documentation (:ref:`r2_score`,
-# :term:`meta-estimator`). Those targets do not exist here (and there is no
-# network at build time for intersphinx), so such roles in docstrings that
+# :term:`meta-estimator`). Those targets do not exist here (intersphinx would
+# need the network at every build), so such roles in docstrings that
 # skcrystal did not write are shown as plain text. skcrystal's own docstrings
 # are left alone: a broken reference there is still an error.
-_FOREIGN_ROLE = None
+_FOREIGN_ROLE = re.compile(r":(?:ref|term):`(?:([^`<]*?)\s*<[^`>]*>|([^`]*))`")
 
 
 def _own_docstring(obj):
@@ -146,13 +145,8 @@ def _own_docstring(obj):
 
 
 def _plain_foreign_roles(app, what, name, obj, options, lines):
-    import re
-
-    global _FOREIGN_ROLE
     if _own_docstring(obj):
         return
-    if _FOREIGN_ROLE is None:
-        _FOREIGN_ROLE = re.compile(r":(?:ref|term):`(?:([^`<]*?)\s*<[^`>]*>|([^`]*))`")
     for i, line in enumerate(lines):
         lines[i] = _FOREIGN_ROLE.sub(lambda m: f"*{(m.group(1) or m.group(2)).strip()}*", line)
 
@@ -183,16 +177,11 @@ def _no_builtin_type_docs(app, what, name, obj, options, lines):
 # Parameters, with the estimator's actual default where it differs from the
 # base's (e.g. CrysToGraph's lr); parameters the estimator documents itself
 # are left as they are.
-_SECTION_RULE = None
+_SECTION_RULE = re.compile(r"-{3,}")
 
 
 def _split_sections(lines):
     """``[(title or None, lines)]`` of a numpydoc docstring."""
-    import re
-
-    global _SECTION_RULE
-    if _SECTION_RULE is None:
-        _SECTION_RULE = re.compile(r"-{3,}")
     parts, title, body, i = [], None, [], 0
     while i < len(lines):
         nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
@@ -229,7 +218,6 @@ def _same(a, b):
 
 def _with_base_parameters(app, what, name, obj, options, lines):
     import inspect
-    import re
 
     try:
         from skcrystal.estimators.base import CrystalGraphNet
