@@ -92,6 +92,94 @@ def _docstring_sections():
 
 napoleon_custom_sections = _docstring_sections()
 
+# The API pages are written from each public module's ``__all__`` at every
+# build, so the reference lists every public class and function and cannot
+# go stale: a new top-level module gets its page without a change here.
+API_TITLES = {
+    "estimators": "Estimators",
+    "nn": "Torch models",
+    "graphs": "Graphs",
+    "datasets": "Data sets and loaders",
+    "descriptors": "Descriptors",
+    "probes": "Learnability probes",
+    "baselines": "Baselines",
+    "metrics": "Metrics and scorers",
+    "ensemble": "Ensembles",
+    "transfer": "Transfer learning",
+    "pretrain": "Pretraining",
+    "plotting": "Plotting",
+    "cli": "Command line",
+}
+
+
+def api_modules():
+    """Public top-level modules of skcrystal: the known ones in reading order, then the rest."""
+    import pkgutil
+
+    found = {m.name for m in pkgutil.iter_modules(skcrystal.__path__)
+             if not m.name.startswith("_")}
+    return [n for n in API_TITLES if n in found] + sorted(found - set(API_TITLES))
+
+
+def public_names(mod):
+    """``__all__``, or the public classes and functions the module defines."""
+    import inspect
+
+    if hasattr(mod, "__all__"):
+        return list(mod.__all__)
+    return [n for n, obj in vars(mod).items() if not n.startswith("_")
+            and (inspect.isclass(obj) or inspect.isfunction(obj))
+            and getattr(obj, "__module__", None) == mod.__name__]
+
+
+def _api_page(short):
+    import importlib
+    import inspect
+
+    modname = f"skcrystal.{short}"
+    mod = importlib.import_module(modname)
+    doc = inspect.getdoc(mod) or ""
+    title = API_TITLES.get(short) or doc.split("\n")[0].rstrip(".") or modname
+    groups = {"Classes": [], "Functions": [], "Data": []}
+    for name in public_names(mod):
+        obj = getattr(mod, name)
+        if inspect.isclass(obj):
+            groups["Classes"].append(name)
+        elif callable(obj) and not hasattr(obj, "_score_func"):  # scorers are objects
+            groups["Functions"].append(name)
+        else:
+            groups["Data"].append(name)
+    heading = f"``{modname}``: {title}"
+    lines = [heading, "=" * len(heading), "",
+             f".. automodule:: {modname}", "   :no-members:", "",
+             f".. currentmodule:: {modname}", ""]
+    for group, members in groups.items():
+        if members:
+            lines += [group, "-" * len(group), "", ".. autosummary::",
+                      "   :toctree: generated", "   :nosignatures:", ""]
+            lines += [f"   {m}" for m in members] + [""]
+    return "\n".join(lines)
+
+
+def _write(path, text):
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def _write_api_pages():
+    out = HERE / "api"
+    out.mkdir(exist_ok=True)
+    modules = api_modules()
+    for short in modules:
+        _write(out / f"{short}.rst", _api_page(short))
+    # the toctree of api/index.rst, included from a file Sphinx does not
+    # read as a page of its own
+    _write(out / "modules.inc", "\n".join(
+        [".. toctree::", "   :maxdepth: 1", "", *[f"   {m}" for m in modules], ""]))
+
+
+_write_api_pages()
+
 # -- Markdown -----------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
