@@ -317,7 +317,7 @@ def _with_base_parameters(app, what, name, obj, options, lines):
         return
     try:
         actual = obj().get_params(deep=False)
-    except TypeError:  # a base class that needs a module: nothing to show
+    except Exception:  # e.g. a base class that needs a module: keep its docstring as is
         return
     base_defaults = {k: p.default for k, p in
                      inspect.signature(CrystalGraphNet.__init__).parameters.items()}
