@@ -6,6 +6,10 @@ does not pull a multi-GB CUDA build on a CPU-only machine.
 """
 from setuptools import find_packages, setup
 
+# the documentation build is part of the test run (tests/test_docs.py)
+DOCS_REQUIRES = ["sphinx>=8.1", "furo>=2024.8", "sphinx-gallery>=0.18",
+                 "myst-parser>=4.0", "matplotlib>=3.6"]
+
 setup(
     name="skcrystal",
     version="0.1.0",
@@ -29,10 +33,11 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
+        "docs": DOCS_REQUIRES,
         # alignn: the reference ALIGNN for tests/test_alignn_reference.py (its
         # pure-torch model and graph builder; DGL is not needed)
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100",
-                 "alignn==2026.8.11"],
+                 "alignn==2026.8.11", *DOCS_REQUIRES],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )

@@ -243,7 +243,7 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of float, shape (n_samples, n_features_out_)
+        ndarray of float, shape (n_samples, ``n_features_out_``)
             Units as in the class docstring; NaN where a structure failed
             (``on_error="warn"``).
         """
