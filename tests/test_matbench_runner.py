@@ -80,6 +80,8 @@ def test_record_has_every_fold_and_its_metrics_recompute(tiny_task, tmp_path):
         params = fold["parameters"]
         assert params["n_train"] == len(splits[f"fold_{k}"]["train"]) == params["n_train_official"]
         assert params["fit_time_s"] > 0 and params["predict_time_s"] > 0
+        assert params["epochs_run"] == 2
+        assert 0 <= 2 * params["epoch_time_s"] <= params["fit_time_s"] + 1e-3
         assert params["estimator_params"]["module__atom_fea_len"] == 8
         assert params["estimator"] == "skcrystal.estimators.cgcnn.CGCNNRegressor"
         # graphs were built once up front: every fold is served by the cache

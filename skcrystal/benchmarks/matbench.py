@@ -41,6 +41,7 @@ The record (``<out_dir>/<task>__<label>.json.gz``) is matbench's
                             "n_test": 127, "n_train_official": 509,
                             "n_test_official": 127, "fit_time_s": ..,
                             "predict_time_s": .., "mae_mad": ..,
+                            "epochs_run": 100, "epoch_time_s": ..,
                             "graph_cache": {"hits": .., "misses": ..},
                             "loadavg_start": [1, 5, 15 min], "loadavg_end": [..],
                             "torch_threads": 1, "finished_at": "..."}},
@@ -489,7 +490,8 @@ def _jsonable(value):
         return items
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _jsonable(v) for k, v in value.items()}
-    return _ADDRESS.sub("", repr(value))
+    # one line: the record's table row and the resume comparison need it
+    return re.sub(r"\s+", " ", _ADDRESS.sub("", repr(value))).strip()
 
 
 def estimator_params(est):
@@ -684,6 +686,15 @@ def _check_resumable(record, path, task, est, params):
 
 
 # ---------------------------------------------------------------- runner
+def _epoch_times(est):
+    """Durations (s) of the epochs of a fitted skorch net, else None."""
+    history = getattr(est, "history_", None) or getattr(est, "history", None)
+    try:
+        return [float(d) for d in history[:, "dur"]] if history else None
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
 @dataclasses.dataclass
 class RunResult:
     """What :func:`run_matbench` did.
@@ -855,6 +866,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
             raise ValueError(f"fold {k}: {type(est).__name__}.predict returned {len(pred)} "
                              f"values for {len(test)} test structures (one target expected)")
         y_test = task.y[test]
+        epochs = _epoch_times(est)
         official = (task.official_sizes or {}).get(k, (len(train), len(test)))
         fold_result = {
             "data": {task.ids[i]: float(p) for i, p in zip(test, pred)},
@@ -864,6 +876,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                 "n_train_official": int(official[0]), "n_test_official": int(official[1]),
                 "fit_time_s": round(t1 - t0, 3), "predict_time_s": round(t2 - t1, 3),
                 "mae_mad": float(mae_mad_score(y_test, pred)),
+                "epochs_run": len(epochs) if epochs is not None else None,
+                "epoch_time_s": round(float(np.mean(epochs)), 4) if epochs else None,
                 "graph_cache": {"hits": default_cache.hits - hits0,
                                 "misses": default_cache.misses - misses0},
                 "loadavg_start": fold_load0, "loadavg_end": _loadavg(),
@@ -962,7 +976,8 @@ def markdown_row(record):
         if task.get("published_note"):
             published += f" ({task['published_note']})"
     mae = scores["mae"]
-    return (f"| {name}{unit} | {label} | {meta['params_summary']} | "
+    summary = meta["params_summary"].replace("|", "\\|")
+    return (f"| {name}{unit} | {label} | {summary} | "
             f"{_fmt(mae['mean'])} ± {_fmt(mae['std'])} | {_fmt(scores['rmse']['mean'])} | "
             f"{scores['mae_mad']['mean']:.3f} | {folds_txt} | {wall} | {load} | "
             f"{published} |")
