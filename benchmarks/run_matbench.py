@@ -23,26 +23,54 @@ model              estimator (``random_state=0``; otherwise its defaults)
                    SimpleImputer()))`` (DescriptorBank's Voronoi-based
                    columns are NaN for some jdft2d structures; the imputer
                    fills them with the training fold's means)
-``alignn``         ``ALIGNNRegressor(**SIZES["alignn"][--size])``
-``crystograph``    ``CrysToGraphRegressor(**SIZES["crystograph"][--size])``
+``alignn``         ``ALIGNNRegressor(**SIZES["alignn"][--size])``; default
+                   size (DEFAULT_SIZE): the largest that runs the task in
+                   about 2 hours on one core (jdft2d large, perovskites small)
+``crystograph``    ``CrysToGraphRegressor(**SIZES["crystograph"][--size])``;
+                   default size small (jdft2d ~2 h; perovskites ~16 h at
+                   its 300 epochs: shorten with ``--epochs``)
 =================  ===========================================================
 
 Commands (one process per configuration, nothing else heavy on the machine,
-one torch thread unless ``--threads``)::
+one torch thread unless ``--threads``), with the wall time each should take,
+extrapolated from one fold of 1-5 epochs (``--folds 1 --epochs 5``) on 2
+cores with 2 such runs side by side (load average ~2), one torch thread,
+November 2026: graphs + per fold (fit overhead + epochs x epoch time +
+predict); the hybrid's descriptors are computed once, in the first fold::
 
-    python benchmarks/run_matbench.py --task jdft2d --model cgcnn
-    python benchmarks/run_matbench.py --task jdft2d --model crystalnet
-    python benchmarks/run_matbench.py --task jdft2d --model hybrid
-    python benchmarks/run_matbench.py --task jdft2d --model alignn --size full
-    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size full
-    python benchmarks/run_matbench.py --task perovskites --model cgcnn
-    python benchmarks/run_matbench.py --task perovskites --model crystalnet
-    python benchmarks/run_matbench.py --task perovskites --model hybrid
-    python benchmarks/run_matbench.py --task perovskites --model alignn --size small
+    # jdft2d: 4 folds x ~381 training rows
+    python benchmarks/run_matbench.py --task jdft2d --model cgcnn          # ~1.5 min
+    python benchmarks/run_matbench.py --task jdft2d --model crystalnet     # ~32 min
+    python benchmarks/run_matbench.py --task jdft2d --model hybrid         # ~2 min
+    python benchmarks/run_matbench.py --task jdft2d --model alignn --size large       # ~1.5 h
+    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small  # ~1.9 h
+    # perovskites: 5 folds x ~3,849 training rows
+    python benchmarks/run_matbench.py --task perovskites --model cgcnn          # ~11 min
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet     # ~2.5 h
+    python benchmarks/run_matbench.py --task perovskites --model hybrid         # ~19 min
+    python benchmarks/run_matbench.py --task perovskites --model alignn --size small  # ~1.8 h
     python benchmarks/run_matbench.py --task perovskites --model crystograph --size small
+                                                                     # ~16 h (300 epochs)
 
     python benchmarks/run_matbench.py --list            # these commands
     python benchmarks/run_matbench.py --table           # RESULTS.md table of all records
+
+Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
+
+===========================  =============  =============  ===================
+model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
+===========================  =============  =============  ===================
+ALIGNN full (256, 4+4)       49 s           265 s          5.4 h / 37 h
+ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
+ALIGNN medium (128, 2+2)     5.7 s          30 s           38 min / 4.1 h
+ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
+CrysToGraph full (256, 8x32) 68 s           ~350 s         23 h / ~146 h
+CrysToGraph medium (128)     16 s           --             5.5 h / --
+CrysToGraph small (64, 4x16) 5.7 s          ~39 s          1.9 h / ~16 h
+===========================  =============  =============  ===================
+
+(perovskites CrysToGraph epochs measured on 800 training rows and scaled
+linearly to 3,849.)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
@@ -68,6 +96,7 @@ LABELS = {"cgcnn": "CGCNN", "crystalnet": "CrystalNet", "hybrid": "CGCNN+Descrip
 #: model sizes: "full" is the model's own default (the paper's size)
 SIZES = {
     "alignn": {"full": {},
+               "large": {"module__hidden_features": 128},
                "medium": {"module__hidden_features": 128, "module__alignn_layers": 2,
                           "module__gcn_layers": 2},
                "small": {"module__hidden_features": 64, "module__alignn_layers": 2,
@@ -78,7 +107,7 @@ SIZES = {
                     "small": {"module__hidden": 64, "module__n_heads": 4,
                               "module__head_dim": 16}},
 }
-DEFAULT_SIZE = {("jdft2d", "alignn"): "full", ("jdft2d", "crystograph"): "full",
+DEFAULT_SIZE = {("jdft2d", "alignn"): "large", ("jdft2d", "crystograph"): "small",
                 ("perovskites", "alignn"): "small", ("perovskites", "crystograph"): "small"}
 
 
@@ -159,7 +188,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=TASKS)
     p.add_argument("--model", choices=MODELS)
-    p.add_argument("--size", choices=("full", "medium", "small"),
+    p.add_argument("--size", choices=("full", "large", "medium", "small"),
                    help="ALIGNN / CrysToGraph size (default: see DEFAULT_SIZE)")
     p.add_argument("--data", help="shared data folder (holding jdft2d/, perovskites/)")
     p.add_argument("--out-dir", default=str(HERE / "matbench_results"))

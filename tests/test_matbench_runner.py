@@ -225,7 +225,14 @@ def test_perovskites_task_fixed_split():
 
 
 def test_bad_inputs_name_the_problem(tiny_task, tmp_path):
+    from skcrystal.benchmarks import load_task
+
     path, _ = tiny_task
+    # a folder with one matbench file and its fold file is that task
+    task = load_task(path.parent)
+    assert task.ids == matbench_task(path).ids and list(task.folds) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="expected one matbench"):
+        load_task(tmp_path)
     with pytest.raises(ValueError, match=r"folds: 7 is not a fold .* available folds: "
                                          r"\[0, 1, 2, 3, 4\]"):
         run_matbench(path, "cgcnn", folds=[7], out_dir=tmp_path, verbose=0)
