@@ -240,12 +240,6 @@ def test_bad_inputs_name_the_problem(tiny_task, tmp_path):
         run_matbench(path, "cgcn", out_dir=tmp_path, verbose=0)
     with pytest.raises(TypeError, match="estimator must be"):
         run_matbench(path, 3, out_dir=tmp_path, verbose=0)
-    with pytest.raises(ValueError, match="repeats"):
-        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "a"],
-                      folds={0: ([0], [1])})
-    with pytest.raises(ValueError, match="fold 0 has rows in both"):
-        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "b"],
-                      folds={0: ([0, 1], [1])})
 
 
 def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
@@ -262,3 +256,43 @@ def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
     assert list(rec["tasks"]["matbench_jdft2d"]["results"]) == ["fold_2"]
     assert rec["user_metadata"]["skcrystal"]["runs"][0]["command"].startswith(
         "skcrystal matbench ")
+
+
+def test_generic_task_from_bundled_structures(tmp_path):
+    """No shared data needed: bundled perovskites, scikit-learn's cv list as folds."""
+    from skcrystal.datasets import load_perovskites
+
+    X, y = load_perovskites(n=30)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    task = BenchmarkTask(name="demo", structures=X, y=y, ids=[f"p{i}" for i in range(30)],
+                         folds=folds, unit="eV/cell")
+    assert list(task.folds) == [0, 1, 2]
+    res = run_matbench(task, "cgcnn", params=dict(TINY, max_epochs=1), out_dir=tmp_path,
+                       verbose=0)
+    results = res.record["tasks"]["demo"]["results"]
+    assert res.record["benchmark_name"] == "custom" and list(results) == ["fold_0", "fold_1",
+                                                                         "fold_2"]
+    for k, (train, test) in enumerate(folds):
+        data = results[f"fold_{k}"]["data"]
+        assert list(data) == [f"p{i}" for i in test]
+        pred = np.array(list(data.values()))
+        assert results[f"fold_{k}"]["scores"]["mae"] == pytest.approx(
+            np.mean(np.abs(pred - y[test])), rel=1e-12)
+    cells = [c.strip() for c in res.row.strip("|").split("|")]
+    assert cells[0] == "demo (eV/cell)" and cells[6] == "3/3, ~20 train"
+    assert cells[9] == "n/a"
+
+
+def test_task_validation_names_the_problem():
+    with pytest.raises(ValueError, match="repeats"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "a"],
+                      folds={0: ([0], [1])})
+    with pytest.raises(ValueError, match="fold 0 has rows in both"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "b"],
+                      folds={0: ([0, 1], [1])})
+    with pytest.raises(ValueError, match=r"fold 1 test positions must be in 0..1"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "b"],
+                      folds=[([0], [1]), ([0], [2])])
+    with pytest.raises(ValueError, match=r"NaN/inf at rows \[1\]"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, np.nan], ids=["a", "b"],
+                      folds={0: ([0], [1])})

@@ -137,8 +137,10 @@ class BenchmarkTask:
         Targets, in ``unit``.
     ids : list of str
         Unique row identifiers (the keys of the recorded predictions).
-    folds : dict of int -> (ndarray, ndarray)
-        Fold number -> (train positions, test positions) into ``structures``.
+    folds : dict of int -> (ndarray, ndarray), or list of (ndarray, ndarray)
+        Fold number -> (train positions, test positions) into
+        ``structures``; a list (e.g. ``list(KFold(5).split(X))``) numbers
+        its folds from 0.
     unit : str, optional
         Unit of ``y`` (``"meV/atom"``).
     source : str
@@ -195,6 +197,8 @@ class BenchmarkTask:
         if len(bad):
             raise ValueError(f"task {self.name!r}: y is NaN/inf at rows {bad[:10].tolist()} "
                              f"(ids {[self.ids[i] for i in bad[:3]]})")
+        if isinstance(self.folds, (list, tuple)):  # scikit-learn's cv= list of pairs
+            self.folds = dict(enumerate(self.folds))
         if not self.folds:
             raise ValueError(f"task {self.name!r} has no folds")
         folds = {}
