@@ -33,6 +33,7 @@ import contextlib
 import difflib
 import importlib
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -643,6 +644,35 @@ def cmd_cv(args, progress):
     return 0
 
 
+def cmd_matbench(args, progress):
+    """The matbench protocol on DATA's fixed folds (see skcrystal.benchmarks.matbench)."""
+    from skcrystal.benchmarks.matbench import run_matbench
+
+    if args.task != "regression":
+        raise CLIError("matbench runs regression tasks only")
+    est, _ = _make_estimator(args)
+    command = ["skcrystal", "matbench", args.data, "--model", args.model]
+    for p in args.param or []:
+        command += ["--param", p]
+    for flag, value in (("--epochs", args.epochs), ("--lr", args.lr),
+                        ("--batch-size", args.batch_size), ("--seed", args.seed),
+                        ("--label", args.label), ("--out-dir", args.out_dir),
+                        ("--max-structures", args.max_structures)):
+        if value is not None:
+            command += [flag, str(value)]
+    command += ["--folds", *map(str, args.folds)] if args.folds else []
+    with _stdout_to_stderr():
+        res = run_matbench(args.data, est, folds=args.folds, out_dir=args.out_dir,
+                           resume=not args.no_resume, label=args.label,
+                           fold_file=args.fold_file, target=_target_arg(args),
+                           max_structures=args.max_structures,
+                           command=" ".join(shlex.quote(c) for c in command),
+                           verbose=0 if args.quiet else 1)
+    progress.say(f"record: {res.path}")
+    print(res.row, flush=True)
+    return 0
+
+
 def cmd_models(args, progress):
     from skcrystal.estimators import registry
     for spec in registry.specs():
@@ -743,6 +773,24 @@ def build_parser():
                                    "same folds.")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("matbench", parents=[training, common],
+                       help="matbench-protocol run, recorded and resumable",
+                       description="Fit and score a model on each fixed fold of a task (a "
+                                   "matbench json.gz with its fold file, or the perovskites "
+                                   "folder), write the record (matbench results layout) and "
+                                   "print its RESULTS.md row. Finished folds are skipped on "
+                                   "a rerun with the same parameters.")
+    p.add_argument("--folds", type=int, nargs="+", metavar="K",
+                   help="fold numbers to run (default: every fold the task has)")
+    p.add_argument("--out-dir", default="matbench_results", help="record folder")
+    p.add_argument("--label", help="model name in the record (default: class name)")
+    p.add_argument("--fold-file", default="auto",
+                   help="official fold file (default: matbench_<task>_folds.json beside DATA)")
+    p.add_argument("--max-structures", type=int, metavar="N",
+                   help="first N rows only (quick checks)")
+    p.add_argument("--no-resume", action="store_true", help="start a new record")
+    p.set_defaults(func=cmd_matbench)
 
     p = sub.add_parser("models", parents=[common], help="list the known models",
                        description="List the registered models and whether they can be "

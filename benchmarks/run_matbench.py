@@ -1,0 +1,236 @@
+"""Matbench-protocol runs of issue 10: each model's defaults on jdft2d and perovskites.
+
+Configurations (``--task`` x ``--model``):
+
+=============  ==============================================================
+task           data (``--data``, default: the project's shared data folder)
+=============  ==============================================================
+``jdft2d``     ``jdft2d/matbench_jdft2d_fold0_train.json.gz`` + the official
+               ``matbench_jdft2d_folds.json``. The file holds fold 0's
+               training set (508 of 636 rows), so folds 1-4 run, each on its
+               official training rows present (~381 of 509); fold 0 cannot.
+``perovskites`` ``perovskites/perovskites_part{1,2}.csv`` (3,787 + 1,024 rows),
+               ``KFold(5, shuffle=True, random_state=18012019)``: ~3,849
+               training rows per fold (matbench_perovskites: ~15,000).
+=============  ==============================================================
+
+=================  ===========================================================
+model              estimator (``random_state=0``; otherwise its defaults)
+=================  ===========================================================
+``cgcnn``          ``CGCNNRegressor()``
+``crystalnet``     ``CrystalNetRegressor()``
+``hybrid``         ``CGCNNRegressor(descriptors=make_pipeline(DescriptorBank(),
+                   SimpleImputer()))`` (DescriptorBank's Voronoi-based
+                   columns are NaN for some jdft2d structures; the imputer
+                   fills them with the training fold's means)
+``alignn``         ``ALIGNNRegressor(**SIZES["alignn"][--size])``; default
+                   size (DEFAULT_SIZE): the largest that runs the task in
+                   about 2 hours on one core (jdft2d large, perovskites small)
+``crystograph``    ``CrysToGraphRegressor(**SIZES["crystograph"][--size])``;
+                   default size small (jdft2d ~2 h; perovskites ~16 h at
+                   its 300 epochs: shorten with ``--epochs``)
+=================  ===========================================================
+
+Commands (one process per configuration, nothing else heavy on the machine,
+one torch thread unless ``--threads``), with the wall time each should take,
+extrapolated from one fold of 1-5 epochs (``--folds 1 --epochs 5``) on 2
+cores with 2 such runs side by side (load average ~2), one torch thread,
+November 2026: graphs + per fold (fit overhead + epochs x epoch time +
+predict); the hybrid's descriptors are computed once, in the first fold::
+
+    # jdft2d: 4 folds x ~381 training rows
+    python benchmarks/run_matbench.py --task jdft2d --model cgcnn          # ~1.5 min
+    python benchmarks/run_matbench.py --task jdft2d --model crystalnet     # ~32 min
+    python benchmarks/run_matbench.py --task jdft2d --model hybrid         # ~2 min
+    python benchmarks/run_matbench.py --task jdft2d --model alignn --size large       # ~1.5 h
+    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small  # ~1.9 h
+    # perovskites: 5 folds x ~3,849 training rows
+    python benchmarks/run_matbench.py --task perovskites --model cgcnn          # ~11 min
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet     # ~2.5 h
+    python benchmarks/run_matbench.py --task perovskites --model hybrid         # ~19 min
+    python benchmarks/run_matbench.py --task perovskites --model alignn --size small  # ~1.8 h
+    python benchmarks/run_matbench.py --task perovskites --model crystograph --size small
+                                                                     # ~16 h (300 epochs)
+
+    python benchmarks/run_matbench.py --list            # these commands
+    python benchmarks/run_matbench.py --table           # RESULTS.md table of all records
+
+Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
+
+===========================  =============  =============  ===================
+model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
+===========================  =============  =============  ===================
+ALIGNN full (256, 4+4)       49 s           265 s          5.4 h / 37 h
+ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
+ALIGNN medium (128, 2+2)     5.7 s          30 s           38 min / 4.1 h
+ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
+CrysToGraph full (256, 8x32) 68 s           ~350 s         23 h / ~146 h
+CrysToGraph medium (128)     16 s           --             5.5 h / --
+CrysToGraph small (64, 4x16) 5.7 s          ~39 s          1.9 h / ~16 h
+===========================  =============  =============  ===================
+
+(perovskites CrysToGraph epochs measured on 800 training rows and scaled
+linearly to 3,849.)
+
+Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
+record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
+and ``.md`` (its RESULTS.md row), fold by fold: rerunning the same command
+after an interruption runs only the missing folds. ``--folds 1 --epochs 5``
+gives a short timing run (use another ``--out-dir`` so it does not mix with
+the real record: changed parameters are refused anyway).
+"""
+import argparse
+import ast
+import os
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+HERE = Path(__file__).resolve().parent
+TASKS = ("jdft2d", "perovskites")
+MODELS = ("cgcnn", "crystalnet", "hybrid", "alignn", "crystograph")
+LABELS = {"cgcnn": "CGCNN", "crystalnet": "CrystalNet", "hybrid": "CGCNN+DescriptorBank",
+          "alignn": "ALIGNN", "crystograph": "CrysToGraph"}
+#: model sizes: "full" is the model's own default (the paper's size)
+SIZES = {
+    "alignn": {"full": {},
+               "large": {"module__hidden_features": 128},
+               "medium": {"module__hidden_features": 128, "module__alignn_layers": 2,
+                          "module__gcn_layers": 2},
+               "small": {"module__hidden_features": 64, "module__alignn_layers": 2,
+                         "module__gcn_layers": 2}},
+    "crystograph": {"full": {},
+                    "medium": {"module__hidden": 128, "module__n_heads": 4,
+                               "module__head_dim": 32},
+                    "small": {"module__hidden": 64, "module__n_heads": 4,
+                              "module__head_dim": 16}},
+}
+DEFAULT_SIZE = {("jdft2d", "alignn"): "large", ("jdft2d", "crystograph"): "small",
+                ("perovskites", "alignn"): "small", ("perovskites", "crystograph"): "small"}
+
+
+def commands():
+    lines = []
+    for task in TASKS:
+        for model in MODELS:
+            size = DEFAULT_SIZE.get((task, model))
+            lines.append(f"python benchmarks/run_matbench.py --task {task} --model {model}"
+                         + (f" --size {size}" if size else ""))
+    return lines
+
+
+def task_source(task, data):
+    from skcrystal.benchmarks import matbench_task, perovskites_task
+    from skcrystal.datasets import shared_data_path
+
+    data = Path(data) if data else shared_data_path()
+    if data is None:
+        sys.exit("no --data given and no shared data folder found (SKCRYSTAL_SHARED_DATA)")
+    if task == "jdft2d":
+        folder = data / "jdft2d" if (data / "jdft2d").is_dir() else data
+        return lambda n: matbench_task(folder / "matbench_jdft2d_fold0_train.json.gz",
+                                       fold_file=folder / "matbench_jdft2d_folds.json",
+                                       max_structures=n)
+    folder = data / "perovskites" if (data / "perovskites").is_dir() else data
+    return lambda n: perovskites_task(folder, max_structures=n)
+
+
+def estimator(model, size, params):
+    """(estimator, label) of a configuration, with ``params`` set on it."""
+    from skcrystal.cli import get_estimator_class
+
+    params = {"random_state": 0, **params}
+    label = LABELS[model]
+    if model == "hybrid":
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+
+        from skcrystal.descriptors import DescriptorBank
+
+        # the Voronoi-based columns are NaN for some 2D jdft2d structures; the
+        # imputer fills them with training-fold means
+        est = get_estimator_class("cgcnn")(
+            descriptors=make_pipeline(DescriptorBank(), SimpleImputer()), **params)
+    else:
+        sizes = SIZES.get(model, {"full": {}})
+        if (size or "full") not in sizes:
+            sys.exit(f"--size {size}: {model} has sizes {sorted(sizes)}")
+        sized = sizes[size or "full"]
+        est = get_estimator_class(model)(**{**sized, **params})
+        if size and size != "full":
+            label += f"-{size}"
+    return est, label
+
+
+def parse_params(items):
+    out = {}
+    for text in items or []:
+        key, _, raw = text.partition("=")
+        try:
+            out[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw.strip()
+    return out
+
+
+def table(out_dir):
+    from skcrystal.benchmarks import markdown_row
+    from skcrystal.benchmarks.matbench import MARKDOWN_HEADER
+
+    print(MARKDOWN_HEADER)
+    for path in sorted(Path(out_dir).glob("*.json.gz")):
+        print(markdown_row(path))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--model", choices=MODELS)
+    p.add_argument("--size", choices=("full", "large", "medium", "small"),
+                   help="ALIGNN / CrysToGraph size (default: see DEFAULT_SIZE)")
+    p.add_argument("--data", help="shared data folder (holding jdft2d/, perovskites/)")
+    p.add_argument("--out-dir", default=str(HERE / "matbench_results"))
+    p.add_argument("--folds", type=int, nargs="+", help="fold numbers (default: all)")
+    p.add_argument("--epochs", type=int, help="max_epochs (default: the model's)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="more estimator parameters (Python literals)")
+    p.add_argument("--max-structures", type=int, help="first N rows only (quick checks)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--label", help="record label (default: from the model and size)")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--list", action="store_true", help="print the commands of the issue")
+    p.add_argument("--table", action="store_true",
+                   help="print the RESULTS.md table of the records in --out-dir")
+    args = p.parse_args(argv)
+    if args.list:
+        print("\n".join(commands()))
+        return 0
+    if args.table:
+        table(args.out_dir)
+        return 0
+    if not (args.task and args.model):
+        p.error("--task and --model are required (or --list / --table)")
+
+    import torch
+    torch.set_num_threads(args.threads)
+    from skcrystal.benchmarks import run_matbench
+
+    params = parse_params(args.param)
+    if args.epochs is not None:
+        params["max_epochs"] = args.epochs
+    size = args.size or DEFAULT_SIZE.get((args.task, args.model))
+    est, label = estimator(args.model, size, params)
+    task = task_source(args.task, args.data)(args.max_structures)
+    res = run_matbench(task, est, folds=args.folds, out_dir=args.out_dir,
+                       resume=not args.no_resume, label=args.label or label,
+                       command=shlex.join(["python", "benchmarks/run_matbench.py",
+                                           *(sys.argv[1:] if argv is None else argv)]))
+    print(res.row)
+    print(f"record: {res.path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

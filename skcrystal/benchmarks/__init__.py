@@ -1,0 +1,14 @@
+"""Benchmark protocols: matbench-style cross-validation runs with records.
+
+- :func:`run_matbench`: fit and score any estimator on a task's folds,
+  resumable per fold, written in matbench's results layout
+  (:mod:`skcrystal.benchmarks.matbench`).
+- :func:`matbench_task`, :func:`perovskites_task`, :class:`BenchmarkTask`,
+  :func:`load_task`: the tasks it runs on.
+- :func:`markdown_row`: the line of ``benchmarks/RESULTS.md`` for a record.
+"""
+from .matbench import (PUBLISHED, BenchmarkTask, RunResult, load_task, markdown_row,
+                       matbench_task, perovskites_task, read_record, run_matbench)
+
+__all__ = ["PUBLISHED", "BenchmarkTask", "RunResult", "load_task", "markdown_row",
+           "matbench_task", "perovskites_task", "read_record", "run_matbench"]

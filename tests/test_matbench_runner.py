@@ -1,0 +1,298 @@
+"""The matbench-protocol runner on a tiny task built from the shared jdft2d file."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+from sklearn.model_selection import KFold
+
+from conftest import shared_path
+
+from skcrystal.benchmarks import (BenchmarkTask, markdown_row, matbench_task, perovskites_task,
+                                  read_record, run_matbench)
+from skcrystal.benchmarks.matbench import _matbench_hash, fold_scores
+from skcrystal.datasets import load_matbench_json
+from skcrystal.metrics import mae_mad_score
+
+TINY = dict(module__atom_fea_len=8, max_epochs=2, batch_size=16, random_state=0)
+N_TINY = 40
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory):
+    """40 jdft2d rows in a matbench json.gz, and a 5-fold fold file over them."""
+    src = shared_path("jdft2d", "matbench_jdft2d_fold0_train.json.gz")
+    data = json.loads(gzip.decompress(src.read_bytes()))
+    data = {"index": data["index"][:N_TINY], "columns": data["columns"],
+            "data": data["data"][:N_TINY]}
+    folder = tmp_path_factory.mktemp("tiny")
+    path = folder / "matbench_jdft2d_tiny.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    ids = np.array(data["index"])
+    splits = {f"fold_{k}": {"train": ids[tr].tolist(), "test": ids[te].tolist()}
+              for k, (tr, te) in enumerate(KFold(5, shuffle=True, random_state=1).split(ids))}
+    (folder / "matbench_jdft2d_folds.json").write_text(json.dumps(
+        {"metadata": {"n_splits": 5}, "splits": {"matbench_jdft2d": splits}}))
+    return path, splits
+
+
+def _truth(path):
+    df = load_matbench_json(path, as_frame=True)
+    return dict(zip(df["id"], df["exfoliation_en"]))
+
+
+def test_record_has_every_fold_and_its_metrics_recompute(tiny_task, tmp_path):
+    from skcrystal.graphs.cache import default_cache
+
+    path, splits = tiny_task
+    default_cache.clear()
+    res = run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0,
+                       command="pytest tiny")
+    assert res.ran == [0, 1, 2, 3, 4] and res.skipped == []
+    rec = read_record(res.path)
+    assert rec == res.record
+    # matbench's layout: exactly these keys, fold keys data/parameters/scores
+    assert {"@module", "@class", "version", "benchmark_name", "tasks", "user_metadata",
+            "datestamp", "hash"} == set(rec)
+    assert rec["hash"] == _matbench_hash(rec)
+    results = rec["tasks"]["matbench_jdft2d"]["results"]
+    assert list(results) == [f"fold_{k}" for k in range(5)]
+    truth = _truth(path)
+    per_fold = {m: [] for m in ("mae", "rmse", "mape", "max_error", "mae_mad")}
+    for k in range(5):
+        fold = results[f"fold_{k}"]
+        assert set(fold) == {"data", "parameters", "scores"}
+        assert set(fold["scores"]) == {"mae", "rmse", "mape", "max_error"}
+        assert set(fold["data"]) == set(splits[f"fold_{k}"]["test"])
+        ids = list(fold["data"])
+        t = np.array([truth[i] for i in ids])
+        p = np.array([fold["data"][i] for i in ids])
+        err = np.abs(t - p)
+        assert fold["scores"]["mae"] == pytest.approx(err.mean(), rel=1e-12)
+        assert fold["scores"]["rmse"] == pytest.approx(np.sqrt((err ** 2).mean()), rel=1e-12)
+        assert fold["scores"]["max_error"] == pytest.approx(err.max(), rel=1e-12)
+        assert fold["scores"]["mape"] == pytest.approx(np.mean(err / np.abs(t)), rel=1e-12)
+        assert fold["parameters"]["mae_mad"] == pytest.approx(
+            err.mean() / np.mean(np.abs(t - t.mean())), rel=1e-12)
+        for m in per_fold:
+            per_fold[m].append(fold["scores"][m] if m != "mae_mad"
+                               else fold["parameters"]["mae_mad"])
+        params = fold["parameters"]
+        assert params["n_train"] == len(splits[f"fold_{k}"]["train"]) == params["n_train_official"]
+        assert params["fit_time_s"] > 0 and params["predict_time_s"] > 0
+        assert params["epochs_run"] == 2
+        assert 0 <= 2 * params["epoch_time_s"] <= params["fit_time_s"] + 1e-3
+        assert params["estimator_params"]["module__atom_fea_len"] == 8
+        assert params["estimator"] == "skcrystal.estimators.cgcnn.CGCNNRegressor"
+        # graphs were built once up front: every fold is served by the cache
+        assert params["graph_cache"]["misses"] == 0
+        assert params["graph_cache"]["hits"] >= params["n_train"] + params["n_test"]
+        assert len(params["loadavg_start"]) == 3
+    meta = rec["user_metadata"]["skcrystal"]
+    for m, values in per_fold.items():
+        assert meta["scores"][m]["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert meta["scores"][m]["std"] == pytest.approx(np.std(values), rel=1e-12)
+        assert meta["scores"][m]["max"] == pytest.approx(np.max(values), rel=1e-12)
+    assert meta["folds_done"] == [0, 1, 2, 3, 4] and meta["complete"] is True
+    run = meta["runs"][0]
+    assert run["command"] == "pytest tiny" and run["folds_run"] == [0, 1, 2, 3, 4]
+    assert run["environment"]["torch"] and run["environment"]["skcrystal"]
+    assert run["environment"]["torch_threads"] >= 1
+    assert run["graph_time_s"] >= 0 and len(run["loadavg_end"]) == 3
+    assert meta["params_summary"] == ("batch_size=16, max_epochs=2, module__atom_fea_len=8, "
+                                      "random_state=0")
+    # the Markdown row carries the numbers
+    row = res.row
+    assert row == markdown_row(rec) == (tmp_path / "matbench_jdft2d__CGCNNRegressor.md"
+                                        ).read_text().strip()
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 10
+    assert cells[0] == "matbench_jdft2d (meV/atom)" and cells[1] == "CGCNNRegressor"
+    mae = meta["scores"]["mae"]
+    assert cells[3] == f"{mae['mean']:.3g} ± {mae['std']:.3g}"
+    assert cells[4] == f"{meta['scores']['rmse']['mean']:.3g}"
+    assert cells[5] == f"{meta['scores']['mae_mad']['mean']:.3f}"
+    assert cells[6].startswith("5/5, ~")
+    assert cells[9].startswith("CGCNN 49.2 · ALIGNN 43.4 · MODNet 33.2")
+
+
+def test_resume_runs_only_unfinished_folds_and_refuses_other_params(tiny_task, tmp_path,
+                                                                     monkeypatch):
+    from skcrystal.estimators.cgcnn import CGCNNRegressor
+
+    path, _ = tiny_task
+    fits = []
+    real_fit = CGCNNRegressor.fit
+
+    def counting_fit(self, X, y=None, **kw):
+        fits.append(len(X))
+        return real_fit(self, X, y, **kw)
+
+    monkeypatch.setattr(CGCNNRegressor, "fit", counting_fit)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_fold_1(k, fold):
+        if k == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0,
+                     on_fold_end=kill_after_fold_1)
+    assert len(fits) == 2
+    saved = read_record(tmp_path / "matbench_jdft2d__CGCNNRegressor.json.gz")
+    first = saved["tasks"]["matbench_jdft2d"]["results"]
+    assert list(first) == ["fold_0", "fold_1"]
+
+    fits.clear()
+    res = run_matbench(path, "cgcnn", params=dict(TINY, n_jobs=1), out_dir=tmp_path,
+                       verbose=0)
+    assert res.skipped == [0, 1] and res.ran == [2, 3, 4] and len(fits) == 3
+    results = res.record["tasks"]["matbench_jdft2d"]["results"]
+    assert list(results) == [f"fold_{k}" for k in range(5)]
+    assert results["fold_0"] == first["fold_0"] and results["fold_1"] == first["fold_1"]
+    assert [r["folds_run"] for r in res.record["user_metadata"]["skcrystal"]["runs"]] == [
+        [0, 1], [2, 3, 4]]
+    # nothing left to do: a rerun runs nothing
+    fits.clear()
+    again = run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0)
+    assert again.ran == [] and again.skipped == [0, 1, 2, 3, 4] and fits == []
+
+    with pytest.raises(ValueError, match=r"max_epochs: 2 -> 3"):
+        run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), out_dir=tmp_path,
+                     verbose=0)
+    with pytest.raises(ValueError, match="CrystalNetRegressor"):
+        run_matbench(path, "crystalnet", label="CGCNNRegressor", out_dir=tmp_path, verbose=0)
+    assert fits == []
+    # resume=False starts afresh
+    fresh = run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=1), folds=[3],
+                         out_dir=tmp_path, resume=False, verbose=0)
+    assert fresh.ran == [3]
+    assert list(read_record(fresh.path)["tasks"]["matbench_jdft2d"]["results"]) == ["fold_3"]
+
+
+def test_shared_fold_file_subset_runs_the_covered_folds(tmp_path):
+    """The shared jdft2d file is fold 0's training set: folds 1-4 are covered."""
+    from skcrystal.baselines import CompositionBaseline
+
+    src = shared_path("jdft2d", "matbench_jdft2d_fold0_train.json.gz")
+    task = matbench_task(src, max_structures=60)
+    assert task.name == "matbench_jdft2d" and list(task.folds) == [1, 2, 3, 4]
+    assert "fold(s) [0] absent" in task.split
+    folds_file = json.loads((src.parent / "matbench_jdft2d_folds.json").read_text())
+    official = folds_file["splits"]["matbench_jdft2d"]
+    for k, (train, test) in task.folds.items():
+        assert {task.ids[i] for i in test} == set(official[f"fold_{k}"]["test"]) & set(task.ids)
+        assert {task.ids[i] for i in train} == set(official[f"fold_{k}"]["train"]) & set(
+            task.ids)
+        assert task.official_sizes[k] == (len(official[f"fold_{k}"]["train"]),
+                                          len(official[f"fold_{k}"]["test"]))
+    est = CompositionBaseline(n_estimators=10, random_state=0)
+    res = run_matbench(task, est, out_dir=tmp_path, verbose=0, label="Magpie-RF")
+    assert res.ran == [1, 2, 3, 4]
+    meta = res.record["user_metadata"]["skcrystal"]
+    assert meta["complete"] is False
+    assert meta["params_summary"] == "n_estimators=10, random_state=0"
+    for k, (train, test) in task.folds.items():
+        fold = res.record["tasks"]["matbench_jdft2d"]["results"][f"fold_{k}"]
+        pred = CompositionBaseline(n_estimators=10, random_state=0).fit(
+            [task.structures[i] for i in train], task.y[train]).predict(
+            [task.structures[i] for i in test])
+        np.testing.assert_allclose([fold["data"][task.ids[i]] for i in test], pred)
+        assert fold["scores"] == pytest.approx(fold_scores(task.y[test], pred))
+        assert fold["parameters"]["mae_mad"] == pytest.approx(mae_mad_score(task.y[test], pred))
+        assert fold["parameters"]["n_train_official"] > fold["parameters"]["n_train"]
+    cells = [c.strip() for c in res.row.strip("|").split("|")]
+    assert cells[6].startswith("4/5 (1, 2, 3, 4), ~") and "official" in cells[6]
+
+
+def test_perovskites_task_fixed_split():
+    folder = shared_path("perovskites")
+    task = perovskites_task(folder)
+    assert len(task.ids) == 3787 + 1024 and task.name == "perovskites_castelli"
+    assert task.unit == "eV/cell" and task.published_as == "matbench_perovskites"
+    expected = KFold(5, shuffle=True, random_state=18012019).split(np.arange(4811))
+    for k, (train, test) in enumerate(expected):
+        np.testing.assert_array_equal(task.folds[k][0], train)
+        np.testing.assert_array_equal(task.folds[k][1], test)
+    # rows are part 1 then part 2, in file order
+    import pandas as pd
+    ids = pd.concat([pd.read_csv(folder / "perovskites_part1.csv", usecols=["material_id"]),
+                     pd.read_csv(folder / "perovskites_part2.csv", usecols=["material_id"])])
+    assert task.ids == [str(i) for i in ids["material_id"]]
+    assert len(task.structures[0]) == 5
+
+
+def test_bad_inputs_name_the_problem(tiny_task, tmp_path):
+    from skcrystal.benchmarks import load_task
+
+    path, _ = tiny_task
+    # a folder with one matbench file and its fold file is that task
+    task = load_task(path.parent)
+    assert task.ids == matbench_task(path).ids and list(task.folds) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="expected one matbench"):
+        load_task(tmp_path)
+    with pytest.raises(ValueError, match=r"folds: 7 is not a fold .* available folds: "
+                                         r"\[0, 1, 2, 3, 4\]"):
+        run_matbench(path, "cgcnn", folds=[7], out_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="unknown model 'cgcn'"):
+        run_matbench(path, "cgcn", out_dir=tmp_path, verbose=0)
+    with pytest.raises(TypeError, match="estimator must be"):
+        run_matbench(path, 3, out_dir=tmp_path, verbose=0)
+
+
+def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
+    from skcrystal.cli import main
+
+    path, _ = tiny_task
+    code = main(["matbench", str(path), "--model", "cgcnn", "--epochs", "1", "--seed", "0",
+                 "--param", "module__atom_fea_len=8", "--folds", "2", "--out-dir",
+                 str(tmp_path), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out.strip()
+    rec = read_record(tmp_path / "matbench_jdft2d__CGCNNRegressor.json.gz")
+    assert out.endswith(markdown_row(rec))
+    assert list(rec["tasks"]["matbench_jdft2d"]["results"]) == ["fold_2"]
+    assert rec["user_metadata"]["skcrystal"]["runs"][0]["command"].startswith(
+        "skcrystal matbench ")
+
+
+def test_generic_task_from_bundled_structures(tmp_path):
+    """No shared data needed: bundled perovskites, scikit-learn's cv list as folds."""
+    from skcrystal.datasets import load_perovskites
+
+    X, y = load_perovskites(n=30)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    task = BenchmarkTask(name="demo", structures=X, y=y, ids=[f"p{i}" for i in range(30)],
+                         folds=folds, unit="eV/cell")
+    assert list(task.folds) == [0, 1, 2]
+    res = run_matbench(task, "cgcnn", params=dict(TINY, max_epochs=1), out_dir=tmp_path,
+                       verbose=0)
+    results = res.record["tasks"]["demo"]["results"]
+    assert res.record["benchmark_name"] == "custom" and list(results) == ["fold_0", "fold_1",
+                                                                         "fold_2"]
+    for k, (train, test) in enumerate(folds):
+        data = results[f"fold_{k}"]["data"]
+        assert list(data) == [f"p{i}" for i in test]
+        pred = np.array(list(data.values()))
+        assert results[f"fold_{k}"]["scores"]["mae"] == pytest.approx(
+            np.mean(np.abs(pred - y[test])), rel=1e-12)
+    cells = [c.strip() for c in res.row.strip("|").split("|")]
+    assert cells[0] == "demo (eV/cell)" and cells[6] == "3/3, ~20 train"
+    assert cells[9] == "n/a"
+
+
+def test_task_validation_names_the_problem():
+    with pytest.raises(ValueError, match="repeats"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "a"],
+                      folds={0: ([0], [1])})
+    with pytest.raises(ValueError, match="fold 0 has rows in both"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "b"],
+                      folds={0: ([0, 1], [1])})
+    with pytest.raises(ValueError, match=r"fold 1 test positions must be in 0..1"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, 2.0], ids=["a", "b"],
+                      folds=[([0], [1]), ([0], [2])])
+    with pytest.raises(ValueError, match=r"NaN/inf at rows \[1\]"):
+        BenchmarkTask(name="t", structures=[None, None], y=[1.0, np.nan], ids=["a", "b"],
+                      folds={0: ([0], [1])})
