@@ -14,7 +14,7 @@ from skcrystal.benchmarks.matbench import _matbench_hash, fold_scores
 from skcrystal.datasets import load_matbench_json
 from skcrystal.metrics import mae_mad_score
 
-TINY = dict(module__atom_fea_len=8, max_epochs=2, batch_size=16, random_state=0)
+TINY = dict(module__hidden=8, max_epochs=2, batch_size=16, random_state=0)
 N_TINY = 40
 
 
@@ -82,7 +82,7 @@ def test_record_has_every_fold_and_its_metrics_recompute(tiny_task, tmp_path):
         assert params["fit_time_s"] > 0 and params["predict_time_s"] > 0
         assert params["epochs_run"] == 2
         assert 0 <= 2 * params["epoch_time_s"] <= params["fit_time_s"] + 1e-3
-        assert params["estimator_params"]["module__atom_fea_len"] == 8
+        assert params["estimator_params"]["module__hidden"] == 8
         assert params["estimator"] == "skcrystal.estimators.cgcnn.CGCNNRegressor"
         # graphs were built once up front: every fold is served by the cache
         assert params["graph_cache"]["misses"] == 0
@@ -99,7 +99,7 @@ def test_record_has_every_fold_and_its_metrics_recompute(tiny_task, tmp_path):
     assert run["environment"]["torch"] and run["environment"]["skcrystal"]
     assert run["environment"]["torch_threads"] >= 1
     assert run["graph_time_s"] >= 0 and len(run["loadavg_end"]) == 3
-    assert meta["params_summary"] == ("batch_size=16, max_epochs=2, module__atom_fea_len=8, "
+    assert meta["params_summary"] == ("batch_size=16, max_epochs=2, module__hidden=8, "
                                       "random_state=0")
     # the Markdown row carries the numbers
     row = res.row
@@ -247,7 +247,7 @@ def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
 
     path, _ = tiny_task
     code = main(["matbench", str(path), "--model", "cgcnn", "--epochs", "1", "--seed", "0",
-                 "--param", "module__atom_fea_len=8", "--folds", "2", "--out-dir",
+                 "--param", "module__hidden=8", "--folds", "2", "--out-dir",
                  str(tmp_path), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out.strip()

@@ -748,7 +748,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         A task, a matbench ``json.gz`` (its fold file beside it or given as
         ``fold_file``), or a folder (see :func:`load_task`).
     estimator : str, estimator class or estimator object
-        A model name of :data:`skcrystal.cli.MODELS` (``"cgcnn"``) or
+        A registered model name (``"cgcnn"``, see :mod:`skcrystal.estimators.registry`) or
         ``package.module:Class``, built with ``params``; a class, built
         with ``params``; or an unfitted estimator, cloned per fold (with
         ``params`` set on the clone).

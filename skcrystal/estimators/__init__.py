@@ -1,23 +1,18 @@
 """scikit-learn estimators (skorch wrappers) for the skcrystal models.
 
-The model estimators are found through :mod:`skcrystal.estimators.registry`
-(each model's estimator file registers itself); attribute access such as
-``skcrystal.estimators.CGCNNRegressor`` looks them up there.
+The model estimators are found through :mod:`skcrystal.estimators.registry`:
+each model's estimator file registers itself, and this package exports
+every registered regressor and classifier.
 """
 from . import registry
 from .base import CrystalClassifierBase, CrystalGraphNet, CrystalRegressorBase, GraphDataset
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
-           "GraphDataset", "registry"]
+           "GraphDataset"]
 
-
-def __getattr__(name):
-    cls = registry.estimator_class(name)
-    if cls is None:
-        raise AttributeError(f"module 'skcrystal.estimators' has no attribute {name!r}")
-    return cls
-
-
-def __dir__():
-    names = [c.__name__ for s in registry.specs() for c in (s.regressor, s.classifier) if c]
-    return sorted(list(globals()) + names)
+for _spec in registry.specs():
+    for _cls in (_spec.regressor, _spec.classifier):
+        if _cls is not None:
+            globals()[_cls.__name__] = _cls
+            __all__.append(_cls.__name__)
+del _spec, _cls
