@@ -50,7 +50,8 @@ def test_pretraining_beats_frequency_baseline_and_table_plugs_in(perovskites):
     assert np.isfinite(table[sorted(seen)]).all()
     assert np.isnan(table[0]).all() and np.isnan(table[[z for z in range(1, 119)
                                                          if z not in seen]]).all()
-    assert pre.history_[-1] < pre.history_[0]
+    loss = pre.history[:, "train_loss"]
+    assert loss[-1] < loss[0]
     acc, base = pre.score(X[120:]), pre.baseline_score(X[120:])
     assert acc > base + 0.05, (acc, base)
     # the table is usable as extra atom features of any skcrystal model
