@@ -5,12 +5,13 @@ bad row in a 10,000-structure CSV can be found.
 """
 from __future__ import annotations
 
+import hashlib
 import numbers
 
 import numpy as np
 
 __all__ = ["check_structures", "check_targets", "check_consistent_length", "as_structure_list",
-           "split_input", "descriptor_values"]
+           "split_input", "descriptor_values", "structure_key"]
 
 
 def _describe(obj):
@@ -455,3 +456,20 @@ def check_positive(value, name, integer=False, allow_none=False):
         what = "a positive integer" if integer else "a positive number"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
+
+
+def structure_key(structure):
+    """Content hash of a structure (hex SHA-256).
+
+    Two structures with the same lattice matrix, periodic directions,
+    atomic numbers and fractional coordinates (bitwise) share a key;
+    anything else differs.
+    """
+    h = hashlib.sha256()
+    h.update(b"skcrystal-structure")
+    h.update(np.int64(len(structure)).tobytes())
+    h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
+    h.update(np.asarray(structure.lattice.pbc, dtype=np.uint8).tobytes())
+    h.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
+    return h.hexdigest()

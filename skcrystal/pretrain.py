@@ -22,11 +22,9 @@ shape (lr divided by 10 after 2/3 of the epochs, Fig. A1).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 from torch.nn import functional as F
 

@@ -8,7 +8,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -397,7 +396,6 @@ def test_memory_bound_counts_extras_attached_later():
         cache.put(f"k{i}", g)
     assert len(cache) == 4 and cache.nbytes == bare
     extra = line_graph_extra()
-    key = extra.key
     graphs[0].extra(extra)
     grown = graphs[0].nbytes
     assert grown > graphs[1].nbytes
@@ -421,7 +419,6 @@ def test_get_graphs_recounts_hits_with_extras():
     graphs = get_graphs(X, BUILDER, cache=cache)
     before = cache.nbytes
     extra = line_graph_extra()
-    key = extra.key
     for g in graphs:
         g.extra(extra)
     assert cache.nbytes == before  # not told yet

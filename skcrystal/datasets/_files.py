@@ -11,12 +11,13 @@ all of them.
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ._cif import _parse_many, _resolve_errors
+from ._io import _check_path, _load_json
+from ._matbench import _matbench_from_split, _structures_from_dicts
 
 __all__ = ["load_csv", "load_cgcnn_folder", "load_alignn_folder", "load_mlearn", "load",
            "load_structures"]
@@ -26,17 +27,6 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")
 # structure files recognised by name (folders without id_prop.csv, single files)
 _STRUCTURE_SUFFIXES = (".cif", ".cif.gz", ".vasp", ".poscar")
 _STRUCTURE_PREFIXES = ("poscar", "contcar")
-
-
-def _check_path(path, kind="file"):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{kind} not found: {path}")
-    if kind == "folder" and not path.is_dir():
-        raise NotADirectoryError(f"expected a folder, got a file: {path}")
-    if kind == "file" and path.is_dir():
-        raise IsADirectoryError(f"expected a file, got a folder: {path}")
-    return path
 
 
 def _targets_as_list(target, name="target"):
@@ -292,14 +282,6 @@ def load_alignn_folder(path, as_frame=False, on_error="raise", n_jobs=None):
     return _folder_result(*_read_folder(folder, "alignn", n_jobs, on_error), as_frame)
 
 
-def _load_json(path):
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def _mlearn_entry(i, rec, path):
     jid = rec.get("jid") if isinstance(rec, dict) else None
     return f"entry {i} (jid {jid!r}) of {path}"
@@ -472,8 +454,6 @@ def load(path, target=None, **kwargs):
     -------
     Whatever the chosen loader returns.
     """
-    from ._matbench import _matbench_from_split
-
     path = Path(path)
     kind = _detect_format(path)
     n_jobs = kwargs.pop("n_jobs", None)
@@ -611,8 +591,6 @@ def load_structures(path, cif_column="cif", id_column=None, n_jobs=None,
 
 def _matbench_structures(data, path):
     """(ids, structures, {column: values}) of a matbench split-orient table."""
-    from ._matbench import _structures_from_dicts
-
     columns = list(data["columns"])
     if "structure" not in columns:
         raise ValueError(f"{path} has no 'structure' column (columns: {columns})")

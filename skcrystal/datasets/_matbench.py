@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import _check_path, _load_json
+from ._io import _check_path, _load_json
 
 __all__ = ["load_matbench_json", "load_matbench", "matbench_folds", "matbench_test_fold"]
 

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..graphs.cache import structure_key
+from .._validation import structure_key
 from .._validation import check_structures
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS

@@ -53,6 +53,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._validation import structure_key
 from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
@@ -87,23 +88,6 @@ class GraphCacheWarning(UserWarning):
 
 class BadCacheEntry(Exception):
     """Raised by :func:`load_graph` for an unusable entry; the message says why."""
-
-
-def structure_key(structure):
-    """Content hash of a structure (hex SHA-256).
-
-    Two structures with the same lattice matrix, periodic directions,
-    atomic numbers and fractional coordinates (bitwise) share a key;
-    anything else differs.
-    """
-    h = hashlib.sha256()
-    h.update(b"skcrystal-structure")
-    h.update(np.int64(len(structure)).tobytes())
-    h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
-    h.update(np.asarray(structure.lattice.pbc, dtype=np.uint8).tobytes())
-    h.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
-    return h.hexdigest()
 
 
 def _graph_nbytes(graph):
