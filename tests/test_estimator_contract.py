@@ -54,7 +54,11 @@ def test_get_set_params_and_clone(name, data):
 
 
 def test_clone_of_fitted_is_unfitted(fitted, data):
+    from sklearn.utils.validation import check_is_fitted
+    check_is_fitted(fitted)  # scikit-learn's own check agrees
     twin = clone(fitted)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(twin)
     with pytest.raises(NotFittedError, match="not fitted"):
         twin.predict(data[0][:2])
 

@@ -579,8 +579,11 @@ class CrystalGraphNet(NeuralNet):
                                    checkpoint=checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ inference
+    def __sklearn_is_fitted__(self):
+        return bool(self.initialized_ and hasattr(self, "n_outputs_"))
+
     def check_is_fitted(self, attributes=None, *args, **kwargs):
-        if not (self.initialized_ and hasattr(self, "n_outputs_")):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
 

@@ -72,7 +72,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 _discovered = False
 
 # modules of this package that are infrastructure, not models
-_NOT_MODELS = {"base", "registry", "scaling"}
+_NOT_MODELS = {"base", "callbacks", "registry", "scaling"}
 
 
 def register(spec):

@@ -34,6 +34,12 @@ class ReadoutHead(nn.Module):
         Apply the activation to ``h`` first (CGCNN does, after pooling).
     dropout : float
         Dropout before the hidden layers after the first.
+    descriptor_skip : bool
+        With descriptors, add a linear map of the descriptors straight to
+        the outputs, beside the MLP (initialised to zero, so training starts
+        from the MLP alone). A descriptor that carries the answer is then
+        used directly instead of through the MLP, which otherwise tends to
+        memorise the training set through the GNN features.
 
     Shapes
     ------
@@ -42,12 +48,16 @@ class ReadoutHead(nn.Module):
     """
 
     def __init__(self, in_dim, n_outputs=1, hidden=(128,), act="softplus",
-                 n_descriptors=0, input_act=False, dropout=0.0):
+                 n_descriptors=0, input_act=False, dropout=0.0, descriptor_skip=True):
         super().__init__()
         self.n_descriptors = int(n_descriptors)
         self.input_act = activation(act) if input_act else nn.Identity()
         self.mlp = MLP((in_dim + self.n_descriptors, *hidden, n_outputs), act=act,
                        dropout=dropout)
+        self.skip = None
+        if self.n_descriptors and descriptor_skip:
+            self.skip = nn.Linear(self.n_descriptors, n_outputs, bias=False)
+            nn.init.zeros_(self.skip.weight)
 
     def forward(self, h, descriptors=None):
         h = self.input_act(h)
@@ -60,5 +70,7 @@ class ReadoutHead(nn.Module):
                 raise ValueError(
                     f"expected {self.n_descriptors} descriptors per crystal, got "
                     f"{descriptors.shape[1]}")
-            h = torch.cat([h, descriptors.to(h.dtype)], dim=1)
+            d = descriptors.to(h.dtype)
+            out = self.mlp(torch.cat([h, d], dim=1))
+            return out if self.skip is None else out + self.skip(d)
         return self.mlp(h)
