@@ -101,3 +101,18 @@ def test_hybrid_beats_plain_on_lattice_dependent_target(perov):
     mae_hybrid = np.abs(hybrid.predict(Xte) - yte).mean()
     # measured: hybrid 0.93 Å^3 vs plain 2.84 Å^3 (test MAD 13.4 Å^3)
     assert mae_hybrid < 0.6 * mae_plain, (mae_hybrid, mae_plain)
+
+
+def test_descriptor_skip_path_starts_at_zero_and_adds_linearly():
+    from skcrystal.nn.head import ReadoutHead
+    torch.manual_seed(0)
+    head = ReadoutHead(4, n_outputs=2, hidden=(8,), n_descriptors=3)
+    h, d = torch.randn(5, 4), torch.randn(5, 3)
+    assert torch.equal(head.skip.weight, torch.zeros(2, 3))
+    torch.testing.assert_close(head(h, d), head.mlp(torch.cat([h, d], 1)))
+    with torch.no_grad():
+        head.skip.weight.copy_(torch.arange(6.0).reshape(2, 3))
+    torch.testing.assert_close(head(h, d), head.mlp(torch.cat([h, d], 1)) +
+                               d @ torch.arange(6.0).reshape(2, 3).T)
+    assert ReadoutHead(4, n_descriptors=3, descriptor_skip=False).skip is None
+    assert ReadoutHead(4).skip is None

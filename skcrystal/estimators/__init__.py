@@ -6,9 +6,13 @@ every registered regressor and classifier.
 """
 from . import registry
 from .base import CrystalClassifierBase, CrystalGraphNet, CrystalRegressorBase, GraphDataset
+from .callbacks import RecomputeBatchNorm
+from .registry import ModelSpec, register
+from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
-           "GraphDataset"]
+           "GraphDataset", "ModelSpec", "register", "RecomputeBatchNorm", "TargetScaler",
+           "LabelEncoder", "DescriptorScaler"]
 
 for _spec in registry.specs():
     for _cls in (_spec.regressor, _spec.classifier):
