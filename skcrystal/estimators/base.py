@@ -245,9 +245,9 @@ class CrystalGraphNet(NeuralNet):
 
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
-                 grow_radius=False, neighbor_mode="keep_ties", descriptors=None, structure_column="structure",
-                 random_state=None, n_jobs=None, cache_dir=None, train_split=None,
-                 verbose=0, **kwargs):
+                 grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
+                 structure_column="structure", random_state=None, n_jobs=None,
+                 cache_dir=None, train_split=None, verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
                          train_split=train_split, verbose=verbose, **kwargs)
