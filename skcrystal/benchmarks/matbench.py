@@ -120,7 +120,7 @@ _MATBENCH_LAYOUT_VERSION = "0.6"
 _REG_METRICS = ("mae", "rmse", "mape", "max_error")
 # estimator parameters that do not change the predictions: a resumed run may
 # differ in them
-_RESUME_IGNORED = frozenset({"verbose", "n_jobs", "cache_dir"})
+_RESUME_IGNORED = frozenset({"verbose", "n_jobs", "cache_dir", "distributed"})
 
 
 # ---------------------------------------------------------------- tasks

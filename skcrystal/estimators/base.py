@@ -48,6 +48,7 @@ from skorch.utils import is_dataset
 
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from . import _distributed, _lazy
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
@@ -184,6 +185,13 @@ class CrystalGraphNet(NeuralNet):
         Optional on-disk graph cache folder.
     train_split : callable or None, default None
         skorch's internal validation split (see the module docstring).
+    distributed : bool, default False
+        Data-parallel training with ``torch.distributed`` (DDP) when the
+        script runs under a launcher such as ``torchrun``; ``batch_size`` is
+        then the global batch (see :mod:`skcrystal.estimators._distributed`
+        and the user guide's "Multiple GPUs and clusters").
+    mixed_precision : {None, "bf16"}, default None
+        ``"bf16"`` runs the forward pass under bfloat16 autocast.
     verbose : int, default 0
         0 prints nothing; 1 prints skorch's table, one line per epoch.
     **kwargs
@@ -206,6 +214,8 @@ class CrystalGraphNet(NeuralNet):
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
         "cache_dir": [str, os.PathLike, None],
+        "distributed": ["boolean"],
+        "mixed_precision": [StrOptions({"bf16"}), None],
         "verbose": ["verbose"],
     }
 
@@ -247,7 +257,8 @@ class CrystalGraphNet(NeuralNet):
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
                  structure_column="structure", random_state=None, n_jobs=None,
-                 cache_dir=None, train_split=None, verbose=0, **kwargs):
+                 cache_dir=None, train_split=None, distributed=False, mixed_precision=None,
+                 verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
                          train_split=train_split, verbose=verbose, **kwargs)
@@ -260,6 +271,8 @@ class CrystalGraphNet(NeuralNet):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
+        self.distributed = distributed
+        self.mixed_precision = mixed_precision
 
     # ------------------------------------------------------------------ params
     def _check_params(self):
@@ -348,6 +361,8 @@ class CrystalGraphNet(NeuralNet):
         -------
         list of CrystalGraph
         """
+        if _lazy.is_lazy(X):
+            return _lazy.prepare(self, X)
         module = self._graph_module()
         return self._graphs(self._inputs(X, module)[0], module)
 
@@ -381,11 +396,8 @@ class CrystalGraphNet(NeuralNet):
 
     def _fit_data_state(self, X, y):
         """Fit what the module's construction needs: target and descriptor scaling."""
-        if is_dataset(X):
-            raise TypeError(
-                f"{type(self).__name__}.fit takes structures (a sequence of pymatgen "
-                "Structures or a DataFrame), not a torch Dataset: target and "
-                "descriptor scaling are fitted from the structures and y")
+        if is_dataset(X) or _lazy.is_lazy(X):  # streamed, batch by batch
+            return _lazy.fit_data_state(self, X, y)
         self._check_params()
         structures, block, names = self._inputs(X, self._graph_module())
         y = self._check_y(y)
@@ -397,6 +409,8 @@ class CrystalGraphNet(NeuralNet):
 
     def get_dataset(self, X, y=None):
         """Structures (+ targets) -> :class:`GraphDataset` (skorch hook)."""
+        if _lazy.is_lazy(X):
+            return _lazy.get_dataset(self, X, y)
         if is_dataset(X):
             return X
         memo = self.__dict__.pop("_fit_memo_", None)
@@ -424,13 +438,18 @@ class CrystalGraphNet(NeuralNet):
         kwargs.setdefault("batch_size", self.batch_size)
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
+        if training:
+            kwargs = _distributed.iterator_kwargs(self, dataset, kwargs)
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, **kwargs)
 
     def infer(self, x, **fit_params):
         method = getattr(self, "_infer_method_", None)
-        fn = self.module_ if method is None else getattr(self.module_, method)
-        return fn(x.to(self.device), **fit_params)
+        fn = _distributed.forward_module(self) if method is None else \
+            getattr(self.module_, method)
+        with _distributed.autocast(self):
+            out = fn(x.to(self.device, non_blocking=True), **fit_params)
+        return out.float() if self.mixed_precision and torch.is_tensor(out) else out
 
     @contextlib.contextmanager
     def _infer_with(self, method):
@@ -442,7 +461,7 @@ class CrystalGraphNet(NeuralNet):
             del self._infer_method_
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, y_true.to(y_pred.device))
+        return self.criterion_(y_pred, y_true.to(y_pred.device, non_blocking=True))
 
     # ------------------------------------------------------------------ fit
     def _check_y(self, y):  # pragma: no cover - abstract
@@ -465,7 +484,7 @@ class CrystalGraphNet(NeuralNet):
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
-        with _seeded(self.random_state):
+        with _seeded(self.random_state), _distributed.training_context(self):
             self._seeding_ = True
             try:
                 return super().fit(X, y, **fit_params)
@@ -479,7 +498,7 @@ class CrystalGraphNet(NeuralNet):
             self.initialize()
         if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        with _seeded(self.random_state):
+        with _seeded(self.random_state), _distributed.training_context(self):
             try:
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:

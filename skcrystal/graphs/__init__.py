@@ -9,6 +9,7 @@ from .builder import GraphBuilder, build_graph
 from .batch import GraphBatch, collate_graphs
 from .cache import GraphCache, get_graphs, attach_extras, clear_cache, structure_key, default_cache
 from .line_graph import line_graph
+from .store import GraphStore, LazyStructures
 from .positional import positional_encodings
 from .reverse_edges import reverse_edges
 
@@ -16,5 +17,5 @@ __all__ = [
     "CrystalGraph", "GraphExtra", "GraphBuilder", "build_graph",
     "GraphBatch", "collate_graphs", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
     "structure_key", "default_cache", "line_graph", "positional_encodings",
-    "reverse_edges",
+    "reverse_edges", "GraphStore", "LazyStructures",
 ]

@@ -75,13 +75,23 @@ class GraphBatch:
     def neighbor(self):
         return self.edge_index[1]
 
-    def to(self, device):
-        """Move every tensor to ``device`` (what skorch calls)."""
-        fields = {name: (None if getattr(self, name) is None
-                         else getattr(self, name).to(device))
+    def _map(self, fn):
+        fields = {name: (None if getattr(self, name) is None else fn(getattr(self, name)))
                   for name in self._tensor_fields}
-        extras = {k: v.to(device) for k, v in self.extras.items()}
+        extras = {k: fn(v) for k, v in self.extras.items()}
         return GraphBatch(extras=extras, **fields)
+
+    def to(self, device, non_blocking=False):
+        """Move every tensor to ``device`` (what skorch calls).
+
+        ``non_blocking=True`` overlaps the copy with computation when the
+        batch is in pinned memory (see :meth:`pin_memory`).
+        """
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self):
+        """A copy in page-locked memory (called by a DataLoader with ``pin_memory=True``)."""
+        return self._map(lambda t: t.pin_memory())
 
     def __len__(self):
         return self.n_graphs

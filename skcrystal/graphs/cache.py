@@ -43,6 +43,7 @@ partial, which the checksum detects.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -58,7 +59,8 @@ from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
            "default_cache",
-           "save_graph", "load_graph", "GraphCacheWarning", "GRAPH_FORMAT_VERSION"]
+           "save_graph", "load_graph", "graph_to_bytes", "graph_from_bytes", "entry_key",
+           "GraphCacheWarning", "BadCacheEntry", "GRAPH_FORMAT_VERSION"]
 
 #: Version of the on-disk graph format; entries of another version are rebuilt.
 #: (Version 1 was a pickle per graph, never read by this release.)
@@ -258,6 +260,38 @@ def _graph_to_arrays(graph):
     return arrays, index
 
 
+def graph_to_bytes(graph, key):
+    """The pickle-free ``.npz`` entry of ``graph`` as bytes (the disk format).
+
+    :func:`save_graph` writes these bytes to a file; the graph store
+    (:class:`~skcrystal.graphs.store.GraphStore`) keeps them in LMDB.
+
+    Parameters
+    ----------
+    graph : CrystalGraph
+    key : str
+        The entry's full key (:func:`entry_key`), checked by
+        :func:`graph_from_bytes`.
+
+    Returns
+    -------
+    bytes
+    """
+    buf = io.BytesIO()
+    np.savez(buf, **_entry_arrays(graph, key))
+    return buf.getvalue()
+
+
+def _entry_arrays(graph, key):
+    """The named arrays of an entry: the graph's, its extras', and the header."""
+    from .. import __version__
+
+    arrays, index = _graph_to_arrays(graph)
+    meta = {"format": GRAPH_FORMAT_VERSION, "key": key, "sha256": _checksum(arrays),
+            "extras": index, "skcrystal": __version__}
+    return {_META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
+
+
 def save_graph(path, graph, key):
     """Write ``graph`` to ``path`` atomically, as a pickle-free ``.npz`` entry.
 
@@ -269,17 +303,12 @@ def save_graph(path, graph, key):
     key : str
         The entry's full key, checked by :func:`load_graph`.
     """
-    from .. import __version__
-
-    arrays, index = _graph_to_arrays(graph)
-    meta = {"format": GRAPH_FORMAT_VERSION, "key": key, "sha256": _checksum(arrays),
-            "extras": index, "skcrystal": __version__}
+    arrays = _entry_arrays(graph, key)
     folder, base = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)},
-                     **arrays)
+            np.savez(f, **arrays)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -298,8 +327,23 @@ def load_graph(path, key):
         The file is missing, empty, truncated, corrupted (checksum), of
         another format version, or holds another key's graph.
     """
+    return _load_entry(path, key)
+
+
+def graph_from_bytes(data, key):
+    """Read the bytes of :func:`graph_to_bytes`; never unpickles.
+
+    Raises
+    ------
+    BadCacheEntry
+        As :func:`load_graph`.
+    """
+    return _load_entry(io.BytesIO(data), key)
+
+
+def _load_entry(source, key):
     try:
-        z = np.load(path, allow_pickle=False)
+        z = np.load(source, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one kind of failure
         raise BadCacheEntry(f"unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
@@ -391,8 +435,24 @@ def _params_dir(cache_dir, builder):
     return path
 
 
-def _entry_key(skey, pkey):
+def entry_key(skey, pkey):
+    """Full key of a graph entry: structure content key + builder parameters.
+
+    Parameters
+    ----------
+    skey : str
+        :func:`structure_key` of the structure.
+    pkey : tuple
+        ``GraphBuilder.key()`` of the builder.
+
+    Returns
+    -------
+    str
+    """
     return f"skcrystal-graph/v{GRAPH_FORMAT_VERSION}/{skey}/{pkey!r}"
+
+
+_entry_key = entry_key
 
 
 def _build_chunk(builder, items):
