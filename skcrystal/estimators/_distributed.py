@@ -70,6 +70,23 @@ def _init_process_group(net):
 
 
 # ---------------------------------------------------------------- synced batch norm
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over processes (the gradient is summed back the same way)."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        out = x.clone()
+        _dist().all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        _dist().all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
 class SyncedBatchNorm(BatchNorm):
     """:class:`~skcrystal.nn.common.BatchNorm` with statistics of the global batch.
 
@@ -86,17 +103,15 @@ class SyncedBatchNorm(BatchNorm):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         group = self.process_group
         n = torch.tensor([float(x.shape[0])], dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum(0), n]), group=group)
-        total = sums[-1]
+        sums = _AllReduceSum.apply(torch.cat([x.sum(0), n]), group)
+        total = sums[-1].detach()
         if float(total) <= 1:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
                                 self.bias, False, 0.0, self.eps)
         mean = sums[:-1] / total
-        var = all_reduce(((x - mean) ** 2).sum(0), group=group) / total
+        var = _AllReduceSum.apply(((x - mean) ** 2).sum(0), group) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -151,6 +166,7 @@ def forward_module(net):
         swapped = _swap_batchnorm(module, group)
         cuda = str(net.device).startswith("cuda")
         ids = [torch.cuda.current_device()] if cuda else None
+        # some models leave parameters unused in some configurations
         ddp = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
         state = net.__dict__["_ddp_"] = {"module": module, "ddp": ddp, "swapped": swapped}
     return state["ddp"]

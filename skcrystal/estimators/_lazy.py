@@ -176,9 +176,10 @@ def _descriptor_rows(net, lazy, fit):
         rows.write(start, values)
     if fit:
         std = np.sqrt(m2 / max(count, 1))
-        net.descriptor_scaler_ = DescriptorScaler.from_state(
-            {"names_": list(names), "mean_": mean.tolist(),
-             "scale_": np.where(std > 0, std, 1.0).tolist()})
+        scaler = DescriptorScaler()
+        scaler.names_ = [str(c) for c in names]
+        scaler.mean_, scaler.scale_ = mean, np.where(std > 0, std, 1.0)
+        net.descriptor_scaler_ = scaler
         net.n_descriptors_ = rows.shape[1]
     return rows
 
@@ -269,8 +270,8 @@ def get_dataset(net, X, y=None):
         net.check_is_fitted()
         lazy = as_lazy(X)
         rows = _descriptor_rows(net, lazy, fit=False)
-    if y is None:
-        y = lazy.targets
+    if y is None and (memo is not None or net.__dict__.get("_seeding_")):
+        y = lazy.targets  # training on the targets of the store or folder
     y_enc = None
     if y is not None:
         y = net._check_y(y)
