@@ -281,8 +281,11 @@ class GraphStore:
     def _index_env(self):
         return self._env(_INDEX)
 
+    def _shard_name(self, skey):
+        return f"shard-{int(skey[:8], 16) % self.shards:03d}.mdb"
+
     def _shard_env(self, skey):
-        return self._env(f"shard-{int(skey[:8], 16) % self.shards:03d}.mdb")
+        return self._env(self._shard_name(skey))
 
     def close(self):
         """Close this process's LMDB handles of the store (reopened on the next use)."""
@@ -429,12 +432,11 @@ class GraphStore:
                 puts["graphs"].append((gkey.encode(), gbytes))
         grouped = {}
         for skey, puts in by_shard.items():
-            env_dbs = self._shard_env(skey)
-            g = grouped.setdefault(id(env_dbs), (env_dbs, {"structures": [], "graphs": []}))
+            g = grouped.setdefault(self._shard_name(skey), {"structures": [], "graphs": []})
             for db in puts:
-                g[1][db] += puts[db]
-        for env_dbs, puts in grouped.values():
-            self._write(env_dbs, puts)
+                g[db] += puts[db]
+        for name, puts in grouped.items():
+            self._write(self._env(name), puts)
         meta = self._meta()
         n = meta["n"]
         items = [(_item_key(n + j), json.dumps({"key": r[0], "source": r[4]}).encode())
@@ -542,11 +544,9 @@ class GraphStore:
                                      n_jobs, builder=builder, extras=tuple(extras)):
             grouped = {}
             for skey, gkey, gbytes in records:
-                env_dbs = self._shard_env(skey)
-                grouped.setdefault(id(env_dbs), (env_dbs, []))[1].append(
-                    (gkey.encode(), gbytes))
-            for env_dbs, pairs in grouped.values():
-                self._write(env_dbs, {"graphs": pairs})
+                grouped.setdefault(self._shard_name(skey), []).append((gkey.encode(), gbytes))
+            for name, pairs in grouped.items():
+                self._write(self._env(name), {"graphs": pairs})
         return len(missing)
 
     def stats(self):
