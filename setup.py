@@ -33,11 +33,16 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
+        # the LMDB graph store (skcrystal.graphs.GraphStore) for data larger than memory
+        "store": ["lmdb>=1.4"],
+        # joblib's Dask backend for cross-validation and searches on a cluster
+        "dask": ["dask[distributed]>=2024.1"],
         "docs": DOCS_REQUIRES,
         # alignn: the reference ALIGNN for tests/test_alignn_reference.py (its
         # pure-torch model and graph builder; DGL is not needed)
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100",
-                 "alignn==2026.8.11", *DOCS_REQUIRES],
+                 "alignn==2026.8.11", "lmdb>=1.4", "dask>=2024.1", "distributed>=2024.1",
+                 *DOCS_REQUIRES],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )
