@@ -46,6 +46,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -338,7 +339,65 @@ def graph_from_bytes(data, key):
     BadCacheEntry
         As :func:`load_graph`.
     """
-    return _load_entry(io.BytesIO(data), key)
+    arrays = _stored_npz_arrays(data)
+    if arrays is None:  # not the layout np.savez writes: numpy's own reader decides
+        return _load_entry(io.BytesIO(data), key)
+    try:
+        meta = json.loads(bytes(arrays.pop(_META)).decode())
+    except (KeyError, ValueError) as exc:
+        raise BadCacheEntry(f"no usable header ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise BadCacheEntry("no usable header")
+    return _check_entry(arrays, meta, key)
+
+
+_NPY_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': False, "
+    r"'shape': \(((?:\d+, ?)*\d*)\), \}\s*$")
+
+
+def _stored_npz_arrays(data):
+    """The arrays of an uncompressed ``.npz`` held in memory, or None.
+
+    A fast path for the store's reads (numpy's reader parses each array
+    header with ``ast``): plain-number dtypes only (never an object array,
+    so nothing can be unpickled), views of one writable copy of ``data``.
+    Anything unexpected returns None, and :func:`np.load` reads the entry.
+    """
+    import zipfile
+
+    try:
+        buf = bytearray(data)
+        zf = zipfile.ZipFile(io.BytesIO(buf))
+        out = {}
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            h = info.header_offset
+            start = h + 30 + int.from_bytes(buf[h + 26:h + 28], "little") + \
+                int.from_bytes(buf[h + 28:h + 30], "little")
+            member = memoryview(buf)[start:start + info.file_size]
+            if bytes(member[:6]) != b"\x93NUMPY":
+                return None
+            if member[6] == 1:
+                hlen, hstart = int.from_bytes(member[8:10], "little"), 10
+            else:
+                hlen, hstart = int.from_bytes(member[8:12], "little"), 12
+            m = _NPY_HEADER.match(bytes(member[hstart:hstart + hlen]).decode("latin1"))
+            if m is None:
+                return None
+            dtype = np.dtype(m.group(1))
+            if dtype.hasobject or dtype.kind not in "biuf":
+                return None
+            shape = tuple(int(x) for x in m.group(2).replace(" ", "").split(",") if x)
+            count = int(np.prod(shape, dtype=np.int64))
+            body = member[hstart + hlen:]
+            if len(body) != count * dtype.itemsize:
+                return None
+            out[info.filename[:-4]] = np.frombuffer(body, dtype=dtype).reshape(shape)
+        return out
+    except Exception:  # noqa: BLE001 - the careful reader reports what is wrong
+        return None
 
 
 def _load_entry(source, key):
@@ -366,6 +425,19 @@ def _load_entry(source, key):
         raise
     except Exception as exc:  # noqa: BLE001 - bad CRC, truncated member, bad JSON...
         raise BadCacheEntry(f"corrupted ({type(exc).__name__}: {exc})") from None
+    return _check_entry(arrays, meta, key, checked_header=True)
+
+
+def _check_entry(arrays, meta, key, checked_header=False):
+    if not checked_header:
+        fmt = meta.get("format")
+        if fmt != GRAPH_FORMAT_VERSION:
+            raise BadCacheEntry(
+                f"written in graph format {fmt!r} by skcrystal "
+                f"{meta.get('skcrystal')}, this release reads format "
+                f"{GRAPH_FORMAT_VERSION}")
+        if meta.get("key") != key:
+            raise BadCacheEntry(f"holds another entry (key {meta.get('key')!r})")
     if _checksum(arrays) != meta.get("sha256"):
         raise BadCacheEntry("checksum mismatch (corrupted)")
     try:
