@@ -70,6 +70,33 @@ def test_entry_bytes_round_trip_and_checks(nacl):
         graph_from_bytes(bytes(data), key)
 
 
+def test_entry_bytes_fast_reader_and_numpy_reader_agree(nacl):
+    import io
+
+    from skcrystal.graphs import cache as cache_mod
+
+    g = build_graph(nacl)
+    key = entry_key(structure_key(nacl), GraphBuilder().key())
+    data = graph_to_bytes(g, key)
+    fast = cache_mod._stored_npz_arrays(data)
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        assert sorted(fast) == sorted(z.files)
+        assert all(np.array_equal(fast[k], z[k]) and fast[k].dtype == z[k].dtype
+                   for k in z.files)
+    # a compressed archive (not what the store writes) goes through np.load
+    buf = io.BytesIO()
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        np.savez_compressed(buf, **{k: z[k] for k in z.files})
+    assert cache_mod._stored_npz_arrays(buf.getvalue()) is None
+    assert same_graph(graph_from_bytes(buf.getvalue(), key), g)
+    # object arrays are never read by the fast path
+    buf = io.BytesIO()
+    np.savez(buf, a=np.array([{"x": 1}], dtype=object))
+    assert cache_mod._stored_npz_arrays(buf.getvalue()) is None
+    with pytest.raises(BadCacheEntry):
+        graph_from_bytes(buf.getvalue(), key)
+
+
 def test_structure_bytes_keep_the_content_key(data):
     for s in data[0][:10]:
         assert structure_key(structure_from_bytes(structure_to_bytes(s))) == structure_key(s)
@@ -330,3 +357,11 @@ def test_dask_grid_search_reuses_the_store(store, data):
     np.testing.assert_allclose(par.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"], rtol=1e-5)
     assert par.best_params_ == serial.best_params_
+
+
+def test_store_checks_structures_when_filling(tmp_path, nacl):
+    from pymatgen.core import Lattice, Structure
+
+    bad = Structure(Lattice.cubic(4.0), ["Na", "Na"], [[0, 0, 0], [0.01, 0, 0]])
+    with pytest.raises(ValueError, match=r"X\[1\]"):
+        GraphStore(tmp_path / "s").add_structures([nacl, bad], builder=GraphBuilder())

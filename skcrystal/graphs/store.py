@@ -25,8 +25,11 @@ Filling and reading
 :meth:`~GraphStore.add_structures` parse and build in parallel with joblib
 (``n_jobs``; chunks stream through the workers, so the filling process
 holds a few chunks at a time, never the dataset) and write each chunk in one
-transaction from the calling process. :meth:`~GraphStore.build_graphs` adds
-the graphs of another parameter set.
+transaction from the calling process. Structures are checked as the
+estimators check theirs (overlapping atoms, degenerate lattices...); the
+first bad one stops the fill with an error naming it, and the chunks
+written before it stay. :meth:`~GraphStore.build_graphs` adds the graphs
+of another parameter set.
 
 Readers open each LMDB file lazily, once per process, read-only and without
 the lock file (``lock=False``): any number of processes (DataLoader workers
@@ -141,15 +144,25 @@ def folder_files(folder):
 
 
 def _build_records(items, builder, extras, read):
-    """Worker task: (source, item) -> (skey, structure bytes, graph key, graph bytes, source)."""
+    """Worker task: (position, source, item) -> (skey, structure bytes, graph key, graph bytes, source).
+
+    Structures are checked as the estimators check theirs (errors name the
+    position in the call and the file).
+    """
+    from .._validation import check_structures
+
     out = []
-    for source, item in items:
+    for pos, source, item in items:
         s = read_structure(item) if read else item
+        try:
+            check_structures([s], sources=None if source is None else [source])
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(str(exc).replace("X[0]", f"X[{pos}]", 1)) from None
         skey = structure_key(s)
         sbytes = structure_to_bytes(s)
         gkey = gbytes = None
         if builder is not None:
-            g = builder.build(s, index=source)
+            g = builder.build(s, index=pos if source is None else source)
             for extra in extras:
                 g.extra(extra)
             gkey = entry_key(skey, builder.key())
@@ -500,7 +513,7 @@ class GraphStore:
         -------
         self
         """
-        items = [(None, s) for s in structures]
+        items = [(i, None, s) for i, s in enumerate(structures)]
         return self._fill(items, y, builder, extras, n_jobs, chunk_size, read=False)
 
     def add_files(self, paths, y=None, builder=None, extras=(), n_jobs=None, chunk_size=256):
@@ -510,7 +523,7 @@ class GraphStore:
         files (CIF by extension, otherwise VASP POSCAR); each item
         remembers its file (:meth:`source`).
         """
-        items = [(os.fspath(p), os.fspath(p)) for p in paths]
+        items = [(i, os.fspath(p), os.fspath(p)) for i, p in enumerate(paths)]
         return self._fill(items, y, builder, extras, n_jobs, chunk_size, read=True)
 
     def add_folder(self, folder, builder=None, extras=(), n_jobs=None, chunk_size=256):
