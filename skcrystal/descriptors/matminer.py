@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import copy
 import warnings
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._parallel import map_chunks
 from .._validation import check_structures
 
 __all__ = ["MatminerFeaturizer"]
@@ -36,12 +38,15 @@ def _convert(structure, on):
     return decorated
 
 
-def _featurize(featurizer, item):
-    """One row (float64) or the exception that stopped it."""
-    try:
-        return np.asarray(featurizer.featurize(item), dtype=np.float64).ravel()
-    except Exception as exc:  # noqa: BLE001 - reported per on_error by the caller
-        return exc
+def _featurize_many(featurizer, items):
+    """One row (float64) per item, or the exception that stopped it."""
+    rows = []
+    for item in items:
+        try:
+            rows.append(np.asarray(featurizer.featurize(item), dtype=np.float64).ravel())
+        except Exception as exc:  # noqa: BLE001 - reported per on_error by the caller
+            rows.append(exc)
+    return rows
 
 
 class MatminerFeaturizer(TransformerMixin, BaseEstimator):
@@ -121,12 +126,7 @@ class MatminerFeaturizer(TransformerMixin, BaseEstimator):
     def _rows(self, featurizer, structures):
         """Featurize: (values (n, k) float64 with NaN rows for failures)."""
         items = [_convert(s, self.on) for s in structures]
-        if self.n_jobs in (None, 1) or len(items) < 2:
-            rows = [_featurize(featurizer, item) for item in items]
-        else:
-            from joblib import Parallel, delayed
-            rows = Parallel(n_jobs=self.n_jobs)(
-                delayed(_featurize)(featurizer, item) for item in items)
+        rows = map_chunks(partial(_featurize_many, featurizer), items, self.n_jobs)
         width = len(featurizer.feature_labels())
         out = np.full((len(items), width), np.nan)
         for i, row in enumerate(rows):
