@@ -51,14 +51,27 @@ from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
-           "GraphDataset", "CosineAnnealing", "STATE_FORMAT_VERSION"]
+           "GraphDataset", "CosineAnnealing", "NonFiniteError", "STATE_FORMAT_VERSION"]
 
 #: version of the ``f_state`` file written by ``save_params``
 STATE_FORMAT_VERSION = 1
 
 
+class NonFiniteError(ValueError):
+    """A NaN or infinite loss, prediction or gradient.
+
+    Raised during ``fit`` (naming the epoch, the batch and its structures:
+    their positions in ``X`` and formulas) and by ``predict``/``transform``
+    (naming the structures whose output is not finite), instead of letting
+    NaN spread silently through the weights or into the results.
+    """
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Graphs with optional descriptor rows and targets, indexable by skorch.
+
+    An item is ``(graph, descriptors, target, position)``; the position
+    (in the estimator's ``X``) lets errors name a batch's structures.
 
     Parameters
     ----------
@@ -78,14 +91,17 @@ class GraphDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         d = None if self.descriptors is None else self.descriptors[i]
         t = None if self.y is None else self.y[i]
-        return self.graphs[i], d, t
+        return self.graphs[i], d, t, i
 
 
 def collate_samples(items, extras=()):
     """DataLoader ``collate_fn``: items of :class:`GraphDataset` -> (GraphBatch, y)."""
-    graphs, descs, ys = zip(*items)
+    columns = list(zip(*items))
+    graphs, descs, ys = columns[:3]
     descriptors = None if descs[0] is None else np.stack(descs)
     batch = collate_graphs(graphs, descriptors=descriptors, extras=extras)
+    if len(columns) > 3:
+        batch.index = np.asarray(columns[3], dtype=np.int64)
     if ys[0] is None:
         return batch, None
     y = np.stack(ys)
@@ -117,6 +133,12 @@ class CosineAnnealing(Callback):
         factor = partial(_cosine_factor, total=max(int(net.max_epochs), 1),
                          warm=int(self.warmup_epochs))
         self.scheduler_ = torch.optim.lr_scheduler.LambdaLR(net.optimizer_, factor)
+        # a resumed fit (CrystalGraphNet.resume) continues the schedule
+        done = int(getattr(net, "_schedule_offset_", 0))
+        if done:
+            self.scheduler_.last_epoch = done
+            for group, base in zip(net.optimizer_.param_groups, self.scheduler_.base_lrs):
+                group["lr"] = base * factor(done)
 
     def on_epoch_end(self, net, **kwargs):
         self.scheduler_.step()
@@ -135,6 +157,28 @@ def _seeded(random_state):
 
 def _module_class(module):
     return module if isinstance(module, type) else type(module)
+
+
+def _batch_structures(batch, graphs=None, limit=20):
+    """"X[i] (formula), ..." for the crystals ``graphs`` (default all) of a batch."""
+    from pymatgen.core import Composition, Element
+
+    z = batch.atomic_numbers.detach().cpu().numpy()
+    owner = batch.node_graph.detach().cpu().numpy()
+    index = getattr(batch, "index", None)
+    graphs = range(batch.n_graphs) if graphs is None else list(graphs)
+    names = []
+    for g in graphs[:limit]:
+        try:
+            counts = np.bincount(z[owner == g])
+            formula = Composition({Element.from_Z(int(k)): int(c)
+                                   for k, c in enumerate(counts) if c}).reduced_formula
+        except (ValueError, KeyError):  # pragma: no cover - unknown Z
+            formula = "?"
+        where = f"X[{index[g]}]" if index is not None else f"item {g} of the batch"
+        names.append(f"{where} ({formula})")
+    more = f" and {len(graphs) - limit} more" if len(graphs) > limit else ""
+    return ", ".join(names) + more
 
 
 class CrystalGraphNet(NeuralNet):
@@ -430,7 +474,47 @@ class CrystalGraphNet(NeuralNet):
     def infer(self, x, **fit_params):
         method = getattr(self, "_infer_method_", None)
         fn = self.module_ if method is None else getattr(self.module_, method)
-        return fn(x.to(self.device), **fit_params)
+        out = fn(x.to(self.device), **fit_params)
+        if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+            what = "representation" if method == "embed" else "output"
+            rows = None
+            if out.ndim >= 1 and out.shape[0] == getattr(x, "n_graphs", -1):
+                rows = np.flatnonzero(~torch.isfinite(out.detach()).reshape(
+                    out.shape[0], -1).all(dim=1).cpu().numpy()).tolist()
+            raise NonFiniteError(
+                f"non-finite (NaN or inf) model {what}{self._where()} for "
+                f"{_batch_structures(x, rows)}; check these structures (e.g. atoms "
+                "that overlap) or lower lr if the weights diverged")
+        return out
+
+    def _where(self):
+        """" at epoch E, training batch B" while fitting, "" otherwise."""
+        phase = getattr(self, "_phase_", None)
+        if phase is None or not len(self.history):
+            return ""
+        row = self.history[-1]
+        batch = len(row.get("batches", ()))
+        if phase == "valid":
+            batch -= int(row.get("train_batch_count", 0))
+        name = "training" if phase == "train" else "validation" if phase == "valid" else phase
+        return f" at epoch {row.get('epoch', len(self.history))}, {name} batch {batch}"
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        self._phase_ = prefix
+        try:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        finally:
+            self.__dict__.pop("_phase_", None)
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        grads = [p.grad for p in self.module_.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(
+                [g.detach().abs().sum() for g in grads]).sum())):
+            raise NonFiniteError(
+                f"non-finite (NaN or inf) gradient{self._where()}; the batch holds "
+                f"{_batch_structures(batch[0])}; lower lr, or check these structures")
+        return step
 
     @contextlib.contextmanager
     def _infer_with(self, method):
@@ -442,7 +526,12 @@ class CrystalGraphNet(NeuralNet):
             del self._infer_method_
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, y_true.to(y_pred.device))
+        loss = self.criterion_(y_pred, y_true.to(y_pred.device))
+        if loss.ndim == 0 and not bool(torch.isfinite(loss)):
+            held = (f"; the batch holds {_batch_structures(X)}"
+                    if hasattr(X, "node_graph") else "")
+            raise NonFiniteError(f"non-finite loss ({float(loss.detach())}){self._where()}{held}")
+        return loss
 
     # ------------------------------------------------------------------ fit
     def _check_y(self, y):  # pragma: no cover - abstract
@@ -484,6 +573,37 @@ class CrystalGraphNet(NeuralNet):
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
                 self.__dict__.pop("_fit_memo_", None)
+
+    def resume(self, X, y, checkpoint):
+        """Continue an interrupted ``fit`` from a checkpoint to ``max_epochs`` in all.
+
+        Loads the weights, the optimizer state, the history and the fitted
+        data state saved by ``checkpoint`` (a
+        :class:`~skcrystal.estimators.callbacks.Checkpoint`, or skorch's
+        with ``f_state``), then trains the epochs that remain, with the
+        learning-rate schedule where it stopped.
+
+        Parameters
+        ----------
+        X, y
+            The training data of the interrupted fit.
+        checkpoint : Checkpoint
+            Saved every epoch (``monitor=None``) by the interrupted fit.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        self.load_params(checkpoint=checkpoint)
+        done = len(self.history)
+        if done >= self.max_epochs:
+            return self
+        self._schedule_offset_ = done
+        try:
+            return self.partial_fit(X, y, epochs=self.max_epochs - done)
+        finally:
+            self.__dict__.pop("_schedule_offset_", None)
 
     def set_params(self, **params):
         """skorch's ``set_params``; a changed ``module__`` parameter unfits the model.
@@ -560,6 +680,9 @@ class CrystalGraphNet(NeuralNet):
         same parameters can load a saved model. Weights saved on a GPU load
         on the CPU when ``device="cpu"`` (skorch maps the tensors).
         """
+        if checkpoint is not None and getattr(checkpoint, "f_state", None) is not None:
+            return self._load_checkpoint(checkpoint, f_params, f_optimizer, f_criterion,
+                                         f_history, f_state, **kwargs)
         if f_state is not None:
             source = getattr(f_state, "name", f_state)
             try:
@@ -577,6 +700,30 @@ class CrystalGraphNet(NeuralNet):
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
                                    checkpoint=checkpoint, **kwargs)
+
+    def _load_checkpoint(self, checkpoint, f_params, f_optimizer, f_criterion, f_history,
+                         f_state, **kwargs):
+        """``load_params(checkpoint=cp)`` when ``cp`` saves the data state too."""
+        import copy
+
+        from skorch.history import History
+
+        # the file names may be formatted with the history (skorch's
+        # {last_epoch[...]} fields): read it first, as skorch does
+        if f_history is None and checkpoint.f_history is not None \
+                and os.path.exists(checkpoint.f_history_):
+            self.history = History.from_file(checkpoint.f_history_)
+        if f_state is None:
+            f_state = checkpoint._format_target(self, checkpoint.f_state, -1)
+        if isinstance(f_state, str) and not os.path.exists(f_state):
+            raise FileNotFoundError(f"checkpoint state file {f_state} not found: was the "
+                                    "checkpoint written by a fitted skcrystal estimator?")
+        rest = copy.copy(checkpoint)
+        del rest.f_state
+        self.load_params(f_state=f_state)
+        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history,
+                                   checkpoint=rest, **kwargs)
 
     # ------------------------------------------------------------------ inference
     def __sklearn_is_fitted__(self):

@@ -3,8 +3,35 @@ from __future__ import annotations
 
 import torch
 from skorch.callbacks import Callback
+from skorch.callbacks import Checkpoint as _SkorchCheckpoint
+from skorch.utils import noop
 
-__all__ = ["RecomputeBatchNorm"]
+__all__ = ["RecomputeBatchNorm", "Checkpoint"]
+
+
+class Checkpoint(_SkorchCheckpoint):
+    """skorch's ``Checkpoint`` that also saves the fitted data state.
+
+    The weights alone do not predict in the units of ``y``: the target
+    scaling (or the classes) and the descriptor scaling are saved too, as
+    ``f_state`` (JSON, see :meth:`CrystalGraphNet.save_params`), so
+    ``net.load_params(checkpoint=cp)`` restores a model that predicts, in
+    a fresh estimator as well. Parameters are skorch's; ``f_state`` is the
+    state file's name (default ``"state.json"``), and the defaults save the
+    parameters, the optimizer state and the history, which is what
+    resuming training needs (see :meth:`CrystalGraphNet.resume`).
+    """
+
+    def __init__(self, monitor="valid_loss_best", f_params="params.pt",
+                 f_optimizer="optimizer.pt", f_criterion="criterion.pt",
+                 f_history="history.json", f_pickle=None, fn_prefix="", dirname="",
+                 event_name="event_cp", sink=noop, load_best=False,
+                 use_safetensors=False, f_state="state.json", **kwargs):
+        super().__init__(monitor=monitor, f_params=f_params, f_optimizer=f_optimizer,
+                         f_criterion=f_criterion, f_history=f_history, f_pickle=f_pickle,
+                         fn_prefix=fn_prefix, dirname=dirname, event_name=event_name,
+                         sink=sink, load_best=load_best, use_safetensors=use_safetensors,
+                         f_state=f_state, **kwargs)
 
 
 class RecomputeBatchNorm(Callback):
