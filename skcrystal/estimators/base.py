@@ -599,6 +599,13 @@ class CrystalGraphNet(NeuralNet):
         done = len(self.history)
         if done >= self.max_epochs:
             return self
+        # scores' best-so-far (valid_loss_best, a Checkpoint's trigger) continue
+        for _, cb in self.callbacks_:
+            name = getattr(cb, "name", None)
+            if hasattr(cb, "best_score_") and isinstance(name, str):
+                past = [row[name] for row in self.history if row.get(name) is not None]
+                if past:
+                    cb.best_score_ = min(past) if cb.lower_is_better else max(past)
         self._schedule_offset_ = done
         try:
             return self.partial_fit(X, y, epochs=self.max_epochs - done)
@@ -668,6 +675,10 @@ class CrystalGraphNet(NeuralNet):
             else:
                 with open(f_state, "w", encoding="utf-8") as f:
                     f.write(text)
+            if not any(f is not None for f in (f_params, f_optimizer, f_criterion,
+                                                f_history, *(v for k, v in kwargs.items()
+                                                            if k.startswith("f_")))):
+                return None  # the state alone: nothing for skorch to save
         return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history, **kwargs)
 
@@ -695,8 +706,17 @@ class CrystalGraphNet(NeuralNet):
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{source} is not a skcrystal estimator state file "
                                  f"(not JSON: {exc})") from None
+            sizes = (getattr(self, "n_outputs_", None), getattr(self, "n_descriptors_", 0))
             self._set_data_state(state, source)
-            self.initialize()
+            # a fitted estimator of the same shape keeps its module, callbacks
+            # and history (Checkpoint(load_best=True) loads at the end of fit)
+            if not self.initialized_ or sizes != (self.n_outputs_, self.n_descriptors_):
+                self.initialize()
+            if checkpoint is None and not any(
+                    f is not None for f in (f_params, f_optimizer, f_criterion, f_history,
+                                            *(v for k, v in kwargs.items()
+                                              if k.startswith("f_")))):
+                return None  # the state alone: nothing for skorch to load
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
                                    checkpoint=checkpoint, **kwargs)
