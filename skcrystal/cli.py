@@ -925,7 +925,7 @@ def cmd_fit(args, progress):
         if args.resume:
             from skcrystal.estimators.callbacks import Checkpoint
             est.resume(X_train, y_train, Checkpoint(monitor=None, dirname=str(ckdir / "last"),
-                                                    f_criterion=None))
+                                                    f_criterion=None, event_name=None))
         else:
             est.fit(X_train, y_train)
     fit_time = time.perf_counter() - t0
