@@ -528,7 +528,7 @@ def _check_targets_for_task(y, names, task):
 _X0 = re.compile(r"\bX\[0\]\s*")
 
 
-def _screen(est, data, progress, skipped, on_error):
+def _screen(est, data, progress, skipped, on_error, training=False):
     """Validate structures and build their graphs (and extras) into the cache.
 
     The estimator's ``fit``/``predict`` then find every graph in the
@@ -553,13 +553,13 @@ def _screen(est, data, progress, skipped, on_error):
     for start in range(0, n, step):
         stop = min(start + step, n)
         try:
-            est.prepare(structures[start:stop])
+            _prepare(est, structures[start:stop], training)
             keep.extend(range(start, stop))
         except (ValueError, TypeError):
             # one by one, to name (or skip) each structure that fails
             for i in range(start, stop):
                 try:
-                    est.prepare(structures[i:i + 1])
+                    _prepare(est, structures[i:i + 1], training)
                 except (ValueError, TypeError) as exc:
                     reason = _X0.sub("", _first_line(exc))
                     if on_error == "raise":
@@ -577,6 +577,13 @@ def _screen(est, data, progress, skipped, on_error):
     return (data, keep) if len(keep) == n else (data.subset(keep), keep)
 
 
+def _prepare(est, structures, training):
+    import inspect
+    if training and "training" in inspect.signature(est.prepare).parameters:
+        return est.prepare(structures, training=True)
+    return est.prepare(structures)
+
+
 def _screen_with_targets(est, data, y, args, progress, skipped):
     """:func:`_screen` for training data, the targets kept aligned; class labels
     (continuous or missing ones) are checked before the graphs are built."""
@@ -587,7 +594,7 @@ def _screen_with_targets(est, data, y, args, progress, skipped):
         except ValueError as exc:
             raise CLIError(f"--task classification, target of {data.path}: "
                            f"{_first_line(exc)}") from None
-    data, keep = _screen(est, data, progress, skipped, args.on_error)
+    data, keep = _screen(est, data, progress, skipped, args.on_error, training=True)
     return data, y[keep]
 
 

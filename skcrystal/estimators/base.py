@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import numbers
 import os
 from functools import partial
@@ -52,6 +53,8 @@ from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
            "GraphDataset", "CosineAnnealing", "NonFiniteError", "STATE_FORMAT_VERSION"]
+
+logger = logging.getLogger(__name__)
 
 #: version of the ``f_state`` file written by ``save_params``
 STATE_FORMAT_VERSION = 1
@@ -155,6 +158,32 @@ def _seeded(random_state):
         yield
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(value, name="max_memory"):
+    """Bytes from a number or a string such as ``"4GB"``, ``"512 MiB"`` (None stays None)."""
+    import re
+
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"{name} must be a positive number of bytes or a size such as "
+                         f"'4GB' or '512MiB', got {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def _fmt_bytes(n):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 def _module_class(module):
     return module if isinstance(module, type) else type(module)
 
@@ -228,6 +257,15 @@ class CrystalGraphNet(NeuralNet):
         Optional on-disk graph cache folder.
     train_split : callable or None, default None
         skorch's internal validation split (see the module docstring).
+    max_memory : float, str or None, default "4GB"
+        Largest estimated training memory of one structure (bytes, or a
+        string such as ``"16GB"``, ``"500MB"``): ``fit`` refuses, before
+        training starts, a structure whose estimate
+        (:meth:`CrystalModel.training_memory
+        <skcrystal.nn.model.CrystalModel.training_memory>`, measured per
+        model) is larger, naming it; ``None`` disables the check. A batch
+        whose largest ``batch_size`` structures add up to more is logged as
+        a warning.
     verbose : int, default 0
         0 prints nothing; 1 prints skorch's table, one line per epoch.
     **kwargs
@@ -250,6 +288,7 @@ class CrystalGraphNet(NeuralNet):
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
         "cache_dir": [str, os.PathLike, None],
+        "max_memory": [Interval(numbers.Real, 0, None, closed="neither"), str, None],
         "verbose": ["verbose"],
     }
 
@@ -291,7 +330,7 @@ class CrystalGraphNet(NeuralNet):
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
                  structure_column="structure", random_state=None, n_jobs=None,
-                 cache_dir=None, train_split=None, verbose=0, **kwargs):
+                 cache_dir=None, train_split=None, max_memory="4GB", verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
                          train_split=train_split, verbose=verbose, **kwargs)
@@ -304,6 +343,7 @@ class CrystalGraphNet(NeuralNet):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
+        self.max_memory = max_memory
 
     # ------------------------------------------------------------------ params
     def _check_params(self):
@@ -312,6 +352,7 @@ class CrystalGraphNet(NeuralNet):
             self._parameter_constraints,
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
+        parse_bytes(self.max_memory, "max_memory")
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):
             module_cls.validate_params(self.get_params_for("module"))
@@ -376,7 +417,36 @@ class CrystalGraphNet(NeuralNet):
                   for i, s in enumerate(structures)]
         return attach_extras(graphs, getattr(module, "graph_extras", ()), labels=labels)
 
-    def prepare(self, X):
+    def _check_training_memory(self, graphs, structures, module):
+        """Refuse a structure whose training memory estimate exceeds ``max_memory``."""
+        limit = parse_bytes(self.max_memory, "max_memory")
+        if limit is None or not hasattr(module, "training_memory"):
+            return
+        estimates = []
+        for i, g in enumerate(graphs):
+            need = module.training_memory(g)
+            if need is None:
+                return
+            estimates.append(need)
+            if need > limit:
+                pairs = module.n_angle_pairs(g)
+                angles = f", {pairs} angle pairs" if pairs else ""
+                raise ValueError(
+                    f"X[{i}] ({structures[i].composition.reduced_formula}) needs about "
+                    f"{_fmt_bytes(need)} to train {type(module).__name__} ({g.n_atoms} "
+                    f"atoms, {g.n_edges} edges{angles}), more than max_memory="
+                    f"{self.max_memory!r}: raise max_memory (None disables the check), "
+                    "lower max_neighbors or radius, or leave this structure out")
+        batch = len(estimates) if self.batch_size == -1 else min(self.batch_size,
+                                                                  len(estimates))
+        worst = sum(sorted(estimates, reverse=True)[:batch])
+        if worst > limit:
+            logger.warning(
+                "the %d largest structures together need about %s of training memory in "
+                "one batch, more than max_memory=%r: lower batch_size if training runs "
+                "out of memory", batch, _fmt_bytes(worst), self.max_memory)
+
+    def prepare(self, X, training=False):
         """Validate structures and build (or fetch) their graphs in the cache.
 
         Calling this before ``fit``/``predict`` is optional (both do it); it
@@ -387,13 +457,20 @@ class CrystalGraphNet(NeuralNet):
         Parameters
         ----------
         X : sequence of Structure, or DataFrame
+        training : bool, default False
+            Also check each structure's training memory estimate against
+            ``max_memory`` (as ``fit`` does).
 
         Returns
         -------
         list of CrystalGraph
         """
         module = self._graph_module()
-        return self._graphs(self._inputs(X, module)[0], module)
+        structures = self._inputs(X, module)[0]
+        graphs = self._graphs(structures, module)
+        if training:
+            self._check_training_memory(graphs, structures, module)
+        return graphs
 
     def _descriptor_matrix(self, structures, block, names, fit):
         """Standardized descriptors (float32, (n, k)) or None; fits when ``fit``."""
@@ -457,7 +534,10 @@ class CrystalGraphNet(NeuralNet):
             y = self._check_y(y)
             check_consistent_length(len(structures), len(y))
             y_enc = self._encode_targets(y)
-        return GraphDataset(self._graphs(structures, module), D, y_enc)
+        graphs = self._graphs(structures, module)
+        if memo is not None and y is not None:  # training: before the first epoch
+            self._check_training_memory(graphs, structures, module)
+        return GraphDataset(graphs, D, y_enc)
 
     def get_iterator(self, dataset, training=False):
         prefix = "iterator_train" if training else "iterator_valid"
