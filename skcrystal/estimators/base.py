@@ -266,8 +266,15 @@ class CrystalGraphNet(NeuralNet):
         model) is larger, naming it; ``None`` disables the check. A batch
         whose largest ``batch_size`` structures add up to more is logged as
         a warning.
+    progress : {"auto", True, False}, default "auto"
+        Progress bars (tqdm, on stderr) for graph building, the epochs of
+        ``fit`` (when ``verbose=0``) and ``predict``/``transform``;
+        ``"auto"`` shows them when stderr is a terminal (an interactive
+        session), not in scripts whose output goes to a file or in tests.
     verbose : int, default 0
-        0 prints nothing; 1 prints skorch's table, one line per epoch.
+        0 prints nothing (a progress bar may show, see ``progress``); 1 prints
+        skorch's table on stdout, one line per epoch (train loss, valid loss
+        with a ``train_split``, duration).
     **kwargs
         Prefixed parameters (``module__``, ``optimizer__``,
         ``iterator_train__``, ``callbacks__``).
@@ -289,6 +296,7 @@ class CrystalGraphNet(NeuralNet):
         "n_jobs": [numbers.Integral, None],
         "cache_dir": [str, os.PathLike, None],
         "max_memory": [Interval(numbers.Real, 0, None, closed="neither"), str, None],
+        "progress": [StrOptions({"auto"}), "boolean"],
         "verbose": ["verbose"],
     }
 
@@ -330,7 +338,8 @@ class CrystalGraphNet(NeuralNet):
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
                  structure_column="structure", random_state=None, n_jobs=None,
-                 cache_dir=None, train_split=None, max_memory="4GB", verbose=0, **kwargs):
+                 cache_dir=None, train_split=None, max_memory="4GB", progress="auto", verbose=0,
+                 **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
                          train_split=train_split, verbose=verbose, **kwargs)
@@ -344,6 +353,7 @@ class CrystalGraphNet(NeuralNet):
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
         self.max_memory = max_memory
+        self.progress = progress
 
     # ------------------------------------------------------------------ params
     def _check_params(self):
@@ -360,7 +370,21 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ module
     @property
     def _default_callbacks(self):
-        return [*super()._default_callbacks, ("lr_schedule", CosineAnnealing())]
+        from .callbacks import EpochProgressBar
+        return [*super()._default_callbacks, ("lr_schedule", CosineAnnealing()),
+                ("progress_bar", EpochProgressBar())]
+
+    def _show_progress(self):
+        """Whether to show progress bars (see the ``progress`` parameter)."""
+        progress = getattr(self, "progress", "auto")
+        if isinstance(progress, str) and progress == "auto":
+            import sys
+            isatty = getattr(sys.stderr, "isatty", None)
+            try:
+                return bool(isatty is not None and isatty())
+            except ValueError:  # a closed stream
+                return False
+        return bool(progress)
 
     def _module_kwargs(self):
         """``module__`` parameters plus those that come from the data."""
@@ -412,7 +436,8 @@ class CrystalGraphNet(NeuralNet):
 
     def _graphs(self, structures, module):
         graphs = get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
-                            cache_dir=self.cache_dir, indices=range(len(structures)))
+                            cache_dir=self.cache_dir, indices=range(len(structures)),
+                            progress=self._show_progress())
         labels = [f"X[{i}] ({s.composition.reduced_formula})"
                   for i, s in enumerate(structures)]
         return attach_extras(graphs, getattr(module, "graph_extras", ()), labels=labels)
@@ -549,7 +574,12 @@ class CrystalGraphNet(NeuralNet):
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
         iterator = self.iterator_train if training else self.iterator_valid
-        return iterator(dataset, **kwargs)
+        loader = iterator(dataset, **kwargs)
+        desc = getattr(self, "_progress_desc_", None)
+        if not training and desc and self._show_progress() and len(loader) > 1:
+            from tqdm.auto import tqdm
+            return tqdm(loader, desc=desc, unit="batch", leave=False)
+        return loader
 
     def infer(self, x, **fit_params):
         method = getattr(self, "_infer_method_", None)
@@ -837,8 +867,12 @@ class CrystalGraphNet(NeuralNet):
     def _outputs(self, X, method=None):
         """Module outputs (``module_.<method>`` or forward) on ``X``, float64 numpy."""
         self.check_is_fitted()
-        with self._infer_with(method):
-            out = self.forward(X, training=False)
+        self._progress_desc_ = "predicting" if method is None else "transforming"
+        try:
+            with self._infer_with(method):
+                out = self.forward(X, training=False)
+        finally:
+            self.__dict__.pop("_progress_desc_", None)
         return out.numpy().astype(np.float64)
 
     def transform(self, X):
@@ -852,12 +886,42 @@ class CrystalGraphNet(NeuralNet):
         -------
         ndarray, shape (n_structures, d)
         """
-        return self._outputs(X, "embed")
+        out = self._outputs(X, "embed")
+        self._n_embed_ = out.shape[1]
+        return out
 
-    embed = transform
+    def embed(self, X):
+        """Pooled crystal representations (same as :meth:`transform`, always numpy)."""
+        return self._outputs(X, "embed")
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y, **fit_params).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the :meth:`transform` columns: ``<classname>0``, ``<classname>1``...
+
+        With ``set_output(transform="pandas")`` :meth:`transform` returns a
+        DataFrame with these columns (and the index of ``X`` when ``X`` is a
+        DataFrame or Series).
+
+        Returns
+        -------
+        ndarray of str
+        """
+        self.check_is_fitted()
+        n = getattr(self, "_n_embed_", None)
+        if n is None:
+            n = self._n_embed_ = self._outputs([self._probe_structure()], "embed").shape[1]
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
+
+    def _probe_structure(self):
+        """A one-atom cubic cell of an element the model supports (to size outputs)."""
+        from pymatgen.core import Lattice, Structure
+
+        supported = getattr(self.module_, "supported_elements", None) or {11}
+        z = 11 if 11 in supported else min(supported)
+        return Structure(Lattice.cubic(3.0), [int(z)], [[0, 0, 0]])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -880,6 +944,16 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
     """
 
     _defaults = {"criterion": torch.nn.MSELoss}
+
+    # defined here so that scikit-learn's set_output wraps them (TransformerMixin
+    # wraps the methods a class defines itself)
+    def transform(self, X):
+        return CrystalGraphNet.transform(self, X)
+
+    transform.__doc__ = CrystalGraphNet.transform.__doc__
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return CrystalGraphNet.fit_transform(self, X, y, **fit_params)
 
     def _check_y(self, y):
         from .._validation import check_targets
@@ -928,6 +1002,16 @@ class CrystalClassifierBase(ClassifierMixin, TransformerMixin, CrystalGraphNet):
     """
 
     _defaults = {"criterion": torch.nn.CrossEntropyLoss}
+
+    # defined here so that scikit-learn's set_output wraps them (TransformerMixin
+    # wraps the methods a class defines itself)
+    def transform(self, X):
+        return CrystalGraphNet.transform(self, X)
+
+    transform.__doc__ = CrystalGraphNet.transform.__doc__
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return CrystalGraphNet.fit_transform(self, X, y, **fit_params)
 
     def _check_y(self, y):
         from .._validation import check_targets

@@ -6,7 +6,43 @@ from skorch.callbacks import Callback
 from skorch.callbacks import Checkpoint as _SkorchCheckpoint
 from skorch.utils import noop
 
-__all__ = ["RecomputeBatchNorm", "Checkpoint"]
+__all__ = ["RecomputeBatchNorm", "Checkpoint", "EpochProgressBar"]
+
+
+class EpochProgressBar(Callback):
+    """A progress bar over the epochs of ``fit`` (tqdm, on stderr).
+
+    Shown when the estimator's ``progress`` says so (``"auto"``: stderr is
+    a terminal) and ``verbose=0`` (``verbose=1`` prints skorch's table
+    instead); the bar shows the last train (and valid) loss. One of the
+    default callbacks (``callbacks__progress_bar=None`` removes it).
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar_ = None
+        show = getattr(net, "_show_progress", lambda: False)()
+        if show and not net.verbose:
+            from tqdm.auto import tqdm
+            self.bar_ = tqdm(total=int(net.max_epochs), unit="epoch", leave=False,
+                             desc=f"training {type(net).__name__}")
+
+    def on_epoch_end(self, net, **kwargs):
+        if getattr(self, "bar_", None) is None:
+            return
+        row = net.history[-1]
+        self.bar_.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss")
+                               if isinstance(row.get(k), float)}, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        if getattr(self, "bar_", None) is not None:
+            self.bar_.close()
+        self.bar_ = None
+
+    def __getstate__(self):  # a tqdm bar is not picklable
+        state = dict(self.__dict__)
+        state.pop("bar_", None)
+        return state
 
 
 class Checkpoint(_SkorchCheckpoint):
