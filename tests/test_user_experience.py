@@ -81,3 +81,45 @@ def test_memory_warning_goes_through_logging(frame, caplog):
         est.prepare(list(frame["structure"]), training=True)  # each fits, the batch not
     assert caplog.records and all(r.name.startswith("skcrystal") for r in caplog.records)
     assert "lower batch_size" in caplog.text
+
+
+def test_verbose_messages_go_through_logging(capsys, caplog):
+    """verbose=1 messages are logging INFO records; shown on stderr when logging is
+    not configured, handled by the application's handlers when it is."""
+    import logging
+
+    from skcrystal._logging import verbose_logging
+    log = logging.getLogger("skcrystal.probes")
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = []  # an application that configured nothing
+    try:
+        with verbose_logging(1):
+            log.info("[probe] hello")
+        with verbose_logging(0):
+            log.info("[probe] hidden")
+    finally:
+        root.handlers = saved
+    err = capsys.readouterr().err
+    assert "[probe] hello" in err and "hidden" not in err
+    with caplog.at_level(logging.INFO, logger="skcrystal"), verbose_logging(1):
+        log.info("[probe] captured")
+    assert "[probe] captured" in caplog.text
+
+
+def test_library_does_not_print():
+    """No print() in the library outside the command line (skorch's own epoch table
+    with verbose=1 aside)."""
+    import ast
+    import pathlib
+
+    import skcrystal
+    root = pathlib.Path(skcrystal.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
