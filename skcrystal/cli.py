@@ -38,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "get_estimator_class", "parse_param", "build_parser"]
+__all__ = ["main", "get_estimator_class", "parse_param", "build_parser", "load_model",
+           "read_config", "resolve_device"]
 
 TASKS = ("regression", "classification")
 
@@ -761,6 +762,27 @@ def _estimator_param_names(est_cls):
         return set()
 
 
+_XI = re.compile(r"\bX\[(\d+)\]")
+
+
+@contextlib.contextmanager
+def _files_in_errors(describe, positions=None):
+    """Errors of the estimator name ``X[i]``: name the file instead."""
+    try:
+        yield
+    except ValueError as exc:
+        def name(m):
+            i = int(m.group(1))
+            try:
+                return describe(positions[i] if positions is not None else i)
+            except IndexError:
+                return m.group(0)
+        text = _XI.sub(name, str(exc))
+        if text == str(exc):
+            raise
+        raise CLIError(text) from exc
+
+
 def _check_fracs(args):
     for flag, value in (("--val-frac", args.val_frac), ("--test-frac", args.test_frac)):
         if value is not None and not 0 < value < 1:
@@ -928,7 +950,7 @@ def cmd_fit(args, progress):
                  f"{len(train)} structures{split} ({getattr(est, 'max_epochs', '?')} epochs; "
                  f"checkpoints in {ckdir})..." if hasattr(est, "resume") else
                  f"training {type(est).__name__} on {len(train)} structures...")
-    with _stdout_to_stderr():
+    with _stdout_to_stderr(), _files_in_errors(data.describe, train):
         if args.resume:
             from skcrystal.estimators.callbacks import Checkpoint
             est.resume(X_train, y_train, Checkpoint(monitor=None, dirname=str(ckdir / "last"),
@@ -1026,7 +1048,8 @@ def cmd_predict(args, progress):
     truth = _truth_columns(data.frame, names, args, len(ids))
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
     structures = data.structures
-    with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr():
+    with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr(), \
+            _files_in_errors(data.describe):
         pred = np.asarray(est.predict(structures))
         proba = est.predict_proba(structures) if is_clf and hasattr(est, "predict_proba") \
             else None
@@ -1108,8 +1131,9 @@ def cmd_cv(args, progress):
         t0 = time.perf_counter()
         progress.say(f"fold {k + 1}/{args.folds}: training on {len(train)} structures...")
         model = clone(est)
-        with _stdout_to_stderr():
+        with _stdout_to_stderr(), _files_in_errors(data.describe, train):
             model.fit(list(X[train]), y[train])
+        with _stdout_to_stderr(), _files_in_errors(data.describe, test):
             pred = model.predict(list(X[test]))
         _, score = _score_line(args.task, y[test], pred)
         d = clone(dummy).fit(np.zeros((len(train), 1)), y[train])

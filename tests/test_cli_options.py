@@ -270,3 +270,11 @@ def test_classification_of_a_continuous_target_is_refused(folder, tmp_path, caps
     code, _, err = _run(capsys, ["fit", str(folder), "--task", "classification", "-o",
                                  str(tmp_path / "m.pkl")])
     assert code == 2 and "continuous" in err
+
+
+def test_training_errors_name_files_not_positions(folder, tmp_path, capsys):
+    """A diverging fit (NonFiniteError naming X[i]) names the batch's files."""
+    code, _, err = _run(capsys, ["fit", str(folder), "--epochs", "3", "--lr", "1e30",
+                                 "--batch-size", "4", "-o", str(tmp_path / "m.pkl"), "-q",
+                                 *SMALL])
+    assert code == 2 and "non-finite" in err and ".cif (" in err and "X[" not in err
