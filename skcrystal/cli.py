@@ -945,11 +945,11 @@ def cmd_fit(args, progress):
         ckdir.mkdir(parents=True, exist_ok=True)
         (ckdir / "run.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     t0 = time.perf_counter()
-    split = (f", {args.val_frac:g} of them for validation" if args.val_frac else "")
+    split = f", {args.val_frac:g} of them for validation" if args.val_frac else ""
+    where = f"; checkpoints in {ckdir}" if hasattr(est, "resume") else ""
     progress.say(f"{'resuming' if args.resume else 'training'} {type(est).__name__} on "
-                 f"{len(train)} structures{split} ({getattr(est, 'max_epochs', '?')} epochs; "
-                 f"checkpoints in {ckdir})..." if hasattr(est, "resume") else
-                 f"training {type(est).__name__} on {len(train)} structures...")
+                 f"{len(train)} structures{split} ({getattr(est, 'max_epochs', '?')} "
+                 f"epochs{where})...")
     with _stdout_to_stderr(), _files_in_errors(data.describe, train):
         if args.resume:
             from skcrystal.estimators.callbacks import Checkpoint
