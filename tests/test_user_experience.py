@@ -30,7 +30,8 @@ def test_progress_bars_for_graphs_epochs_and_predict(frame, capsys):
 
 
 def test_no_progress_bar_off_a_terminal(frame, capsys):
-    """progress="auto" (the default) is off when stderr is not a terminal (here, pytest's capture)."""
+    """progress="auto" (the default) is off when stderr is not a terminal (here,
+    pytest's capture)."""
     X, y = list(frame["structure"]), frame["heat_all"].to_numpy()
     est = CGCNNRegressor(batch_size=4, **SMALL).fit(X, y)
     est.predict(X)

@@ -689,7 +689,7 @@ class CrystalGraphNet(NeuralNet):
 
         Loads the weights, the optimizer state, the history and the fitted
         data state saved by ``checkpoint`` (a
-        :class:`~skcrystal.estimators.callbacks.Checkpoint`, or skorch's
+        :class:`~skcrystal.estimators.Checkpoint`, or skorch's
         with ``f_state``), then trains the epochs that remain, with the
         learning-rate schedule where it stopped.
 
