@@ -97,9 +97,8 @@ MAX_Z = 118
 #: Largest atomic number the "cgcnn" table featurizes.
 _MAX_FEATURIZED_Z = 103
 
-#: The feature blocks as ``(name, kind, spec)`` tuples. For kind "cat" the
-#: spec is the list of category labels, for "bin" it is ``(low, high, n_bins)``
-#: of the (possibly log) value.
+#: (name, kind, spec): kind "cat" -> spec is the list of category labels,
+#: "bin" -> spec is (low, high, n_bins) of the (possibly log) value.
 CGCNN_BLOCKS = (
     ("group", "cat", list(range(1, 19))),
     ("period", "cat", list(range(1, 10))),
