@@ -104,6 +104,30 @@ def split_input(X, structure_column="structure", name="X", descriptor_columns=Tr
     return as_structure_list(X, name), None, []
 
 
+def _is_bare_matminer(obj):
+    return (type(obj).__module__.startswith("matminer.")
+            and callable(getattr(obj, "featurize", None)))
+
+
+def _refuse_bare_matminer(transformer):
+    """A matminer featurizer must come wrapped (it fits, then fails at predict).
+
+    matminer featurizers set no fitted attributes, so scikit-learn's
+    ``Pipeline`` reports them unfitted at predict time, and their
+    multiprocessing, NaN rows and input types are not a transformer's.
+    """
+    steps = getattr(transformer, "steps", None)
+    parts = [s[1] for s in steps] if isinstance(steps, list) else [transformer]
+    for part in parts:
+        if _is_bare_matminer(part):
+            name = type(part).__name__
+            raise TypeError(
+                f"descriptors: {name} is a bare matminer featurizer; wrap it as "
+                f"skcrystal.descriptors.MatminerFeaturizer({name}(...), "
+                "on='structure' or 'composition'), which converts the structures, "
+                "imputes missing values and names failing structures")
+
+
 def descriptor_values(transformer, structures, fit):
     """Run a descriptor transformer: (values (n, k) float64, column names).
 
@@ -115,6 +139,8 @@ def descriptor_values(transformer, structures, fit):
     structures : list of Structure
     fit : bool
     """
+    if fit:
+        _refuse_bare_matminer(transformer)
     values = transformer.fit_transform(structures) if fit else transformer.transform(structures)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] != len(structures):
