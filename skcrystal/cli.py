@@ -427,9 +427,9 @@ def _read_data(path, args, progress, skipped):
                                     as_frame=True, **_n_jobs_kw(args))
         except ValueError as exc:
             if "on_error='skip'" in str(exc):
-                raise CLIError(str(exc).replace("pass on_error='skip'",
-                                                "--on-error skip drops them") +
-                               "") from exc
+                raise CLIError(str(exc).replace(
+                    "pass on_error='skip' to drop unparsable rows",
+                    "--on-error skip leaves out what cannot be parsed")) from exc
             raise
     for w in caught:
         if isinstance(w.message, SkippedRowsWarning):
