@@ -27,16 +27,20 @@ setup(
         "pymatgen>=2024.1.1",
         "matminer>=0.9",
         "pandas>=1.5",
-        "joblib>=1.2",
+        "joblib>=1.3",
+        "tqdm>=4.60",
         "numpy>=1.24",
         "scipy>=1.10",
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
+        "yaml": ["pyyaml>=5.4"],  # skcrystal fit --config params.yaml
         "docs": DOCS_REQUIRES,
         # alignn: the reference ALIGNN for tests/test_alignn_reference.py (its
         # pure-torch model and graph builder; DGL is not needed)
+        # pyyaml: the CLI's --config params.yaml
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100",
+                 "pyyaml>=5.4",
                  "alignn==2026.8.11", *DOCS_REQUIRES],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},

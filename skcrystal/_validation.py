@@ -431,6 +431,7 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = np.flatnonzero(~np.isfinite(arr))
             raise ValueError(f"{name} has NaN/inf labels at rows {bad[:10].tolist()}")
+        _check_labels(arr, name)
     else:
         if arr.dtype == object or arr.dtype.kind in "USb":
             try:
@@ -450,6 +451,38 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
     if n_samples is not None:
         check_consistent_length(n_samples, len(arr), "X", name)
     return arr
+
+
+def _is_missing(v):
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, pandas NA
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_labels(arr, name):
+    """Class labels: no missing ones, and no continuous floats."""
+    if arr.dtype == object:
+        missing = [i for i, v in enumerate(arr) if _is_missing(v)]
+        if missing:
+            raise ValueError(
+                f"{name} has missing labels (None/NaN) at rows {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}; every structure needs a class")
+        floats = [i for i, v in enumerate(arr)
+                  if isinstance(v, (float, np.floating)) and not float(v).is_integer()]
+    elif arr.dtype.kind == "f":
+        floats = np.flatnonzero(arr != np.round(arr)).tolist()
+    else:
+        return
+    if floats:
+        i = floats[0]
+        raise ValueError(
+            f"{name} has continuous values (e.g. {float(arr[i])!r} at row {i}; "
+            f"{len(floats)} non-integer values, {len(set(arr.tolist()))} distinct): a "
+            "classifier needs discrete class labels. Use the regressor for a "
+            "continuous target, or bin the values into classes first")
 
 
 def _ragged_row(y):

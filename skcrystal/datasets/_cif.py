@@ -24,7 +24,22 @@ import numpy as np
 
 from .._parallel import map_chunks
 
-__all__ = ["structures_from_cif"]
+__all__ = ["structures_from_cif", "SkippedRowsWarning"]
+
+
+class SkippedRowsWarning(UserWarning):
+    """Rows dropped by a loader with ``on_error="skip"``.
+
+    Attributes
+    ----------
+    skipped : list of (int, object, str)
+        ``(row, id, reason)`` of every dropped row (``id`` is None when
+        the source has no ids).
+    """
+
+    def __init__(self, message, skipped=()):
+        super().__init__(message)
+        self.skipped = list(skipped)
 
 # pymatgen's defaults (CifParser site_tolerance / frac_tolerance; the
 # minimal lattice thickness below which it refuses a structure).
@@ -298,10 +313,11 @@ def _resolve_errors(structures, errors, on_error, ids=None, where=""):
     keep = np.array([i for i, e in enumerate(errors) if e is None], dtype=int)
     if bad:
         listed = ", ".join(_describe_row(i, ids, "") for i in bad[:20])
-        warnings.warn(
+        warnings.warn(SkippedRowsWarning(
             f"skipped {len(bad)} of {len(errors)} rows{where} whose CIF could "
             f"not be parsed: {listed}{' ...' if len(bad) > 20 else ''}",
-            UserWarning, stacklevel=3)
+            [(i, None if ids is None else ids[i], errors[i]) for i in bad]),
+            stacklevel=3)
     return [structures[i] for i in keep], keep
 
 
