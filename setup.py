@@ -27,12 +27,14 @@ setup(
         "pymatgen>=2024.1.1",
         "matminer>=0.9",
         "pandas>=1.5",
-        "joblib>=1.2",
+        "joblib>=1.3",
+        "tqdm>=4.60",
         "numpy>=1.24",
         "scipy>=1.10",
     ],
     extras_require={
         "plot": ["matplotlib>=3.6"],
+        "yaml": ["pyyaml>=5.4"],  # skcrystal fit --config params.yaml
         # the LMDB graph store (skcrystal.graphs.GraphStore) for data larger than memory
         "store": ["lmdb>=1.4"],
         # joblib's Dask backend for cross-validation and searches on a cluster
@@ -40,9 +42,10 @@ setup(
         "docs": DOCS_REQUIRES,
         # alignn: the reference ALIGNN for tests/test_alignn_reference.py (its
         # pure-torch model and graph builder; DGL is not needed)
+        # pyyaml: the CLI's --config params.yaml
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.6", "hypothesis>=6.100",
-                 "alignn==2026.8.11", "lmdb>=1.4", "dask>=2024.1", "distributed>=2024.1",
-                 *DOCS_REQUIRES],
+                 "pyyaml>=5.4", "lmdb>=1.4", "dask>=2024.1", "distributed>=2024.1",
+                 "alignn==2026.8.11", *DOCS_REQUIRES],
     },
     entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
 )

@@ -96,10 +96,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     import torch
-    from skcrystal.datasets import load_matbench_json, load_perovskites
+    from skcrystal.datasets import load_matbench_json, load_perovskites, shared_data_path
     torch.set_num_threads(a.threads)
     X, y = load_perovskites(n=a.n)
-    Xj, _ = load_matbench_json("/work/shared/data/jdft2d/matbench_jdft2d_fold0_train.json.gz")
+    Xj, _ = load_matbench_json(
+        shared_data_path() / "jdft2d" / "matbench_jdft2d_fold0_train.json.gz")
     extra_costs({"perovskites": X, "jdft2d": Xj[:200]}, a.reps + 1)
     for size in a.sizes.split(","):
         training_throughput(X, y, a.batch_size, a.reps, size)

@@ -32,11 +32,11 @@ import torch
 from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import KFold
 
-from skcrystal.datasets import load_csv, load_matbench_json
+from skcrystal.datasets import load_csv, load_matbench_json, shared_data_path
 from skcrystal.estimators.cgcnn import CGCNNRegressor
 from skcrystal.estimators.crystograph import CrysToGraphRegressor
 
-DATA = "/work/shared/data"
+DATA = shared_data_path()
 PAPER = {"supercon": "CrysToGraph 2.64, ALIGNN 2.74, CGCNN 2.93, mean 3.47 K "
                      "(UnconvBench, 1,058 structures, 5-fold CV)",
          "jdft2d": "CrysToGraph 32.4, ALIGNN 43.4, CGCNN 49.2, mean 67.3 meV/atom "

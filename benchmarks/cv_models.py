@@ -41,11 +41,11 @@ UNITS = {"perovskites": "eV/cell", "jdft2d": "meV/atom"}
 
 
 def load(name, n, seed):
-    from skcrystal.datasets import load_matbench_json, load_perovskites
+    from skcrystal.datasets import load_matbench_json, load_perovskites, shared_data_path
     if name == "perovskites":
         return load_perovskites(n=n, random_state=seed, target="heat_all")
     X, y = load_matbench_json(os.environ.get(
-        "JDFT2D", "/work/shared/data/jdft2d/matbench_jdft2d_fold0_train.json.gz"))
+        "JDFT2D", shared_data_path() / "jdft2d" / "matbench_jdft2d_fold0_train.json.gz"))
     idx = np.sort(np.random.default_rng(seed).choice(len(X), size=min(n, len(X)),
                                                      replace=False))
     return [X[i] for i in idx], np.asarray(y)[idx]
@@ -70,10 +70,10 @@ def models(epochs, batch_size, size):
 def transfer(a):
     from sklearn.metrics import mean_absolute_error
     from sklearn.model_selection import KFold, cross_val_score
-    from skcrystal.datasets import load_csv, load_perovskites
+    from skcrystal.datasets import load_csv, load_perovskites, shared_data_path
     from skcrystal.estimators.cgcnn import CGCNNRegressor
     from skcrystal.transfer import FineTuner, finetune
-    df = load_csv("/work/shared/data/perovskites/perovskites_part1.csv",
+    df = load_csv(shared_data_path() / "perovskites" / "perovskites_part1.csv",
                   target=["heat_ref", "heat_all"], as_frame=True)
     pre = df.iloc[1000:1000 + a.n_pretrain]
     small = load_perovskites(as_frame=True)

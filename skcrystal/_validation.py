@@ -104,6 +104,30 @@ def split_input(X, structure_column="structure", name="X", descriptor_columns=Tr
     return as_structure_list(X, name), None, []
 
 
+def _is_bare_matminer(obj):
+    return (type(obj).__module__.startswith("matminer.")
+            and callable(getattr(obj, "featurize", None)))
+
+
+def _refuse_bare_matminer(transformer):
+    """A matminer featurizer must come wrapped (it fits, then fails at predict).
+
+    matminer featurizers set no fitted attributes, so scikit-learn's
+    ``Pipeline`` reports them unfitted at predict time, and their
+    multiprocessing, NaN rows and input types are not a transformer's.
+    """
+    steps = getattr(transformer, "steps", None)
+    parts = [s[1] for s in steps] if isinstance(steps, list) else [transformer]
+    for part in parts:
+        if _is_bare_matminer(part):
+            name = type(part).__name__
+            raise TypeError(
+                f"descriptors: {name} is a bare matminer featurizer; wrap it as "
+                f"skcrystal.descriptors.MatminerFeaturizer({name}(...), "
+                "on='structure' or 'composition'), which converts the structures, "
+                "imputes missing values and names failing structures")
+
+
 def descriptor_values(transformer, structures, fit):
     """Run a descriptor transformer: (values (n, k) float64, column names).
 
@@ -115,6 +139,8 @@ def descriptor_values(transformer, structures, fit):
     structures : list of Structure
     fit : bool
     """
+    if fit:
+        _refuse_bare_matminer(transformer)
     values = transformer.fit_transform(structures) if fit else transformer.transform(structures)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] != len(structures):
@@ -405,6 +431,7 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = np.flatnonzero(~np.isfinite(arr))
             raise ValueError(f"{name} has NaN/inf labels at rows {bad[:10].tolist()}")
+        _check_labels(arr, name)
     else:
         if arr.dtype == object or arr.dtype.kind in "USb":
             try:
@@ -424,6 +451,38 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
     if n_samples is not None:
         check_consistent_length(n_samples, len(arr), "X", name)
     return arr
+
+
+def _is_missing(v):
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, pandas NA
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_labels(arr, name):
+    """Class labels: no missing ones, and no continuous floats."""
+    if arr.dtype == object:
+        missing = [i for i, v in enumerate(arr) if _is_missing(v)]
+        if missing:
+            raise ValueError(
+                f"{name} has missing labels (None/NaN) at rows {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}; every structure needs a class")
+        floats = [i for i, v in enumerate(arr)
+                  if isinstance(v, (float, np.floating)) and not float(v).is_integer()]
+    elif arr.dtype.kind == "f":
+        floats = np.flatnonzero(arr != np.round(arr)).tolist()
+    else:
+        return
+    if floats:
+        i = floats[0]
+        raise ValueError(
+            f"{name} has continuous values (e.g. {float(arr[i])!r} at row {i}; "
+            f"{len(floats)} non-integer values, {len(set(arr.tolist()))} distinct): a "
+            "classifier needs discrete class labels. Use the regressor for a "
+            "continuous target, or bin the values into classes first")
 
 
 def _ragged_row(y):

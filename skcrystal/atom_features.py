@@ -97,8 +97,9 @@ MAX_Z = 118
 #: Largest atomic number the "cgcnn" table featurizes.
 _MAX_FEATURIZED_Z = 103
 
-#: (name, kind, spec): kind "cat" -> spec is the list of category labels,
-#: "bin" -> spec is (low, high, n_bins) of the (possibly log) value.
+#: The feature blocks as triples ``(name, kind, spec)``. For kind ``"cat"``,
+#: spec is the list of category labels; for ``"bin"``, spec is
+#: ``(low, high, n_bins)`` of the (possibly log) value.
 CGCNN_BLOCKS = (
     ("group", "cat", list(range(1, 19))),
     ("period", "cat", list(range(1, 10))),

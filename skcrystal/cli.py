@@ -38,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "get_estimator_class", "parse_param", "build_parser"]
+__all__ = ["main", "get_estimator_class", "parse_param", "build_parser", "load_model",
+           "read_config", "resolve_device"]
 
 TASKS = ("regression", "classification")
 
@@ -180,13 +181,64 @@ def _resolve_class_param(key, value):
     return _import_attr(module_name, attr, f"--param {key}={value}", registered=False)
 
 
+def read_config(path):
+    """Estimator parameters from a JSON or YAML file (``--config``).
+
+    The file holds one mapping ``{name: value}`` of the names ``--param``
+    takes (``max_epochs``, ``module__n_conv``, ``optimizer__weight_decay``,
+    ``optimizer: SGD``...). YAML needs PyYAML (``.yaml``/``.yml``).
+
+    Returns
+    -------
+    dict
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"--config {path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise CLIError(f"--config {path}: reading YAML needs PyYAML "
+                           "(pip install pyyaml), or write the file as JSON") from None
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CLIError(f"--config {path} is not valid YAML: "
+                           f"{_first_line(exc)}") from None
+    else:
+        import json
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"--config {path} is not valid JSON: {exc}") from None
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise CLIError(f"--config {path} must hold a mapping of parameter names to "
+                       f"values, got {type(config).__name__}")
+    for key in config:
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise CLIError(f"--config {path}: {key!r} is not a parameter name")
+    return config
+
+
 def _estimator_params(args, est_cls):
-    """Parameters for ``est_cls`` from --param and the shortcut options."""
-    params = {}
+    """Parameters for ``est_cls`` from --config, --param and the shortcut options.
+
+    --param overrides --config; a shortcut (--epochs...) that contradicts a
+    --param is an error.
+    """
+    params, given = {}, {}
+    config = read_config(args.config) if getattr(args, "config", None) else {}
+    for key, value in config.items():
+        params[key] = _resolve_class_param(key, value)
     for text in args.param or []:
         key, value = parse_param(text)
-        if key in params and params[key] != value:
-            raise CLIError(f"--param {key} given twice ({params[key]!r} and {value!r})")
+        if key in given and given[key] != value:
+            raise CLIError(f"--param {key} given twice ({given[key]!r} and {value!r})")
+        given[key] = value
         params[key] = _resolve_class_param(key, value)
     shortcuts = {"max_epochs": ("--epochs", args.epochs), "lr": ("--lr", args.lr),
                  "batch_size": ("--batch-size", args.batch_size),
@@ -194,12 +246,25 @@ def _estimator_params(args, est_cls):
     for key, (flag, value) in shortcuts.items():
         if value is None:
             continue
-        if key in params and params[key] != value:
-            raise CLIError(f"{flag} {value} conflicts with --param {key}={params[key]!r}")
+        if key in given and given[key] != value:
+            raise CLIError(f"{flag} {value} conflicts with --param {key}={given[key]!r}")
         params[key] = value
     params.setdefault("verbose", 0 if args.quiet else 1)
     _check_param_names(est_cls, params)
     return params
+
+
+def resolve_device(device):
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without
+    a GPU is an error (raised before any data is read)."""
+    import torch
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: no CUDA GPU is usable here (torch "
+                       f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                       "use --device cpu or auto")
+    return device
 
 
 def _check_param_names(est_cls, params):
@@ -273,21 +338,178 @@ def _target_names(target, y):
     return ["target"] if np.ndim(y) == 1 else [f"target_{k}" for k in range(y.shape[1])]
 
 
-def _load_training_data(args, progress):
-    """(structures, y, target names) through skcrystal.datasets.load."""
-    from skcrystal.datasets import load
+class _Skipped:
+    """Inputs dropped by ``--on-error skip``, with why; reported at the end."""
 
-    path = Path(args.data)
+    def __init__(self):
+        self.items = []
+
+    def add(self, where, reason):
+        self.items.append((str(where), " ".join(str(reason).split())))
+
+    def report(self, log_path, total):
+        """Write every skipped input to ``log_path`` and list the first on stderr."""
+        if not self.items:
+            return
+        log_path = Path(log_path)
+        with open(log_path, "w", encoding="utf-8") as fh:
+            fh.write("input\treason\n")
+            for where, reason in self.items:
+                fh.write(f"{where}\t{reason}\n")
+        n = len(self.items)
+        lines = [f"skcrystal: skipped {n} of {total} inputs (--on-error skip); "
+                 f"the list with reasons is in {log_path}:"]
+        lines += [f"  {where}: {reason}" for where, reason in self.items[:10]]
+        if n > 10:
+            lines.append(f"  ... and {n - 10} more")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _error_log_path(args):
+    if getattr(args, "error_log", None):
+        return Path(args.error_log)
+    out = getattr(args, "out", None)
+    if out not in (None, "-"):
+        return Path(str(out) + ".skipped.tsv")
+    return Path("skcrystal-skipped.tsv")
+
+
+class _Data:
+    """What the command read from DATA: ids, structures, value columns, and how
+    to name an item (its file, or its row of a CSV) in messages."""
+
+    def __init__(self, path, kind, frame):
+        self.path, self.kind = Path(path), kind
+        self.ids = frame["id"].tolist()
+        self.structures = list(frame["structure"])
+        self.frame = frame
+
+    def describe(self, i):
+        ident = self.ids[i]
+        if self.kind == "cgcnn":
+            return str(self.path / f"{ident}.cif")
+        if self.kind in ("alignn", "files"):
+            return str(self.path / str(ident))
+        if self.kind == "structure":
+            return str(self.path)
+        return f"{self.path} (id {ident})"
+
+    def subset(self, keep):
+        keep = list(keep)
+        frame = self.frame.iloc[keep].reset_index(drop=True)
+        return _Data(self.path, self.kind, frame)
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def _read_data(path, args, progress, skipped):
+    """:class:`_Data` of ``path`` (any format load_structures reads).
+
+    Files that cannot be parsed are raised (naming the file) or, with
+    ``--on-error skip``, recorded in ``skipped``.
+    """
+    import warnings
+
+    from skcrystal.datasets import SkippedRowsWarning, load_structures
+    from skcrystal.datasets._files import _detect_format
+
+    path = Path(path)
     if not path.exists():
         raise CLIError(f"data not found: {path}")
-    target = _target_arg(args)
-    with progress.stage(f"loading {path}"):
-        structures, y = load(path, target=target, **_n_jobs_kw(args))
-    names = _target_names(target, y)
-    progress.say(f"  {len(structures)} structures, target {', '.join(names)}")
-    if len(structures) == 0:
-        raise CLIError(f"{path} holds no structures")
-    return structures, y, names
+    kind = _detect_format(path)
+    on_error = getattr(args, "on_error", "raise")
+    with progress.stage(f"loading {path}"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = load_structures(path, cif_column=args.cif_column,
+                                    id_column=args.id_column, on_error=on_error,
+                                    as_frame=True, **_n_jobs_kw(args))
+        except ValueError as exc:
+            if "on_error='skip'" in str(exc):
+                raise CLIError(str(exc).replace(
+                    "pass on_error='skip' to drop unparsable rows",
+                    "--on-error skip leaves out what cannot be parsed")) from exc
+            raise
+    for w in caught:
+        if isinstance(w.message, SkippedRowsWarning):
+            for row, ident, reason in w.message.skipped:
+                if kind in ("cgcnn", "alignn", "files"):
+                    where = path / str(ident)
+                elif kind == "structure":
+                    where = path
+                else:
+                    where = f"{path} row {row}" + ("" if ident is None else f" (id {ident})")
+                skipped.add(where, f"cannot be parsed: {reason}")
+        elif not issubclass(w.category, DeprecationWarning):
+            progress.say(f"  note: {w.message}")
+    data = _Data(path, kind, frame)
+    if skipped.items:
+        progress.say(f"  {len(data)} structures read, {len(skipped.items)} skipped")
+    else:
+        progress.say(f"  {len(data)} structures")
+    if len(data) == 0:
+        raise CLIError(f"{path} holds no structures" +
+                       (" that could be read" if skipped.items else ""))
+    return data
+
+
+def _target_columns(data, args):
+    """Names of the target columns of ``data`` (--target, else the format's own)."""
+    columns = [c for c in data.frame.columns if c not in ("id", "structure")]
+    if args.target:
+        missing = [t for t in args.target if t not in columns]
+        if missing:
+            raise CLIError(f"--target {missing[0]!r} is not a column of {data.path}; "
+                           f"columns: {columns}")
+        return list(args.target)
+    if data.kind in ("cgcnn", "alignn"):
+        names = [c for c in columns if c == "target" or re.fullmatch(r"target_\d+", c)]
+        if names:
+            return names
+        raise CLIError(f"{data.path}/id_prop.csv has ids only, no target column")
+    if data.kind in ("files", "structure"):
+        raise CLIError(f"{data.path} has structures but no targets (no id_prop.csv)")
+    if data.kind == "json" and len(columns) == 1:
+        return columns
+    what = "a CSV file" if data.kind == "csv" else "this file"
+    raise CLIError(f"--target is required for {what} ({data.path}); columns: {columns}")
+
+
+def _load_training_data(args, progress, skipped):
+    """(:class:`_Data`, y, target names); rows with a missing target are skipped
+    (``--on-error skip``) or named."""
+    import numpy as np
+
+    data = _read_data(args.data, args, progress, skipped)
+    names = _target_columns(data, args)
+    values = data.frame[names].to_numpy()
+    if args.task == "regression":
+        import pandas as pd
+        numeric = data.frame[names].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(numeric).all(axis=1)
+        if not bad.all():
+            values = numeric
+        else:  # nothing numeric: _check_targets_for_task says so
+            bad = np.zeros(len(values), bool)
+    else:
+        bad = data.frame[names].isna().any(axis=1).to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        if args.on_error == "raise":
+            raise CLIError(f"{data.describe(rows[0])}: target {names} is missing or not a "
+                           f"number ({data.frame[names].iloc[rows[0]].tolist()}); "
+                           f"{len(rows)} such rows; --on-error skip drops them")
+        for i in rows:
+            skipped.add(data.describe(i), f"target {names} missing or not a number "
+                                          f"({data.frame[names].iloc[i].tolist()})")
+        keep = np.flatnonzero(~bad)
+        data, values = data.subset(keep), values[keep]
+        if len(data) == 0:
+            raise CLIError(f"{data.path}: no structure has a target")
+    y = values[:, 0] if len(names) == 1 else values
+    progress.say(f"  target {', '.join(names)}")
+    return data, y, names
 
 
 def _check_targets_for_task(y, names, task):
@@ -297,64 +519,84 @@ def _check_targets_for_task(y, names, task):
         if y.dtype.kind not in "biuf":
             raise CLIError(f"target {', '.join(names)} is not numeric (e.g. {y.ravel()[0]!r}); "
                            "for labels use --task classification")
-        return y
+        return y.astype(float)
     if y.ndim != 1:
         raise CLIError(f"--task classification needs one target column, got {len(names)}: "
                        f"{names}")
     return y
 
 
-def _prepare_graphs(est, structures, progress, data):
+_X0 = re.compile(r"\bX\[0\]\s*")
+
+
+def _screen(est, data, progress, skipped, on_error, training=False):
     """Validate structures and build their graphs (and extras) into the cache.
 
     The estimator's ``fit``/``predict`` then find every graph in the
     (content-keyed) cache, so this costs nothing extra and shows where the
-    time goes. Large inputs go through ``est.prepare`` in chunks to report
-    a rate.
+    time goes. A structure the estimator refuses (invalid, no neighbour,
+    too large...) is named by its file and raised, or skipped with
+    ``--on-error skip``. Returns the :class:`_Data` that remains and the
+    positions kept.
     """
     if not callable(getattr(est, "prepare", None)):
-        return  # not a graph estimator (--model package.module:Class)
-    n = len(structures)
+        # not a graph estimator (--model package.module:Class)
+        return data, list(range(len(data)))
+    n = len(data)
+    structures = data.structures
     desc = (f"radius {getattr(est, 'radius', '?')} Å, max_neighbors "
             f"{getattr(est, 'max_neighbors', '?')}")
     t0 = time.perf_counter()
     progress.say(f"checking {n} structures and building their graphs ({desc}, "
                  f"n_jobs={getattr(est, 'n_jobs', None)})...")
     step = n if n <= 2000 else max(1000, -(-n // 10))
+    keep = []
     for start in range(0, n, step):
         stop = min(start + step, n)
         try:
-            est.prepare(structures[start:stop])
-        except (ValueError, TypeError) as exc:
-            if step == n:
-                raise
-            # prepare numbers the chunk from 0; say where the chunk starts
-            raise CLIError(f"structures {start}-{stop - 1} of {data} (positions in "
-                            f"the message count from {start}): {_first_line(exc)}") from exc
+            _prepare(est, structures[start:stop], training)
+            keep.extend(range(start, stop))
+        except (ValueError, TypeError):
+            # one by one, to name (or skip) each structure that fails
+            for i in range(start, stop):
+                try:
+                    _prepare(est, structures[i:i + 1], training)
+                except (ValueError, TypeError) as exc:
+                    reason = _X0.sub("", _first_line(exc))
+                    if on_error == "raise":
+                        raise CLIError(f"{data.describe(i)}: {reason} (--on-error skip "
+                                       "drops such structures)") from exc
+                    skipped.add(data.describe(i), reason)
+                    continue
+                keep.append(i)
         if step < n:
             dt = time.perf_counter() - t0
             progress.say(f"  {stop}/{n} graphs, {stop / max(dt, 1e-9):.0f} structures/s")
     progress.say(f"  done in {_fmt_seconds(time.perf_counter() - t0)}")
+    if not keep:
+        raise CLIError(f"no structure of {data.path} could be used")
+    return (data, keep) if len(keep) == n else (data.subset(keep), keep)
 
 
-def _read_prediction_data(path, args, progress):
-    """(ids, structures, frame of the data's value columns) for predict.
+def _prepare(est, structures, training):
+    import inspect
+    if training and "training" in inspect.signature(est.prepare).parameters:
+        return est.prepare(structures, training=True)
+    return est.prepare(structures)
 
-    Targets are optional: anything :func:`skcrystal.datasets.load_structures`
-    reads.
-    """
-    from skcrystal.datasets import load_structures
 
-    path = Path(path)
-    if not path.exists():
-        raise CLIError(f"data not found: {path}")
-    with progress.stage(f"loading {path}"):
-        frame = load_structures(path, cif_column=args.cif_column, id_column=args.id_column,
-                                as_frame=True, **_n_jobs_kw(args))
-    progress.say(f"  {len(frame)} structures")
-    if len(frame) == 0:
-        raise CLIError(f"{path} holds no structures")
-    return frame["id"].tolist(), list(frame["structure"]), frame
+def _screen_with_targets(est, data, y, args, progress, skipped):
+    """:func:`_screen` for training data, the targets kept aligned; class labels
+    (continuous or missing ones) are checked before the graphs are built."""
+    if args.task == "classification":
+        from skcrystal._validation import check_targets
+        try:
+            check_targets(y, classification=True)
+        except ValueError as exc:
+            raise CLIError(f"--task classification, target of {data.path}: "
+                           f"{_first_line(exc)}") from None
+    data, keep = _screen(est, data, progress, skipped, args.on_error, training=True)
+    return data, y[keep]
 
 
 # ---------------------------------------------------------------- model files
@@ -462,88 +704,191 @@ def _score_line(task, y_true, y_pred):
     return "MAE", float(mean_absolute_error(np.asarray(y_true, dtype=float), y_pred))
 
 
-def _make_estimator(args):
+def _folder_atom_init(args, est_cls, params):
+    """DATA/atom_init.json (a reference CGCNN folder's atom features), when the
+    model takes ``atom_features`` and none was given."""
+    data = Path(getattr(args, "data", "") or "")
+    table = data / "atom_init.json"
+    if not data.is_dir() or not table.is_file() or "module__atom_features" in params:
+        return None
+    try:
+        module = params.get("module", est_cls().module)
+    except Exception:  # an estimator that cannot be built bare
+        return None
+    names = _init_arg_names(module)
+    if names is None or "atom_features" not in names:
+        return None
+    return table
+
+
+def _make_estimator(args, progress=None):
+    """(estimator, params): every parameter checked before any data is read."""
     est_cls = get_estimator_class(args.model, args.task)
     params = _estimator_params(args, est_cls)
+    device = getattr(args, "device", None)
+    if device is not None and "device" in params and params["device"] != device:
+        raise CLIError(f"--device {device} conflicts with --param device={params['device']!r}")
+    if "device" in _estimator_param_names(est_cls):
+        params["device"] = resolve_device(device or params.get("device") or "auto")
+    table = _folder_atom_init(args, est_cls, params)
+    if table is not None:
+        from skcrystal.atom_features import load_atom_init
+        try:
+            params["module__atom_features"] = load_atom_init(table)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"{table}: {_first_line(exc)}") from None
+        if progress is not None:
+            progress.say(f"atom features: {table} (the folder's table; "
+                         "--param module__atom_features=cgcnn uses the built-in one)")
     try:
-        return est_cls(**params), params
+        est = est_cls(**params)
+        if hasattr(est, "_check_params"):
+            est._check_params()
     except (TypeError, ValueError) as exc:
+        hint = ""
+        if "'max_epochs'" in str(exc):
+            hint = " (--epochs N takes a positive number of epochs)"
         raise CLIError(f"invalid parameters for {est_cls.__name__}: "
-                       f"{_first_line(exc)}") from exc
+                       f"{_first_line(exc)}{hint}") from exc
+    if table is not None:
+        params["module__atom_features"] = f"atom_init.json of {args.data}"
+    return est, params
 
 
-def cmd_fit(args, progress):
+def _estimator_param_names(est_cls):
+    try:
+        return set(est_cls().get_params(deep=False))
+    except Exception:
+        return set()
+
+
+_XI = re.compile(r"\bX\[(\d+)\]")
+
+
+@contextlib.contextmanager
+def _files_in_errors(describe, positions=None):
+    """Errors of the estimator name ``X[i]``: name the file instead."""
+    try:
+        yield
+    except ValueError as exc:
+        def name(m):
+            i = int(m.group(1))
+            try:
+                return describe(positions[i] if positions is not None else i)
+            except IndexError:
+                return m.group(0)
+        text = _XI.sub(name, str(exc))
+        if text == str(exc):
+            raise
+        raise CLIError(text) from exc
+
+
+def _check_fracs(args):
+    for flag, value in (("--val-frac", args.val_frac), ("--test-frac", args.test_frac)):
+        if value is not None and not 0 < value < 1:
+            raise CLIError(f"{flag} must be between 0 and 1 (exclusive), got {value}")
+    if (args.val_frac or 0) + (args.test_frac or 0) >= 1:
+        raise CLIError("--val-frac and --test-frac together leave no training data")
+    if args.patience is not None:
+        if args.val_frac is None:
+            raise CLIError("--patience needs a validation split: add --val-frac")
+        if args.patience < 1:
+            raise CLIError(f"--patience must be at least 1, got {args.patience}")
+
+
+def _checkpoint_dir(args):
+    return Path(args.checkpoint_dir) if args.checkpoint_dir else Path(str(args.out) + ".ckpt")
+
+
+def _training_callbacks(est, args, ckdir):
+    """Checkpoints (last epoch for --resume; best validation epoch with --val-frac)
+    and early stopping, added to the estimator's callbacks."""
+    if not hasattr(est, "resume"):
+        if args.val_frac or args.resume:
+            raise CLIError(f"--val-frac/--resume need a skcrystal estimator, not "
+                           f"{type(est).__name__}")
+        return
+    from skorch.callbacks import EarlyStopping
+    from skorch.dataset import ValidSplit
+
+    from skcrystal.estimators.callbacks import Checkpoint
+
+    callbacks = list(est.callbacks or [])
+    callbacks.append(("checkpoint_last", Checkpoint(monitor=None, dirname=str(ckdir / "last"),
+                                                     f_criterion=None, event_name=None)))
+    if args.val_frac:
+        seed = 0 if args.seed is None else args.seed
+        est.set_params(train_split=ValidSplit(args.val_frac, stratified=args.task ==
+                                              "classification", random_state=seed))
+        callbacks.append(("checkpoint_best", Checkpoint(
+            monitor="valid_loss_best", dirname=str(ckdir / "best"), f_optimizer=None,
+            f_criterion=None, f_history=None, load_best=True)))
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=args.patience or 20)))
+    est.set_params(callbacks=callbacks)
+
+
+def _split_test(data, y, args):
+    """(train positions, test positions) for --test-frac (stratified for labels)."""
     import numpy as np
+    from sklearn.model_selection import train_test_split
 
-    import skcrystal
-
-    _check_out(args.out)
-    est, params = _make_estimator(args)
-    structures, y, names = _load_training_data(args, progress)
-    y = _check_targets_for_task(y, names, args.task)
-    _prepare_graphs(est, structures, progress, args.data)
-    t0 = time.perf_counter()
-    progress.say(f"training {type(est).__name__} on {len(structures)} structures"
-                 f" ({getattr(est, 'max_epochs', '?')} epochs)...")
-    with _stdout_to_stderr():
-        est.fit(structures, y)
-    fit_time = time.perf_counter() - t0
-    progress.say(f"  done in {_fmt_seconds(fit_time)}")
-    metric, value = _score_line(args.task, y, est.predict(structures))
-    if args.task == "classification":
-        values, counts = np.unique(y, return_counts=True)
-        baseline = float(counts.max() / counts.sum())
-        base_name = "majority"
-    else:
-        yf = np.asarray(y, dtype=float)
-        baseline = float(np.mean(np.abs(yf - yf.mean(axis=0))))
-        base_name = "mean predictor"
-    metadata = {
-        "model": args.model, "task": args.task, "estimator": type(est).__name__,
-        "target": names[0] if len(names) == 1 else names, "targets": names,
-        "data": str(Path(args.data).resolve()), "n_train": len(structures),
-        "params": {k: (v if isinstance(v, (int, float, str, bool, list, tuple,
-                                           dict, type(None))) else repr(v))
-                   for k, v in params.items()},
-        "skcrystal_version": skcrystal.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "train_" + metric.lower(): value, "fit_seconds": round(fit_time, 2),
-    }
-    _save_model(est, args.out, metadata)
-    print(f"{args.model} {args.task} on {len(structures)} structures "
-          f"(target {', '.join(names)}): train {metric} {value:.4g} "
-          f"({base_name} {baseline:.4g}), {_fmt_seconds(fit_time)}; saved {args.out}",
-          flush=True)
-    return 0
+    idx = np.arange(len(data))
+    if not args.test_frac:
+        return idx, idx[:0]
+    seed = 0 if args.seed is None else args.seed
+    try:
+        return train_test_split(idx, test_size=args.test_frac, random_state=seed,
+                                stratify=y if args.task == "classification" else None)
+    except ValueError as exc:
+        raise CLIError(f"--test-frac {args.test_frac}: {_first_line(exc)}") from None
 
 
-def cmd_predict(args, progress):
+def _run_record(args, params, data, n_train, n_test):
+    """What must match for --resume to continue the same run."""
+    return {"data": str(Path(args.data).resolve()), "model": args.model, "task": args.task,
+            "targets": list(args.target or []), "n_structures": len(data),
+            "n_train": n_train, "n_test": n_test, "val_frac": args.val_frac,
+            "test_frac": args.test_frac, "seed": args.seed,
+            "params": {k: repr(v) for k, v in sorted(params.items())
+                       if k not in _RESUME_FREE}}
+
+
+# parameters that may change between a fit and its --resume
+_RESUME_FREE = ("verbose", "n_jobs", "device")
+
+
+def _check_resume(ckdir, record, partial=False):
+    import json
+    last = ckdir / "last"
+    if not (last / "params.pt").is_file() or not (last / "state.json").is_file():
+        raise CLIError(f"--resume: no checkpoint in {last} (fit writes one after every "
+                       "epoch; give --checkpoint-dir if it was elsewhere)")
+    try:
+        saved = json.loads((ckdir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise CLIError(f"--resume: {ckdir / 'run.json'} is missing or unreadable") from None
+    flat = lambda r: {**{k: v for k, v in r.items() if k != "params"},
+                      **{f"parameter {k}": v for k, v in r.get("params", {}).items()}}
+    then, now = flat(saved), flat(record)
+    if partial:
+        then = {k: v for k, v in then.items() if k in now or k.startswith("parameter ")}
+    diff = [k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+    if diff:
+        k = diff[0]
+        raise CLIError(f"--resume: this run differs from the checkpointed one in {k} "
+                       f"({then.get(k, 'unset')} then, {now.get(k, 'unset')} now); resume "
+                       "with the same data and options, or start anew without --resume")
+
+
+def _predictions_frame(ids, names, truth, pred, est=None, proba=None):
     import numpy as np
     import pandas as pd
 
-    _check_out(args.out)
-    est, meta = load_model(args.model_file)
-    progress.say(f"model: {type(est).__name__}"
-                 + (f" ({meta.get('model')}, target {meta.get('target')}, "
-                    f"trained on {meta.get('n_train')} structures)" if meta else ""))
-    if args.n_jobs is not None and hasattr(est, "n_jobs"):
-        est.n_jobs = args.n_jobs
-    ids, structures, frame = _read_prediction_data(args.data, args, progress)
-    if meta.get("reference_checkpoint"):
-        # the reference predict.py names a structure by its CIF file without .cif
-        ids = [i[:-4] if isinstance(i, str) and i.endswith(".cif") else i for i in ids]
-    # the true targets, when the data has them (reference predict.py does this)
-    names = meta.get("targets") or []
-    truth = _truth_columns(frame, names, args, len(ids))
-    _prepare_graphs(est, structures, progress, args.data)
-    is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
-    with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr():
-        pred = np.asarray(est.predict(structures))
-        proba = est.predict_proba(structures) if is_clf and hasattr(est, "predict_proba") \
-            else None
     out = pd.DataFrame({"id": ids})
     for name, values in truth.items():
         out[name] = values
+    pred = np.asarray(pred)
     if pred.ndim == 1:
         out["prediction"] = pred
     else:
@@ -553,6 +898,162 @@ def cmd_predict(args, progress):
     if proba is not None:
         for k, cls in enumerate(est.classes_):
             out[f"proba_{cls}"] = proba[:, k]
+    return out
+
+
+def _strip_cif(ids):
+    """Ids as the reference predict.py writes them: file names without .cif."""
+    out = []
+    for i in ids:
+        if isinstance(i, str):
+            low = i.lower()
+            for ext in (".cif.gz", ".cif"):
+                if low.endswith(ext):
+                    i = i[:-len(ext)]
+                    break
+        out.append(i)
+    return out
+
+
+def cmd_fit(args, progress):
+    import json
+
+    import numpy as np
+
+    import skcrystal
+
+    _check_out(args.out)
+    _check_fracs(args)
+    est, params = _make_estimator(args, progress)
+    ckdir = _checkpoint_dir(args)
+    if args.resume:  # the options, before the data is read
+        _check_resume(ckdir, {"params": _run_record(args, params, [], 0, 0)["params"]},
+                      partial=True)
+    skipped = _Skipped()
+    data, y, names = _load_training_data(args, progress, skipped)
+    y = _check_targets_for_task(y, names, args.task)
+    data, y = _screen_with_targets(est, data, y, args, progress, skipped)
+    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    train, test = _split_test(data, y, args)
+    X_train = [data.structures[i] for i in train]
+    y_train = y[train]
+    _training_callbacks(est, args, ckdir)
+    record = _run_record(args, params, data, len(train), len(test))
+    if args.resume:
+        _check_resume(ckdir, record)
+    elif hasattr(est, "resume"):
+        ckdir.mkdir(parents=True, exist_ok=True)
+        (ckdir / "run.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    t0 = time.perf_counter()
+    split = f", {args.val_frac:g} of them for validation" if args.val_frac else ""
+    where = f"; checkpoints in {ckdir}" if hasattr(est, "resume") else ""
+    progress.say(f"{'resuming' if args.resume else 'training'} {type(est).__name__} on "
+                 f"{len(train)} structures{split} ({getattr(est, 'max_epochs', '?')} "
+                 f"epochs{where})...")
+    with _stdout_to_stderr(), _files_in_errors(data.describe, train):
+        if args.resume:
+            from skcrystal.estimators.callbacks import Checkpoint
+            est.resume(X_train, y_train, Checkpoint(monitor=None, dirname=str(ckdir / "last"),
+                                                    f_criterion=None, event_name=None))
+        else:
+            est.fit(X_train, y_train)
+    fit_time = time.perf_counter() - t0
+    progress.say(f"  done in {_fmt_seconds(fit_time)}")
+    epochs = len(getattr(est, "history", []) or [])
+    best = None
+    if args.val_frac:
+        if (ckdir / "best" / "params.pt").is_file():  # also when a resume had nothing left
+            est.load_params(f_params=str(ckdir / "best" / "params.pt"))
+        losses = [row.get("valid_loss") for row in est.history]
+        best = int(np.nanargmin(np.array(losses, dtype=float))) + 1
+        progress.say(f"  {epochs} epochs; best validation loss {min(losses):.4g} at epoch "
+                     f"{best} (kept{', early stop' if epochs < est.max_epochs else ''})")
+    metric, value = _score_line(args.task, y_train, est.predict(X_train))
+    baseline, base_name = _baseline(args.task, y_train, y_train)
+    test_part = ""
+    extra = {}
+    if len(test):
+        X_test = [data.structures[i] for i in test]
+        with _stdout_to_stderr():
+            pred = est.predict(X_test)
+            is_clf = args.task == "classification" and hasattr(est, "predict_proba")
+            proba = est.predict_proba(X_test) if is_clf else None
+        _, test_value = _score_line(args.task, y[test], pred)
+        test_base, _ = _baseline(args.task, y_train, y[test])
+        truth = {n: (y[test] if y.ndim == 1 else y[test][:, k]) for k, n in enumerate(names)}
+        frame = _predictions_frame(_strip_cif([data.ids[i] for i in test]), names, truth,
+                                   pred, est, proba)
+        test_out = Path(args.test_out) if args.test_out else \
+            Path(args.out).with_name(Path(args.out).stem + "_test_predictions.csv")
+        frame.to_csv(test_out, index=False)
+        progress.say(f"wrote {len(frame)} held-out predictions to {test_out}")
+        test_part = f"; test {metric} {test_value:.4g} ({base_name} {test_base:.4g})"
+        extra = {"test_" + metric.lower(): test_value, "n_test": int(len(test)),
+                 "test_predictions": str(test_out)}
+    metadata = {
+        "model": args.model, "task": args.task, "estimator": type(est).__name__,
+        "target": names[0] if len(names) == 1 else names, "targets": names,
+        "data": str(Path(args.data).resolve()), "n_train": int(len(train)),
+        "params": {k: (v if isinstance(v, (int, float, str, bool, list, tuple,
+                                           dict, type(None))) else repr(v))
+                   for k, v in params.items()},
+        "skcrystal_version": skcrystal.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "train_" + metric.lower(): value, "fit_seconds": round(fit_time, 2),
+        "epochs": epochs, "best_epoch": best, "val_frac": args.val_frac,
+        "skipped": len(skipped.items), **extra,
+    }
+    _save_model(est, args.out, metadata)
+    print(f"{args.model} {args.task} on {len(train)} structures "
+          f"(target {', '.join(names)}): train {metric} {value:.4g} "
+          f"({base_name} {baseline:.4g}){test_part}, {_fmt_seconds(fit_time)}; "
+          f"saved {args.out}", flush=True)
+    return 0
+
+
+def _baseline(task, y_train, y_eval):
+    """(score of the trivial predictor fitted on y_train, on y_eval; its name)."""
+    import numpy as np
+    if task == "classification":
+        values, counts = np.unique(y_train, return_counts=True)
+        return float(np.mean(np.asarray(y_eval) == values[counts.argmax()])), "majority"
+    yt, ye = np.asarray(y_train, dtype=float), np.asarray(y_eval, dtype=float)
+    return float(np.mean(np.abs(ye - yt.mean(axis=0)))), "mean predictor"
+
+
+def cmd_predict(args, progress):
+    import numpy as np
+
+    _check_out(args.out)
+    device = resolve_device(args.device) if args.device else None
+    est, meta = load_model(args.model_file)
+    progress.say(f"model: {type(est).__name__}"
+                 + (f" ({meta.get('model')}, target {meta.get('target')}, "
+                    f"trained on {meta.get('n_train')} structures)" if meta else ""))
+    if args.n_jobs is not None and hasattr(est, "n_jobs"):
+        est.n_jobs = args.n_jobs
+    if hasattr(est, "device"):
+        device = device or resolve_device("auto")
+        est.device = device
+        if getattr(est, "module_", None) is not None:
+            est.module_.to(device)
+    skipped = _Skipped()
+    data = _read_data(args.data, args, progress, skipped)
+    data, _ = _screen(est, data, progress, skipped, args.on_error)
+    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    # the reference predict.py names a structure by its CIF file without .cif
+    ids = _strip_cif(data.ids)
+    # the true targets, when the data has them (reference predict.py does this)
+    names = meta.get("targets") or []
+    truth = _truth_columns(data.frame, names, args, len(ids))
+    is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
+    structures = data.structures
+    with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr(), \
+            _files_in_errors(data.describe):
+        pred = np.asarray(est.predict(structures))
+        proba = est.predict_proba(structures) if is_clf and hasattr(est, "predict_proba") \
+            else None
+    out = _predictions_frame(ids, names, truth, pred, est, proba)
     if args.out in (None, "-"):
         out.to_csv(sys.stdout, index=False)
     else:
@@ -596,9 +1097,13 @@ def cmd_cv(args, progress):
 
     if args.folds < 2:
         raise CLIError(f"--folds must be at least 2, got {args.folds}")
-    est, _ = _make_estimator(args)
-    structures, y, names = _load_training_data(args, progress)
+    est, _ = _make_estimator(args, progress)
+    skipped = _Skipped()
+    data, y, names = _load_training_data(args, progress, skipped)
     y = _check_targets_for_task(y, names, args.task)
+    data, y = _screen_with_targets(est, data, y, args, progress, skipped)
+    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    structures = data.structures
     n = len(structures)
     if not 2 <= args.folds <= n:
         raise CLIError(f"--folds must be between 2 and the number of structures ({n}), "
@@ -614,7 +1119,6 @@ def cmd_cv(args, progress):
     else:
         splitter = KFold(args.folds, shuffle=True, random_state=seed)
         dummy, metric, base_name = DummyRegressor(strategy="mean"), "MAE", "mean predictor"
-    _prepare_graphs(est, structures, progress, args.data)
     X = np.empty(n, dtype=object)
     X[:] = structures
     scores, base = [], []
@@ -627,8 +1131,9 @@ def cmd_cv(args, progress):
         t0 = time.perf_counter()
         progress.say(f"fold {k + 1}/{args.folds}: training on {len(train)} structures...")
         model = clone(est)
-        with _stdout_to_stderr():
+        with _stdout_to_stderr(), _files_in_errors(data.describe, train):
             model.fit(list(X[train]), y[train])
+        with _stdout_to_stderr(), _files_in_errors(data.describe, test):
             pred = model.predict(list(X[test]))
         _, score = _score_line(args.task, y[test], pred)
         d = clone(dummy).fit(np.zeros((len(train), 1)), y[train])
@@ -703,6 +1208,27 @@ def build_parser():
                         help="parallel workers for CIF parsing and graph building "
                              "(estimator n_jobs)")
 
+    compute = _Parser(add_help=False)
+    compute.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                         help="where the network runs: auto (a CUDA GPU when usable, "
+                              "else the CPU; the default), cpu or cuda (an error, before "
+                              "any data is read, when no GPU is usable)")
+
+    reading = _Parser(add_help=False)
+    reading.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                         help="a file or row that cannot be read, or a structure the "
+                              "model refuses: raise (stop, naming it; the default) or "
+                              "skip it (listed on stderr and in --error-log)")
+    reading.add_argument("--error-log", metavar="FILE",
+                         help="where --on-error skip lists the skipped inputs and why "
+                              "(default: OUT.skipped.tsv beside --out, else "
+                              "skcrystal-skipped.tsv)")
+    reading.add_argument("--cif-column", default="cif",
+                         help="CSV data: column of CIF strings (default cif)")
+    reading.add_argument("--id-column", default=None,
+                         help="CSV data: id column (default: the first of "
+                              f"{', '.join(_ID_CANDIDATES)}, else the row number)")
+
     training = _Parser(add_help=False)
     training.add_argument("data", metavar="DATA",
                           help="folder (id_prop.csv + CIFs or POSCARs), CSV of CIF "
@@ -719,6 +1245,10 @@ def build_parser():
                           help="estimator parameter, repeatable: --param max_epochs=50 "
                                "--param module__n_conv=4 (values are Python literals, "
                                "else strings)")
+    training.add_argument("--config", metavar="FILE",
+                          help="estimator parameters from a JSON or YAML mapping "
+                               "({max_epochs: 50, module__n_conv: 4, ...}); --param "
+                               "and the shortcut options override it")
     training.add_argument("--epochs", type=int, help="shortcut for --param max_epochs=N")
     training.add_argument("--lr", type=float, help="shortcut for --param lr=X")
     training.add_argument("--batch-size", type=int, help="shortcut for --param batch_size=N")
@@ -738,13 +1268,35 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"skcrystal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("fit", parents=[training, common], help="train a model and save it",
-                       description="Train a model on DATA and save it (pickle) to --out.")
+    p = sub.add_parser("fit", parents=[training, reading, compute, common],
+                       help="train a model and save it",
+                       description="Train a model on DATA and save it (pickle) to --out. "
+                                   "A checkpoint is written after every epoch (--resume "
+                                   "continues from it).")
     p.add_argument("--out", "-o", required=True, metavar="MODEL.pkl",
                    help="where to save the fitted model")
+    p.add_argument("--val-frac", type=float, metavar="F",
+                   help="hold out this fraction of the training structures for "
+                        "validation: the epoch with the best validation loss is kept "
+                        "and training stops early (--patience)")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="with --val-frac: stop after N epochs without a better "
+                        "validation loss (default 20)")
+    p.add_argument("--test-frac", type=float, metavar="F",
+                   help="hold out this fraction of DATA before training; report the "
+                        "held-out score and write its predictions (--test-out)")
+    p.add_argument("--test-out", metavar="CSV",
+                   help="held-out predictions (default: MODEL_test_predictions.csv)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="checkpoints: DIR/last after every epoch, DIR/best with "
+                        "--val-frac (default: MODEL.pkl.ckpt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted fit from its last checkpoint (same "
+                        "data and options)")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", parents=[common], help="predict with a saved model",
+    p = sub.add_parser("predict", parents=[reading, compute, common],
+                       help="predict with a saved model",
                        description="Predict DATA with a model saved by 'skcrystal fit' and "
                                    "write a CSV: id, [true targets,] prediction(s) "
                                    "[, proba_<class>...].")
@@ -761,20 +1313,17 @@ def build_parser():
     p.add_argument("--target", action="append", metavar="COL",
                    help="true-target column to copy and score against (default: the "
                         "model's target, when present)")
-    p.add_argument("--cif-column", default="cif", help="CSV column of CIF strings (default cif)")
-    p.add_argument("--id-column", default=None,
-                   help="CSV id column (default: the first of "
-                        f"{', '.join(_ID_CANDIDATES)}, else the row number)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("cv", parents=[training, common], help="k-fold cross-validation",
+    p = sub.add_parser("cv", parents=[training, reading, compute, common],
+                       help="k-fold cross-validation",
                        description="k-fold cross-validated MAE (accuracy for classification) "
                                    "against the mean-predictor (majority) baseline on the "
                                    "same folds.")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("matbench", parents=[training, common],
+    p = sub.add_parser("matbench", parents=[training, compute, common],
                        help="matbench-protocol run, recorded and resumable",
                        description="Fit and score a model on each fixed fold of a task (a "
                                    "matbench json.gz with its fold file, or the perovskites "

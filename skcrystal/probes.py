@@ -16,13 +16,17 @@ Both return tidy pandas DataFrames; :mod:`skcrystal.plotting` draws them.
 """
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 
 import numpy as np
 from sklearn.base import clone, is_classifier
 
+from ._logging import verbose_logging
 from ._validation import descriptor_values
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["probe_learnability", "representation_importance", "classifier_counterpart",
            "PROBE_COLUMNS"]
@@ -294,7 +298,8 @@ def probe_learnability(estimator, structures, bank=None, cv=5, n_jobs=None,
                     r = rows[-1]
                     metric = (f"acc {r['accuracy']:.3f}" if is_cls
                               else f"R2 {r['r2']:.3f} MAE/MAD {r['mae_mad']:.3f}")
-                    print(f"[probe] {desc:24s} {name:12s} {metric} {r['note']}", flush=True)
+                    with verbose_logging(verbose):
+                        _log.info(f"[probe] {desc:24s} {name:12s} {metric} {r['note']}")
 
             if len(y) < n_folds:
                 note = "; ".join(filter(None, [note, f"only {len(y)} finite values"]))

@@ -235,7 +235,7 @@ def test_predict_folder_of_files_and_single_file(fitted, data, tmp_path):
     out = tmp_path / "pred.csv"
     assert main(["predict", str(fitted[0]), str(tmp_path), "-o", str(out), "-q"]) == 0
     pred = pd.read_csv(out)
-    assert pred["id"].tolist() == ["s0.cif", "s1.cif", "s2.cif"]
+    assert pred["id"].tolist() == ["s0", "s1", "s2"]  # as the reference: no .cif
     one = tmp_path / "one"
     one.mkdir()
     Structure.from_str(cifs[1], fmt="cif").to(filename=str(one / "POSCAR"), fmt="poscar")
@@ -245,29 +245,38 @@ def test_predict_folder_of_files_and_single_file(fitted, data, tmp_path):
     np.testing.assert_allclose(single["prediction"], pred["prediction"][1:2], rtol=1e-4)
 
 
-def test_prepare_graphs_in_chunks_names_global_positions():
-    """Large inputs go through est.prepare chunk by chunk; errors say where the chunk starts."""
-    from skcrystal.cli import _Progress, _prepare_graphs
+def test_screen_in_chunks_names_the_file_or_skips_it(tmp_path):
+    """Large inputs go through est.prepare chunk by chunk; a failing structure is
+    found one by one and named by its file (or skipped and reported)."""
+    from skcrystal.cli import _Data, _Progress, _screen, _Skipped
 
     class Est:
         radius, max_neighbors, n_jobs = 8.0, 12, None
 
-        def __init__(self, fail_at=None):
-            self.chunks, self.fail_at = [], fail_at
+        def __init__(self, fail_at=()):
+            self.chunks, self.fail_at = [], set(fail_at)
 
         def prepare(self, X):
-            if self.fail_at is not None and self.fail_at in X:
-                raise ValueError(f"X[{X.index(self.fail_at)}] is an empty structure")
+            bad = [k for k, x in enumerate(X) if x in self.fail_at]
+            if bad:
+                raise ValueError(f"X[{bad[0]}] (NaCl) is an empty structure")
             self.chunks.append((X[0], len(X)))
             return []
 
+    def data(n):
+        frame = pd.DataFrame({"id": [f"s{i}" for i in range(n)], "structure": list(range(n))})
+        return _Data(tmp_path, "files", frame)
+
     est = Est()
-    _prepare_graphs(est, list(range(2500)), _Progress(quiet=True), "data.csv")
-    assert est.chunks == [(0, 1000), (1000, 1000), (2000, 500)]
+    out, keep = _screen(est, data(2500), _Progress(quiet=True), _Skipped(), "raise")
+    assert est.chunks == [(0, 1000), (1000, 1000), (2000, 500)] and len(keep) == 2500
     est = Est()
-    _prepare_graphs(est, list(range(30)), _Progress(quiet=True), "data.csv")
+    _screen(est, data(30), _Progress(quiet=True), _Skipped(), "raise")
     assert est.chunks == [(0, 30)]
-    with pytest.raises(CLIError, match=r"structures 1000-1999 of data.csv .*count from "
-                                       r"1000\): X\[234\]"):
-        _prepare_graphs(Est(fail_at=1234), list(range(2500)), _Progress(quiet=True),
-                        "data.csv")
+    with pytest.raises(CLIError, match=r"s1234: \(NaCl\) is an empty structure"):
+        _screen(Est(fail_at=[1234]), data(2500), _Progress(quiet=True), _Skipped(), "raise")
+    skipped = _Skipped()
+    out, keep = _screen(Est(fail_at=[3, 1234]), data(2500), _Progress(quiet=True), skipped,
+                        "skip")
+    assert len(out) == 2498 and 3 not in keep and 1234 not in keep
+    assert [w for w, _ in skipped.items] == [str(tmp_path / "s3"), str(tmp_path / "s1234")]

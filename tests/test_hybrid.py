@@ -116,3 +116,31 @@ def test_descriptor_skip_path_starts_at_zero_and_adds_linearly():
                                d @ torch.arange(6.0).reshape(2, 3).T)
     assert ReadoutHead(4, n_descriptors=3, descriptor_skip=False).skip is None
     assert ReadoutHead(4).skip is None
+
+
+def test_regressor_starts_descriptor_skip_at_the_ridge_fit(perov):
+    from sklearn.linear_model import Ridge
+    X, y = perov[0][:40], perov[1][:40]
+    # a tiny lr: one epoch leaves the weights where initialisation put them
+    est = CGCNNRegressor(descriptors=CellDescriptors(), max_epochs=1, lr=1e-12,
+                         **TINY).fit(X, y)
+    D = est.descriptor_scaler_.transform(CellDescriptors().transform(X), ["vpa", "a"])
+    Y = est.target_scaler_.transform(y)
+    ridge = Ridge(alpha=1.0, fit_intercept=False).fit(D, Y)
+    (head,) = est.module_.readout_modules()
+    np.testing.assert_allclose(head.skip.weight.detach().numpy(),
+                               np.atleast_2d(ridge.coef_), rtol=1e-4, atol=1e-5)
+
+
+def test_descriptor_that_carries_the_answer_is_used_on_long_chains():
+    # the chain length a is out of reach of a mean-pooled GNN (test R2 about
+    # 0.26 without descriptors), and is one of the descriptors here
+    from sklearn.metrics import r2_score
+    from skcrystal.datasets.synthetic import make_carbon_chains
+    S, a = make_carbon_chains(160, n_atoms=(10, 20), random_state=0)
+    abc = np.array([s.lattice.abc for s in S])
+    df = pd.DataFrame(abc, columns=["a", "b", "c"])
+    df.insert(0, "structure", S)
+    est = CGCNNRegressor(max_epochs=15, random_state=0, module__hidden=16,
+                         module__n_conv=2).fit(df.iloc[:120], a[:120])
+    assert r2_score(a[120:], est.predict(df.iloc[120:])) > 0.95

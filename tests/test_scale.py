@@ -156,7 +156,7 @@ def test_dataloader_workers_read_the_store(store, data):
     est = CGCNNRegressor(**FAST).fit(store)
     ds = est.get_dataset(LazyStructures(GraphStore(store.path, readonly=True)))
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
-    graphs = [g for g, _, _ in loader]
+    graphs = [item[0] for item in loader]
     assert all(same_graph(g, build_graph(s)) for g, s in zip(graphs, X))
 
 

@@ -83,6 +83,7 @@ import datetime
 import gzip
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -92,6 +93,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .._logging import verbose_logging
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PUBLISHED", "MARKDOWN_HEADER", "BenchmarkTask", "RunResult", "matbench_task",
            "perovskites_task", "load_task", "run_matbench", "read_record", "markdown_row"]
@@ -830,7 +835,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
 
     def say(msg):
         if verbose:
-            print(msg, file=sys.stderr, flush=True)
+            with verbose_logging(verbose):
+                _log.info(msg)
 
     run = {"command": command if command is not None else " ".join(
                shlex.quote(a) for a in sys.argv),

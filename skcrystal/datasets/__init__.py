@@ -25,13 +25,14 @@ Formats
 - :func:`shared_data_path`: the project's shared data folder, if present.
 """
 from ._bundled import load_perovskites, shared_data_path
-from ._cif import structures_from_cif
+from ._cif import SkippedRowsWarning, structures_from_cif
 from ._files import (load, load_alignn_folder, load_cgcnn_folder, load_csv, load_mlearn,
                      load_structures)
 from ._matbench import load_matbench, load_matbench_json, matbench_folds, matbench_test_fold
 from .synthetic import make_carbon_chains
 
 __all__ = [
+    "SkippedRowsWarning",
     "load",
     "load_alignn_folder",
     "load_cgcnn_folder",

@@ -18,10 +18,28 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from functools import partial
 
 import numpy as np
 
-__all__ = ["structures_from_cif"]
+from .._parallel import map_chunks
+
+__all__ = ["structures_from_cif", "SkippedRowsWarning"]
+
+
+class SkippedRowsWarning(UserWarning):
+    """Rows dropped by a loader with ``on_error="skip"``.
+
+    Attributes
+    ----------
+    skipped : list of (int, object, str)
+        ``(row, id, reason)`` of every dropped row (``id`` is None when
+        the source has no ids).
+    """
+
+    def __init__(self, message, skipped=()):
+        super().__init__(message)
+        self.skipped = list(skipped)
 
 # pymatgen's defaults (CifParser site_tolerance / frac_tolerance; the
 # minimal lattice thickness below which it refuses a structure).
@@ -224,9 +242,9 @@ def _parse_one(text, parser):
     return _pymatgen_parse(text)
 
 
-def _parse_chunk(texts, parser):
-    """Parse a list of CIFs; returns (structures, errors) with None holes."""
-    out, errors = [], []
+def _parse_pairs(texts, parser):
+    """Parse a list of CIFs; returns a (structure or None, error or None) per CIF."""
+    out = []
     with warnings.catch_warnings():
         # pymatgen warns per file (coordinates rounded to 1/3, stoichiometry
         # checks, deprecations); over thousands of rows that floods the
@@ -235,12 +253,10 @@ def _parse_chunk(texts, parser):
         warnings.simplefilter("ignore")
         for text in texts:
             try:
-                out.append(_parse_one(text, parser))
-                errors.append(None)
+                out.append((_parse_one(text, parser), None))
             except Exception as exc:  # any parser failure is reported per row
-                out.append(None)
-                errors.append(f"{type(exc).__name__}: {exc}")
-    return out, errors
+                out.append((None, f"{type(exc).__name__}: {exc}"))
+    return out
 
 
 def _parse_many(texts, n_jobs=None, parser="auto"):
@@ -268,24 +284,9 @@ def _parse_many(texts, n_jobs=None, parser="auto"):
                     slow.append(i)
     if not slow:
         return structures, errors
-    slow_texts = [texts[i] for i in slow]
-    n_workers = 1
-    if n_jobs not in (None, 1) and len(slow) >= 64:
-        from joblib import effective_n_jobs
-        n_workers = effective_n_jobs(n_jobs)
-    if n_workers == 1:
-        results = [_parse_chunk(slow_texts, "pymatgen")]
-    else:
-        from joblib import Parallel, delayed
-        # a few chunks per worker: low scheduling overhead, still balanced
-        n_chunks = min(len(slow), 4 * n_workers)
-        bounds = np.linspace(0, len(slow), n_chunks + 1).astype(int)
-        results = Parallel(n_jobs=n_jobs)(
-            delayed(_parse_chunk)(slow_texts[a:b], "pymatgen")
-            for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
-    out_s = [x for s, _ in results for x in s]
-    out_e = [x for _, e in results for x in e]
-    for i, st, err in zip(slow, out_s, out_e):
+    parsed = map_chunks(partial(_parse_pairs, parser="pymatgen"),
+                        [texts[i] for i in slow], n_jobs, min_items=64)
+    for i, (st, err) in zip(slow, parsed):
         structures[i], errors[i] = st, err
     return structures, errors
 
@@ -312,10 +313,11 @@ def _resolve_errors(structures, errors, on_error, ids=None, where=""):
     keep = np.array([i for i, e in enumerate(errors) if e is None], dtype=int)
     if bad:
         listed = ", ".join(_describe_row(i, ids, "") for i in bad[:20])
-        warnings.warn(
+        warnings.warn(SkippedRowsWarning(
             f"skipped {len(bad)} of {len(errors)} rows{where} whose CIF could "
             f"not be parsed: {listed}{' ...' if len(bad) > 20 else ''}",
-            UserWarning, stacklevel=3)
+            [(i, None if ids is None else ids[i], errors[i]) for i in bad]),
+            stacklevel=3)
     return [structures[i] for i in keep], keep
 
 

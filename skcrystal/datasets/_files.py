@@ -142,7 +142,13 @@ def _read_id_prop(folder, targets=True):
         raise FileNotFoundError(f"{id_prop} not found (expected id_prop.csv in {folder})")
     # no header; the first column is an identifier and must stay text
     # ("0012" or "1000041" are ids, not numbers)
-    table = pd.read_csv(id_prop, header=None, dtype={0: str})
+    try:
+        table = pd.read_csv(id_prop, header=None, dtype={0: str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{id_prop} is empty") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{id_prop} is not a CSV of id,target rows: {exc}") from None
+    table = _drop_header_row(table, id_prop)
     ids = table[0].str.strip().tolist()
     if table.shape[1] < 2:
         if targets:
@@ -153,6 +159,33 @@ def _read_id_prop(folder, targets=True):
         return id_prop, ids, None
     y = table.iloc[:, 1:].to_numpy(dtype=float)
     return id_prop, ids, (y[:, 0] if y.shape[1] == 1 else y)
+
+
+def _drop_header_row(table, id_prop):
+    """id_prop.csv has no header in the reference codes; one is read and dropped.
+
+    A first row whose target cells are text while every other row's are
+    numbers is a header (``id,target``); a non-numeric target elsewhere is
+    an error naming its row.
+    """
+    import pandas as pd
+
+    if table.shape[1] < 2 or len(table) == 0:
+        return table
+    values = table.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
+    text = values.isna() & table.iloc[:, 1:].notna()
+    bad_rows = text.any(axis=1).to_numpy()
+    if bad_rows[0] and not bad_rows[1:].any():
+        import warnings
+        warnings.warn(f"{id_prop}: the first row {table.iloc[0].tolist()} is read as a "
+                      "header (the reference format has none)", UserWarning, stacklevel=4)
+        return table.iloc[1:].reset_index(drop=True)
+    if bad_rows.any():
+        i = int(np.flatnonzero(bad_rows)[0])
+        raise ValueError(
+            f"{id_prop} row {i} ({table.iloc[i].tolist()}) has a non-numeric target; "
+            "id_prop.csv holds id,target[,target...] rows with numeric targets")
+    return table
 
 
 def _target_names(y):
@@ -215,7 +248,9 @@ def _read_folder(folder, kind, n_jobs=None, on_error="raise", targets=True):
             raise FileNotFoundError(
                 f"{file} not found (row {i} of {id_prop} names id {ident!r})")
         files.append(file)
-    structures, keep = _parse_files(files, ids, f" of {id_prop}", n_jobs, on_error)
+    # errors and skip reports name the file
+    structures, keep = _parse_files(files, [f.name for f in files], f" of {id_prop}",
+                                    n_jobs, on_error)
     return [ids[i] for i in keep], structures, (None if y is None else y[keep])
 
 
@@ -372,7 +407,10 @@ def load_mlearn(path, per_atom=True, as_frame=False):
 
 def _folder_kind(folder):
     """'cgcnn' or 'alignn', from where id_prop.csv's first column points."""
-    id_prop, ids, _ = _read_id_prop(folder, targets=False)
+    import warnings
+    with warnings.catch_warnings():  # a header row is reported once, by the reader
+        warnings.simplefilter("ignore")
+        id_prop, ids, _ = _read_id_prop(folder, targets=False)
     if ids and all((folder / f"{i}.cif").exists() for i in ids[:5]):
         return "cgcnn"
     if ids and all((folder / i).exists() for i in ids[:5]):

@@ -14,6 +14,8 @@ import numbers
 
 import numpy as np
 
+from .._validation import MIN_INTERATOMIC_DISTANCE
+
 __all__ = ["make_carbon_chains", "VACUUM"]
 
 #: Lattice lengths b and c perpendicular to the chain, Å.
@@ -32,6 +34,20 @@ def _check_range(n_atoms):
     raise ValueError(
         "n_atoms must be a pair of integers (low, high) with 2 <= low < high, "
         f"the half-open range of atoms per chain, e.g. (2, 9); got {n_atoms!r}")
+
+
+def _closest_distance(pos, a):
+    """Smallest distance between two atoms of a chain with period ``a`` along x, Å."""
+    diff = pos[:, None, :] - pos[None, :, :]
+    best = np.inf
+    for k in (-1.0, 0.0, 1.0):
+        shifted = diff.copy()
+        shifted[..., 0] += k * a
+        d = np.linalg.norm(shifted, axis=-1)
+        if k == 0.0:
+            d[np.diag_indices(len(pos))] = np.inf
+        best = min(best, float(d.min()))
+    return best
 
 
 def _chain_positions(n, rng):
@@ -79,7 +95,10 @@ def make_carbon_chains(n_samples, n_atoms=(2, 9), double=False, random_state=Non
     built (a rigid lateral copy of the strand) is this module's choice.
     Positions are the pseudocode's Cartesian coordinates unchanged (not
     wrapped into the cell): the first atom lies in [0, 3) Å, the last at
-    x = a, i.e. on the periodic image of x = 0.
+    x = a, i.e. on the periodic image of x = 0. A draw in which two atoms
+    (periodic images included) come closer than 0.5 Å (the library's overlap bound) is
+    drawn again: the pseudocode allows it, but it is not a physical chain
+    and the library's structure checks reject it.
     """
     from pymatgen.core import Lattice, Structure
 
@@ -104,8 +123,14 @@ def make_carbon_chains(n_samples, n_atoms=(2, 9), double=False, random_state=Non
     structures, lengths = [], np.empty(n_samples)
     for i, is_double in enumerate(kinds):
         n = int(rng.integers(lo, hi))
-        pos = _chain_positions(n, rng)
-        a = pos[-1, 0]
+        # the pseudocode's random steps can put two atoms (or an atom and an
+        # image) on top of each other; such a draw is not a physical chain
+        # and is drawn again
+        while True:
+            pos = _chain_positions(n, rng)
+            a = pos[-1, 0]
+            if _closest_distance(pos, a) >= MIN_INTERATOMIC_DISTANCE:
+                break
         if is_double:
             extent = pos[:, 1].max() - pos[:, 1].min()
             shift = extent + 0.5 * _STEP * (1 + rng.random())

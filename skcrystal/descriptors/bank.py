@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import structure_key
-from .._validation import check_structures
+from .._parallel import map_chunks
+from .._validation import check_structures, structure_key
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS
 from ._voronoi import DEFAULT_CUTOFF
@@ -53,6 +53,10 @@ def _compute_one(structure, groups, cutoff):
         except Exception as exc:  # noqa: BLE001 - reported per on_error
             out[g] = exc
     return out
+
+
+def _compute_many(tasks):
+    return [_compute_one(*t) for t in tasks]
 
 
 class DescriptorBank(TransformerMixin, BaseEstimator):
@@ -317,12 +321,7 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
         return out
 
     def _run(self, tasks):
-        if not tasks:
-            return []
-        if self.n_jobs in (None, 1) or len(tasks) < 2:
-            return [_compute_one(*t) for t in tasks]
-        from joblib import Parallel, delayed
-        return Parallel(n_jobs=self.n_jobs)(delayed(_compute_one)(*t) for t in tasks)
+        return map_chunks(_compute_many, tasks, self.n_jobs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -5,14 +5,15 @@ each model's estimator file registers itself, and this package exports
 every registered regressor and classifier.
 """
 from . import registry
-from .base import CrystalClassifierBase, CrystalGraphNet, CrystalRegressorBase, GraphDataset
-from .callbacks import RecomputeBatchNorm
+from .base import (CrystalClassifierBase, CrystalGraphNet, CrystalRegressorBase, GraphDataset,
+                   NonFiniteError)
+from .callbacks import Checkpoint, EpochProgressBar, RecomputeBatchNorm
 from .registry import ModelSpec, register
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
            "GraphDataset", "ModelSpec", "register", "RecomputeBatchNorm", "TargetScaler",
-           "LabelEncoder", "DescriptorScaler"]
+           "LabelEncoder", "DescriptorScaler", "NonFiniteError", "Checkpoint", "EpochProgressBar"]
 
 for _spec in registry.specs():
     for _cls in (_spec.regressor, _spec.classifier):

@@ -137,8 +137,13 @@ def _unlink(path, owner):
             pass
 
 
-def _descriptor_rows(net, lazy, fit):
-    """Streaming pass: (row file or None); fits ``descriptor_scaler_`` when ``fit``."""
+def _descriptor_rows(net, lazy, fit, y=None):
+    """Streaming pass: (row file or None); fits ``descriptor_scaler_`` when ``fit``.
+
+    With ``y`` (a regressor's fit), also sets the descriptor skip path's
+    ridge start from sums gathered in the same pass (as the in-memory
+    path's ridge fit of the scaled targets on the scaled descriptors).
+    """
     if fit:
         net.n_descriptors_ = 0
         net.descriptor_scaler_ = None
@@ -150,6 +155,8 @@ def _descriptor_rows(net, lazy, fit):
         net.descriptors_ = clone(net.descriptors)
     n = len(lazy)
     rows = count = mean = m2 = names = None
+    Y = None if y is None else net.target_scaler_.transform(y).astype(np.float64)
+    gram = cross = None
     for start in range(0, n, DESCRIPTOR_CHUNK):
         chunk = [lazy.structure(i) for i in range(start, min(n, start + DESCRIPTOR_CHUNK))]
         values, names = descriptor_values(net.descriptors_, chunk, fit and start == 0)
@@ -171,6 +178,12 @@ def _descriptor_rows(net, lazy, fit):
             mean = mean + delta * k / total
             m2 = m2 + c_m2 + delta ** 2 * count * k / total
             count = total
+            if Y is not None:
+                if gram is None:
+                    gram = np.zeros((values.shape[1],) * 2)
+                    cross = np.zeros((values.shape[1], Y.shape[1]))
+                gram += values.T @ values
+                cross += values.T @ Y[start:start + k]
         else:
             net.descriptor_scaler_._check(values, names, fitting=False)
         rows.write(start, values)
@@ -181,12 +194,22 @@ def _descriptor_rows(net, lazy, fit):
         scaler.mean_, scaler.scale_ = mean, np.where(std > 0, std, 1.0)
         net.descriptor_scaler_ = scaler
         net.n_descriptors_ = rows.shape[1]
+        if Y is not None:
+            net._skip_start = _ridge_from_sums(gram, cross, count, mean, scaler.scale_,
+                                               Y.sum(axis=0))
     return rows
+
+
+def _ridge_from_sums(gram, cross, n, mean, scale, y_sum):
+    """Ridge (alpha 1) of scaled targets on standardized descriptors, from raw sums."""
+    G = (gram - n * np.outer(mean, mean)) / np.outer(scale, scale)
+    c = (cross - np.outer(mean, y_sum)) / scale[:, None]
+    return np.linalg.solve(G + np.eye(len(G)), c).T.astype(np.float32)
 
 
 # ---------------------------------------------------------------- dataset
 class LazyGraphDataset(torch.utils.data.Dataset):
-    """Items (graph, descriptor row, target) of a lazy input, read on demand.
+    """Items (graph, descriptor row, target, position) of a lazy input, read on demand.
 
     Parameters
     ----------
@@ -244,7 +267,7 @@ class LazyGraphDataset(torch.utils.data.Dataset):
         if self.rows is not None:
             d = ((self.rows[i] - self.scaler.mean_) / self.scaler.scale_).astype(np.float32)
         t = None if self.y is None else self.y[i]
-        return self._graph(i), d, t
+        return self._graph(i), d, t, i
 
 
 # ---------------------------------------------------------------- estimator hooks
@@ -256,7 +279,8 @@ def fit_data_state(net, X, y):
     lazy = as_lazy(X)
     y = _targets(lazy, y, net)
     net._fit_targets(y)
-    rows = _descriptor_rows(net, lazy, fit=True)
+    regressor = getattr(net, "target_scaler_", None) is not None
+    rows = _descriptor_rows(net, lazy, fit=True, y=y if regressor else None)
     net._fit_memo_ = (X, lazy, rows)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import numbers
 import os
 from functools import partial
@@ -52,14 +53,29 @@ from . import _distributed, _lazy
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
-           "GraphDataset", "CosineAnnealing", "STATE_FORMAT_VERSION"]
+           "GraphDataset", "CosineAnnealing", "NonFiniteError", "STATE_FORMAT_VERSION"]
+
+logger = logging.getLogger(__name__)
 
 #: version of the ``f_state`` file written by ``save_params``
 STATE_FORMAT_VERSION = 1
 
 
+class NonFiniteError(ValueError):
+    """A NaN or infinite loss, prediction or gradient.
+
+    Raised during ``fit`` (naming the epoch, the batch and its structures:
+    their positions in ``X`` and formulas) and by ``predict``/``transform``
+    (naming the structures whose output is not finite), instead of letting
+    NaN spread silently through the weights or into the results.
+    """
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Graphs with optional descriptor rows and targets, indexable by skorch.
+
+    An item is ``(graph, descriptors, target, position)``; the position
+    (in the estimator's ``X``) lets errors name a batch's structures.
 
     Parameters
     ----------
@@ -79,14 +95,17 @@ class GraphDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         d = None if self.descriptors is None else self.descriptors[i]
         t = None if self.y is None else self.y[i]
-        return self.graphs[i], d, t
+        return self.graphs[i], d, t, i
 
 
 def collate_samples(items, extras=()):
     """DataLoader ``collate_fn``: items of :class:`GraphDataset` -> (GraphBatch, y)."""
-    graphs, descs, ys = zip(*items)
+    columns = list(zip(*items))
+    graphs, descs, ys = columns[:3]
     descriptors = None if descs[0] is None else np.stack(descs)
     batch = collate_graphs(graphs, descriptors=descriptors, extras=extras)
+    if len(columns) > 3:
+        batch.index = np.asarray(columns[3], dtype=np.int64)
     if ys[0] is None:
         return batch, None
     y = np.stack(ys)
@@ -118,6 +137,12 @@ class CosineAnnealing(Callback):
         factor = partial(_cosine_factor, total=max(int(net.max_epochs), 1),
                          warm=int(self.warmup_epochs))
         self.scheduler_ = torch.optim.lr_scheduler.LambdaLR(net.optimizer_, factor)
+        # a resumed fit (CrystalGraphNet.resume) continues the schedule
+        done = int(getattr(net, "_schedule_offset_", 0))
+        if done:
+            self.scheduler_.last_epoch = done
+            for group, base in zip(net.optimizer_.param_groups, self.scheduler_.base_lrs):
+                group["lr"] = base * factor(done)
 
     def on_epoch_end(self, net, **kwargs):
         self.scheduler_.step()
@@ -134,8 +159,56 @@ def _seeded(random_state):
         yield
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(value, name="max_memory"):
+    """Bytes from a number or a string such as ``"4GB"``, ``"512 MiB"`` (None stays None)."""
+    import re
+
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"{name} must be a positive number of bytes or a size such as "
+                         f"'4GB' or '512MiB', got {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def _fmt_bytes(n):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 def _module_class(module):
     return module if isinstance(module, type) else type(module)
+
+
+def _batch_structures(batch, graphs=None, limit=20):
+    """"X[i] (formula), ..." for the crystals ``graphs`` (default all) of a batch."""
+    from pymatgen.core import Composition, Element
+
+    z = batch.atomic_numbers.detach().cpu().numpy()
+    owner = batch.node_graph.detach().cpu().numpy()
+    index = getattr(batch, "index", None)
+    graphs = range(batch.n_graphs) if graphs is None else list(graphs)
+    names = []
+    for g in graphs[:limit]:
+        try:
+            counts = np.bincount(z[owner == g])
+            formula = Composition({Element.from_Z(int(k)): int(c)
+                                   for k, c in enumerate(counts) if c}).reduced_formula
+        except (ValueError, KeyError):  # pragma: no cover - unknown Z
+            formula = "?"
+        where = f"X[{index[g]}]" if index is not None else f"item {g} of the batch"
+        names.append(f"{where} ({formula})")
+    more = f" and {len(graphs) - limit} more" if len(graphs) > limit else ""
+    return ", ".join(names) + more
 
 
 class CrystalGraphNet(NeuralNet):
@@ -185,6 +258,20 @@ class CrystalGraphNet(NeuralNet):
         Optional on-disk graph cache folder.
     train_split : callable or None, default None
         skorch's internal validation split (see the module docstring).
+    max_memory : float, str or None, default "4GB"
+        Largest estimated training memory of one structure (bytes, or a
+        string such as ``"16GB"``, ``"500MB"``): ``fit`` refuses, before
+        training starts, a structure whose estimate
+        (:meth:`CrystalModel.training_memory
+        <skcrystal.nn.model.CrystalModel.training_memory>`, measured per
+        model) is larger, naming it; ``None`` disables the check. A batch
+        whose largest ``batch_size`` structures add up to more is logged as
+        a warning.
+    progress : {"auto", True, False}, default "auto"
+        Progress bars (tqdm, on stderr) for graph building, the epochs of
+        ``fit`` (when ``verbose=0``) and ``predict``/``transform``;
+        ``"auto"`` shows them when stderr is a terminal (an interactive
+        session), not in scripts whose output goes to a file or in tests.
     distributed : bool, default False
         Data-parallel training with ``torch.distributed`` (DDP) when the
         script runs under a launcher such as ``torchrun``; ``batch_size`` is
@@ -193,7 +280,9 @@ class CrystalGraphNet(NeuralNet):
     mixed_precision : {None, "bf16"}, default None
         ``"bf16"`` runs the forward pass under bfloat16 autocast.
     verbose : int, default 0
-        0 prints nothing; 1 prints skorch's table, one line per epoch.
+        0 prints nothing (a progress bar may show, see ``progress``); 1 prints
+        skorch's table on stdout, one line per epoch (train loss, valid loss
+        with a ``train_split``, duration).
     **kwargs
         Prefixed parameters (``module__``, ``optimizer__``,
         ``iterator_train__``, ``callbacks__``).
@@ -214,6 +303,8 @@ class CrystalGraphNet(NeuralNet):
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
         "cache_dir": [str, os.PathLike, None],
+        "max_memory": [Interval(numbers.Real, 0, None, closed="neither"), str, None],
+        "progress": [StrOptions({"auto"}), "boolean"],
         "distributed": ["boolean"],
         "mixed_precision": [StrOptions({"bf16"}), None],
         "verbose": ["verbose"],
@@ -257,8 +348,8 @@ class CrystalGraphNet(NeuralNet):
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
                  structure_column="structure", random_state=None, n_jobs=None,
-                 cache_dir=None, train_split=None, distributed=False, mixed_precision=None,
-                 verbose=0, **kwargs):
+                 cache_dir=None, train_split=None, max_memory="4GB", progress="auto",
+                 distributed=False, mixed_precision=None, verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
                          train_split=train_split, verbose=verbose, **kwargs)
@@ -271,6 +362,8 @@ class CrystalGraphNet(NeuralNet):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
+        self.max_memory = max_memory
+        self.progress = progress
         self.distributed = distributed
         self.mixed_precision = mixed_precision
 
@@ -281,6 +374,7 @@ class CrystalGraphNet(NeuralNet):
             self._parameter_constraints,
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
+        parse_bytes(self.max_memory, "max_memory")
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):
             module_cls.validate_params(self.get_params_for("module"))
@@ -288,7 +382,21 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ module
     @property
     def _default_callbacks(self):
-        return [*super()._default_callbacks, ("lr_schedule", CosineAnnealing())]
+        from .callbacks import EpochProgressBar
+        return [*super()._default_callbacks, ("lr_schedule", CosineAnnealing()),
+                ("progress_bar", EpochProgressBar())]
+
+    def _show_progress(self):
+        """Whether to show progress bars (see the ``progress`` parameter)."""
+        progress = getattr(self, "progress", "auto")
+        if isinstance(progress, str) and progress == "auto":
+            import sys
+            isatty = getattr(sys.stderr, "isatty", None)
+            try:
+                return bool(isatty is not None and isatty())
+            except ValueError:  # a closed stream
+                return False
+        return bool(progress)
 
     def _module_kwargs(self):
         """``module__`` parameters plus those that come from the data."""
@@ -307,7 +415,27 @@ class CrystalGraphNet(NeuralNet):
         except TypeError as exc:
             name = _module_class(self.module).__name__
             raise TypeError(f"invalid module__ parameter for {name}: {exc}") from exc
+        self._init_descriptor_skip()
         return self
+
+    def _init_descriptor_skip(self):
+        """Start each head's descriptor skip path at the ridge fit of y on the descriptors.
+
+        A descriptor that carries the answer is then used from the first
+        epoch and the network learns the residual; descriptors without
+        signal get near-zero weights. From a zero start, gradient descent
+        reaches the linear answer only slowly, while the MLP memorises the
+        training set through the graph features.
+        """
+        start = self.__dict__.pop("_skip_start", None)
+        if start is None:
+            return
+        readout = getattr(self.module_, "readout_modules", lambda: [])()
+        for head in readout:
+            skip = getattr(head, "skip", None)
+            if isinstance(skip, torch.nn.Linear) and tuple(skip.weight.shape) == start.shape:
+                with torch.no_grad():
+                    skip.weight.copy_(torch.as_tensor(start, dtype=skip.weight.dtype))
 
     def _graph_module(self):
         """The module whose graph needs apply: the fitted one, else a throwaway one."""
@@ -340,12 +468,42 @@ class CrystalGraphNet(NeuralNet):
 
     def _graphs(self, structures, module):
         graphs = get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
-                            cache_dir=self.cache_dir, indices=range(len(structures)))
+                            cache_dir=self.cache_dir, indices=range(len(structures)),
+                            progress=self._show_progress())
         labels = [f"X[{i}] ({s.composition.reduced_formula})"
                   for i, s in enumerate(structures)]
         return attach_extras(graphs, getattr(module, "graph_extras", ()), labels=labels)
 
-    def prepare(self, X):
+    def _check_training_memory(self, graphs, structures, module):
+        """Refuse a structure whose training memory estimate exceeds ``max_memory``."""
+        limit = parse_bytes(self.max_memory, "max_memory")
+        if limit is None or not hasattr(module, "training_memory"):
+            return
+        estimates = []
+        for i, g in enumerate(graphs):
+            need = module.training_memory(g)
+            if need is None:
+                return
+            estimates.append(need)
+            if need > limit:
+                pairs = module.n_angle_pairs(g)
+                angles = f", {pairs} angle pairs" if pairs else ""
+                raise ValueError(
+                    f"X[{i}] ({structures[i].composition.reduced_formula}) needs about "
+                    f"{_fmt_bytes(need)} to train {type(module).__name__} ({g.n_atoms} "
+                    f"atoms, {g.n_edges} edges{angles}), more than max_memory="
+                    f"{self.max_memory!r}: raise max_memory (None disables the check), "
+                    "lower max_neighbors or radius, or leave this structure out")
+        batch = len(estimates) if self.batch_size == -1 else min(self.batch_size,
+                                                                  len(estimates))
+        worst = sum(sorted(estimates, reverse=True)[:batch])
+        if worst > limit:
+            logger.warning(
+                "the %d largest structures together need about %s of training memory in "
+                "one batch, more than max_memory=%r: lower batch_size if training runs "
+                "out of memory", batch, _fmt_bytes(worst), self.max_memory)
+
+    def prepare(self, X, training=False):
         """Validate structures and build (or fetch) their graphs in the cache.
 
         Calling this before ``fit``/``predict`` is optional (both do it); it
@@ -356,6 +514,9 @@ class CrystalGraphNet(NeuralNet):
         Parameters
         ----------
         X : sequence of Structure, or DataFrame
+        training : bool, default False
+            Also check each structure's training memory estimate against
+            ``max_memory`` (as ``fit`` does).
 
         Returns
         -------
@@ -364,7 +525,11 @@ class CrystalGraphNet(NeuralNet):
         if _lazy.is_lazy(X):
             return _lazy.prepare(self, X)
         module = self._graph_module()
-        return self._graphs(self._inputs(X, module)[0], module)
+        structures = self._inputs(X, module)[0]
+        graphs = self._graphs(structures, module)
+        if training:
+            self._check_training_memory(graphs, structures, module)
+        return graphs
 
     def _descriptor_matrix(self, structures, block, names, fit):
         """Standardized descriptors (float32, (n, k)) or None; fits when ``fit``."""
@@ -406,6 +571,15 @@ class CrystalGraphNet(NeuralNet):
         D = self._descriptor_matrix(structures, block, names, fit=True)
         # get_dataset of this fit reuses the checked structures and descriptors
         self._fit_memo_ = (X, structures, D)
+        self._skip_start = self._ridge_start(D, y)
+
+    def _ridge_start(self, D, y):
+        """Skip-path start, shape (n_outputs, n_descriptors), or None (zero start).
+
+        Regressors return the ridge weights of the scaled targets on the
+        scaled descriptors; classifiers keep the zero start.
+        """
+        return None
 
     def get_dataset(self, X, y=None):
         """Structures (+ targets) -> :class:`GraphDataset` (skorch hook)."""
@@ -427,7 +601,10 @@ class CrystalGraphNet(NeuralNet):
             y = self._check_y(y)
             check_consistent_length(len(structures), len(y))
             y_enc = self._encode_targets(y)
-        return GraphDataset(self._graphs(structures, module), D, y_enc)
+        graphs = self._graphs(structures, module)
+        if memo is not None and y is not None:  # training: before the first epoch
+            self._check_training_memory(graphs, structures, module)
+        return GraphDataset(graphs, D, y_enc)
 
     def get_iterator(self, dataset, training=False):
         prefix = "iterator_train" if training else "iterator_valid"
@@ -441,7 +618,12 @@ class CrystalGraphNet(NeuralNet):
         if training:
             kwargs = _distributed.iterator_kwargs(self, dataset, kwargs)
         iterator = self.iterator_train if training else self.iterator_valid
-        return iterator(dataset, **kwargs)
+        loader = iterator(dataset, **kwargs)
+        desc = getattr(self, "_progress_desc_", None)
+        if not training and desc and self._show_progress() and len(loader) > 1:
+            from tqdm.auto import tqdm
+            return tqdm(loader, desc=desc, unit="batch", leave=False)
+        return loader
 
     def infer(self, x, **fit_params):
         method = getattr(self, "_infer_method_", None)
@@ -449,7 +631,48 @@ class CrystalGraphNet(NeuralNet):
             getattr(self.module_, method)
         with _distributed.autocast(self):
             out = fn(x.to(self.device, non_blocking=True), **fit_params)
-        return out.float() if self.mixed_precision and torch.is_tensor(out) else out
+        if self.mixed_precision and isinstance(out, torch.Tensor):
+            out = out.float()
+        if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+            what = "representation" if method == "embed" else "output"
+            rows = None
+            if out.ndim >= 1 and out.shape[0] == getattr(x, "n_graphs", -1):
+                rows = np.flatnonzero(~torch.isfinite(out.detach()).reshape(
+                    out.shape[0], -1).all(dim=1).cpu().numpy()).tolist()
+            raise NonFiniteError(
+                f"non-finite (NaN or inf) model {what}{self._where()} for "
+                f"{_batch_structures(x, rows)}; check these structures (e.g. atoms "
+                "that overlap) or lower lr if the weights diverged")
+        return out
+
+    def _where(self):
+        """" at epoch E, training batch B" while fitting, "" otherwise."""
+        phase = getattr(self, "_phase_", None)
+        if phase is None or not len(self.history):
+            return ""
+        row = self.history[-1]
+        batch = len(row.get("batches", ()))
+        if phase == "valid":
+            batch -= int(row.get("train_batch_count", 0))
+        name = "training" if phase == "train" else "validation" if phase == "valid" else phase
+        return f" at epoch {row.get('epoch', len(self.history))}, {name} batch {batch}"
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        self._phase_ = prefix
+        try:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        finally:
+            self.__dict__.pop("_phase_", None)
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        grads = [p.grad for p in self.module_.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(
+                [g.detach().abs().sum() for g in grads]).sum())):
+            raise NonFiniteError(
+                f"non-finite (NaN or inf) gradient{self._where()}; the batch holds "
+                f"{_batch_structures(batch[0])}; lower lr, or check these structures")
+        return step
 
     @contextlib.contextmanager
     def _infer_with(self, method):
@@ -461,7 +684,12 @@ class CrystalGraphNet(NeuralNet):
             del self._infer_method_
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, y_true.to(y_pred.device, non_blocking=True))
+        loss = self.criterion_(y_pred, y_true.to(y_pred.device, non_blocking=True))
+        if loss.ndim == 0 and not bool(torch.isfinite(loss)):
+            held = (f"; the batch holds {_batch_structures(X)}"
+                    if hasattr(X, "node_graph") else "")
+            raise NonFiniteError(f"non-finite loss ({float(loss.detach())}){self._where()}{held}")
+        return loss
 
     # ------------------------------------------------------------------ fit
     def _check_y(self, y):  # pragma: no cover - abstract
@@ -503,6 +731,44 @@ class CrystalGraphNet(NeuralNet):
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
                 self.__dict__.pop("_fit_memo_", None)
+
+    def resume(self, X, y, checkpoint):
+        """Continue an interrupted ``fit`` from a checkpoint to ``max_epochs`` in all.
+
+        Loads the weights, the optimizer state, the history and the fitted
+        data state saved by ``checkpoint`` (a
+        :class:`~skcrystal.estimators.Checkpoint`, or skorch's
+        with ``f_state``), then trains the epochs that remain, with the
+        learning-rate schedule where it stopped.
+
+        Parameters
+        ----------
+        X, y
+            The training data of the interrupted fit.
+        checkpoint : Checkpoint
+            Saved every epoch (``monitor=None``) by the interrupted fit.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        self.load_params(checkpoint=checkpoint)
+        done = len(self.history)
+        if done >= self.max_epochs:
+            return self
+        # scores' best-so-far (valid_loss_best, a Checkpoint's trigger) continue
+        for _, cb in self.callbacks_:
+            name = getattr(cb, "name", None)
+            if hasattr(cb, "best_score_") and isinstance(name, str):
+                past = [row[name] for row in self.history if row.get(name) is not None]
+                if past:
+                    cb.best_score_ = min(past) if cb.lower_is_better else max(past)
+        self._schedule_offset_ = done
+        try:
+            return self.partial_fit(X, y, epochs=self.max_epochs - done)
+        finally:
+            self.__dict__.pop("_schedule_offset_", None)
 
     def set_params(self, **params):
         """skorch's ``set_params``; a changed ``module__`` parameter unfits the model.
@@ -567,6 +833,10 @@ class CrystalGraphNet(NeuralNet):
             else:
                 with open(f_state, "w", encoding="utf-8") as f:
                     f.write(text)
+            if not any(f is not None for f in (f_params, f_optimizer, f_criterion,
+                                                f_history, *(v for k, v in kwargs.items()
+                                                            if k.startswith("f_")))):
+                return None  # the state alone: nothing for skorch to save
         return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history, **kwargs)
 
@@ -579,6 +849,9 @@ class CrystalGraphNet(NeuralNet):
         same parameters can load a saved model. Weights saved on a GPU load
         on the CPU when ``device="cpu"`` (skorch maps the tensors).
         """
+        if checkpoint is not None and getattr(checkpoint, "f_state", None) is not None:
+            return self._load_checkpoint(checkpoint, f_params, f_optimizer, f_criterion,
+                                         f_history, f_state, **kwargs)
         if f_state is not None:
             source = getattr(f_state, "name", f_state)
             try:
@@ -591,11 +864,44 @@ class CrystalGraphNet(NeuralNet):
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{source} is not a skcrystal estimator state file "
                                  f"(not JSON: {exc})") from None
+            sizes = (getattr(self, "n_outputs_", None), getattr(self, "n_descriptors_", 0))
             self._set_data_state(state, source)
-            self.initialize()
+            # a fitted estimator of the same shape keeps its module, callbacks
+            # and history (Checkpoint(load_best=True) loads at the end of fit)
+            if not self.initialized_ or sizes != (self.n_outputs_, self.n_descriptors_):
+                self.initialize()
+            if checkpoint is None and not any(
+                    f is not None for f in (f_params, f_optimizer, f_criterion, f_history,
+                                            *(v for k, v in kwargs.items()
+                                              if k.startswith("f_")))):
+                return None  # the state alone: nothing for skorch to load
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
                                    checkpoint=checkpoint, **kwargs)
+
+    def _load_checkpoint(self, checkpoint, f_params, f_optimizer, f_criterion, f_history,
+                         f_state, **kwargs):
+        """``load_params(checkpoint=cp)`` when ``cp`` saves the data state too."""
+        import copy
+
+        from skorch.history import History
+
+        # the file names may be formatted with the history (skorch's
+        # {last_epoch[...]} fields): read it first, as skorch does
+        if f_history is None and checkpoint.f_history is not None \
+                and os.path.exists(checkpoint.f_history_):
+            self.history = History.from_file(checkpoint.f_history_)
+        if f_state is None:
+            f_state = checkpoint._format_target(self, checkpoint.f_state, -1)
+        if isinstance(f_state, str) and not os.path.exists(f_state):
+            raise FileNotFoundError(f"checkpoint state file {f_state} not found: was the "
+                                    "checkpoint written by a fitted skcrystal estimator?")
+        rest = copy.copy(checkpoint)
+        del rest.f_state
+        self.load_params(f_state=f_state)
+        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
+                                   f_criterion=f_criterion, f_history=f_history,
+                                   checkpoint=rest, **kwargs)
 
     # ------------------------------------------------------------------ inference
     def __sklearn_is_fitted__(self):
@@ -609,8 +915,12 @@ class CrystalGraphNet(NeuralNet):
     def _outputs(self, X, method=None):
         """Module outputs (``module_.<method>`` or forward) on ``X``, float64 numpy."""
         self.check_is_fitted()
-        with self._infer_with(method):
-            out = self.forward(X, training=False)
+        self._progress_desc_ = "predicting" if method is None else "transforming"
+        try:
+            with self._infer_with(method):
+                out = self.forward(X, training=False)
+        finally:
+            self.__dict__.pop("_progress_desc_", None)
         return out.numpy().astype(np.float64)
 
     def transform(self, X):
@@ -624,12 +934,42 @@ class CrystalGraphNet(NeuralNet):
         -------
         ndarray, shape (n_structures, d)
         """
-        return self._outputs(X, "embed")
+        out = self._outputs(X, "embed")
+        self._n_embed_ = out.shape[1]
+        return out
 
-    embed = transform
+    def embed(self, X):
+        """Pooled crystal representations (same as :meth:`transform`, always numpy)."""
+        return self._outputs(X, "embed")
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y, **fit_params).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the :meth:`transform` columns: ``<classname>0``, ``<classname>1``...
+
+        With ``set_output(transform="pandas")`` :meth:`transform` returns a
+        DataFrame with these columns (and the index of ``X`` when ``X`` is a
+        DataFrame or Series).
+
+        Returns
+        -------
+        ndarray of str
+        """
+        self.check_is_fitted()
+        n = getattr(self, "_n_embed_", None)
+        if n is None:
+            n = self._n_embed_ = self._outputs([self._probe_structure()], "embed").shape[1]
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
+
+    def _probe_structure(self):
+        """A one-atom cubic cell of an element the model supports (to size outputs)."""
+        from pymatgen.core import Lattice, Structure
+
+        supported = getattr(self.module_, "supported_elements", None) or {11}
+        z = 11 if 11 in supported else min(supported)
+        return Structure(Lattice.cubic(3.0), [int(z)], [[0, 0, 0]])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -653,6 +993,16 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
 
     _defaults = {"criterion": torch.nn.MSELoss}
 
+    # defined here so that scikit-learn's set_output wraps them (TransformerMixin
+    # wraps the methods a class defines itself)
+    def transform(self, X):
+        return CrystalGraphNet.transform(self, X)
+
+    transform.__doc__ = CrystalGraphNet.transform.__doc__
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return CrystalGraphNet.fit_transform(self, X, y, **fit_params)
+
     def _check_y(self, y):
         from .._validation import check_targets
         return check_targets(y)
@@ -663,6 +1013,15 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
 
     def _encode_targets(self, y):
         return self.target_scaler_.transform(y)
+
+    def _ridge_start(self, D, y):
+        if D is None:
+            return None
+        Y = self.target_scaler_.transform(y).astype(np.float64)
+        D = D.astype(np.float64)
+        # alpha 1 on standardized columns, as scikit-learn's Ridge default
+        A = D.T @ D + np.eye(D.shape[1])
+        return np.linalg.solve(A, D.T @ Y).T.astype(np.float32)
 
     def refit_target_scaling(self, y):
         """Standardize targets with ``y``'s statistics, keeping the weights.
@@ -700,6 +1059,16 @@ class CrystalClassifierBase(ClassifierMixin, TransformerMixin, CrystalGraphNet):
     """
 
     _defaults = {"criterion": torch.nn.CrossEntropyLoss}
+
+    # defined here so that scikit-learn's set_output wraps them (TransformerMixin
+    # wraps the methods a class defines itself)
+    def transform(self, X):
+        return CrystalGraphNet.transform(self, X)
+
+    transform.__doc__ = CrystalGraphNet.transform.__doc__
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return CrystalGraphNet.fit_transform(self, X, y, **fit_params)
 
     def _check_y(self, y):
         from .._validation import check_targets

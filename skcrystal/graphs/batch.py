@@ -40,6 +40,9 @@ class GraphBatch:
         Standardised per-crystal descriptors for hybrid models.
     extras : dict of str -> Tensor
         Collated graph extras (line graphs, reverse edges, encodings).
+    index : ndarray of int or None
+        Positions of the batch's crystals in the estimator's input (set by
+        the estimator's collate function; names structures in errors).
     """
 
     _tensor_fields = (
@@ -49,6 +52,7 @@ class GraphBatch:
 
     def __init__(self, **fields):
         extras = fields.pop("extras", None) or {}
+        self.index = fields.pop("index", None)
         for name in self._tensor_fields:
             setattr(self, name, fields.pop(name, None))
         if fields:
@@ -79,7 +83,7 @@ class GraphBatch:
         fields = {name: (None if getattr(self, name) is None else fn(getattr(self, name)))
                   for name in self._tensor_fields}
         extras = {k: fn(v) for k, v in self.extras.items()}
-        return GraphBatch(extras=extras, **fields)
+        return GraphBatch(extras=extras, index=self.index, **fields)
 
     def to(self, device, non_blocking=False):
         """Move every tensor to ``device`` (what skorch calls).

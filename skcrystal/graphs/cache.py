@@ -532,7 +532,7 @@ def _build_chunk(builder, items):
 
 
 def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
-               indices=None):
+               indices=None, progress=False):
     """Graphs of ``structures``, from the cache where possible.
 
     Parameters
@@ -548,6 +548,8 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
         Memory cache; the process-wide one by default.
     indices : sequence of int, optional
         Positions of the structures in the user's input, for errors.
+    progress : bool, default False
+        Show a progress bar (tqdm, on stderr) while graphs are built.
 
     Returns
     -------
@@ -594,18 +596,35 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     todo = list(first.values())
     label = (lambda i: i) if indices is None else (lambda i: indices[i])
     items = [(label(i), structures[i]) for i in todo]
-    if n_jobs in (None, 1) or len(items) < 64:
-        built = _build_chunk(builder, items)
-    else:
-        from joblib import Parallel, delayed, effective_n_jobs
-        n_workers = effective_n_jobs(n_jobs)
-        n_chunks = min(len(items), 4 * n_workers)
-        chunks = [items[j::n_chunks] for j in range(n_chunks)]
-        results = Parallel(n_jobs=n_jobs)(
-            delayed(_build_chunk)(builder, chunk) for chunk in chunks)
-        built = [None] * len(items)
-        for j, chunk_result in enumerate(results):
-            built[j::n_chunks] = chunk_result
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(items), desc="building graphs", unit="structure",
+                   leave=False)
+    try:
+        if n_jobs in (None, 1) or len(items) < 64:
+            if bar is None:
+                built = _build_chunk(builder, items)
+            else:
+                built = []
+                for j in range(0, len(items), 16):
+                    built += _build_chunk(builder, items[j:j + 16])
+                    bar.update(len(items[j:j + 16]))
+        else:
+            from joblib import Parallel, delayed, effective_n_jobs
+            n_workers = effective_n_jobs(n_jobs)
+            n_chunks = min(len(items), (16 if bar is not None else 4) * n_workers)
+            chunks = [items[j::n_chunks] for j in range(n_chunks)]
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_build_chunk)(builder, chunk) for chunk in chunks)
+            built = [None] * len(items)
+            for j, chunk_result in enumerate(results):
+                built[j::n_chunks] = chunk_result
+                if bar is not None:
+                    bar.update(len(chunk_result))
+    finally:
+        if bar is not None:
+            bar.close()
     write_error = None
     for i, g in zip(todo, built):
         cache.put(keys[i], g)

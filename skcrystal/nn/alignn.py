@@ -307,6 +307,10 @@ class ALIGNN(CrystalModel):
         cached, see :mod:`skcrystal.graphs.line_graph`). ``None``: no bound.
     """
 
+    #: measured training memory (44 KB per angle pair at the default width and depth;
+    #: see CrystalModel.training_memory)
+    _training_memory = {"edge": 0, "angle": 44_000, "at": {"hidden": 256, "alignn_layers": 4}}
+
     _parameter_constraints = {
         "n_outputs": [Interval(Integral, 1, None, closed="left")],
         "atom_features": [str, os.PathLike, dict, "array-like"],

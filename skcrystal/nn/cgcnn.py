@@ -130,6 +130,10 @@ class CGCNN(CrystalModel):
         Dropout in the head.
     """
 
+    #: measured training memory (7.8 KB per edge at the default width and depth;
+    #: see CrystalModel.training_memory)
+    _training_memory = {"edge": 7_800, "at": {"hidden": 64, "n_conv": 3}}
+
     _parameter_constraints = {
         **COMMON_CONSTRAINTS,
         "hidden": [Interval(numbers.Integral, 1, None, closed="left")],

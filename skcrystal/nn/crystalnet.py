@@ -144,6 +144,10 @@ class CrystalNet(CrystalModel):
         Dropout on edge states and in the head.
     """
 
+    #: measured training memory (26 KB per edge at the default width and depth;
+    #: see CrystalModel.training_memory)
+    _training_memory = {"edge": 26_000, "at": {"hidden": 512, "depth": 2}}
+
     _parameter_constraints = {
         **COMMON_CONSTRAINTS,
         "hidden": [Interval(numbers.Integral, 1, None, closed="left")],

@@ -36,10 +36,12 @@ class ReadoutHead(nn.Module):
         Dropout before the hidden layers after the first.
     descriptor_skip : bool
         With descriptors, add a linear map of the descriptors straight to
-        the outputs, beside the MLP (initialised to zero, so training starts
-        from the MLP alone). A descriptor that carries the answer is then
-        used directly instead of through the MLP, which otherwise tends to
-        memorise the training set through the GNN features.
+        the outputs, beside the MLP. A descriptor that carries the answer is
+        then used directly instead of through the MLP, which otherwise tends
+        to memorise the training set through the GNN features. The map starts
+        at zero here; regressors start it at the ridge fit of the scaled
+        targets on the scaled descriptors before training (see
+        ``CrystalRegressorBase``).
 
     Shapes
     ------

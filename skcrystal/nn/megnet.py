@@ -290,6 +290,10 @@ class MEGNet(CrystalModel):
     (where matgl applies it), so the head's own dropout is 0.
     """
 
+    #: measured training memory (12.5 KB per edge at the default width and depth;
+    #: see CrystalModel.training_memory)
+    _training_memory = {"edge": 12_500, "at": {"n_blocks": 3}}
+
     _parameter_constraints = {
         "n_outputs": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_descriptors": [Interval(numbers.Integral, 0, None, closed="left")],

@@ -80,6 +80,7 @@ class CrystalModel(nn.Module):
 
         @functools.wraps(init)
         def checked_init(self, *args, **kw):
+            params = None
             if type(self) is cls:
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
@@ -88,8 +89,57 @@ class CrystalModel(nn.Module):
                 params.update(params.pop("kwargs", None) or {})
                 cls.validate_params(params, prefix="")
             init(self, *args, **kw)
+            if params is not None:
+                # the constructor's values, for training_memory's scaling
+                object.__setattr__(self, "_hparams", params)
 
         cls.__init__ = checked_init
+
+    #: Training memory of one crystal in a batch (forward and backward, the
+    #: activations kept for the gradient): bytes per edge and per angle pair
+    #: (line-graph edge), measured at the parameter values of ``"at"``; the
+    #: estimate scales linearly with each of them (widths, depths). Each model
+    #: sets its own (measured with peak RSS, see the documentation's
+    #: guarantees page); ``None`` means not measured (no estimate).
+    _training_memory = None
+
+    def training_memory(self, graph):
+        """Estimated bytes one training step needs for ``graph`` in a batch.
+
+        ``per_edge * n_edges + per_angle * n_angle_pairs``, with the model's
+        measured constants scaled by its widths and depths (see
+        :attr:`_training_memory`); the fixed overhead of a training process
+        (the weights, the optimizer state, ~0.1-0.2 GB) is not included.
+
+        Parameters
+        ----------
+        graph : CrystalGraph
+            With this model's graph extras (computed when missing).
+
+        Returns
+        -------
+        int or None
+            ``None`` when the model has no measured constants.
+        """
+        spec = self._training_memory
+        if spec is None:
+            return None
+        n_angles = self.n_angle_pairs(graph) if spec.get("angle") else 0
+        scale = 1.0
+        hparams = getattr(self, "_hparams", {})
+        for name, ref in spec.get("at", {}).items():
+            value = hparams.get(name, ref)
+            scale *= float(value) / float(ref)
+        return int(scale * (spec.get("edge", 0) * graph.n_edges + spec.get("angle", 0) * n_angles))
+
+    def n_angle_pairs(self, graph):
+        """Bond pairs (line-graph edges) of ``graph`` in this model's line graphs."""
+        n = 0
+        for extra in self.graph_extras:
+            for name, values in graph.extra(extra).items():
+                if name.endswith("cos"):
+                    n += len(values)
+        return n
 
     @property
     def graph_extras(self):

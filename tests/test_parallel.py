@@ -1,0 +1,23 @@
+"""map_chunks: the library's one joblib pattern keeps order and runs small work here."""
+import os
+
+from skcrystal._parallel import map_chunks
+
+
+def _square_with_pid(chunk):
+    return [(x * x, os.getpid()) for x in chunk]
+
+
+def test_results_in_item_order_across_workers():
+    items = list(range(23))
+    out = map_chunks(_square_with_pid, items, n_jobs=2)
+    assert [v for v, _ in out] == [x * x for x in items]
+    assert os.getpid() not in {pid for _, pid in out}  # really ran in workers
+
+
+def test_small_or_serial_work_runs_in_this_process():
+    for n_jobs, items, min_items in ((None, range(10), 2), (1, range(10), 2),
+                                     (2, range(5), 64), (2, [], 2)):
+        out = map_chunks(_square_with_pid, items, n_jobs=n_jobs, min_items=min_items)
+        assert [v for v, _ in out] == [x * x for x in items]
+        assert {pid for _, pid in out} <= {os.getpid()}

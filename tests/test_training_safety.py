@@ -1,0 +1,126 @@
+"""Training safety: non-finite values are errors naming the structures, labels are
+checked, checkpoints hold the fitted data state and an interrupted fit resumes."""
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from skcrystal.datasets import load_perovskites
+from skcrystal.estimators import CGCNNClassifier, CGCNNRegressor, NonFiniteError
+from skcrystal.estimators.callbacks import Checkpoint
+
+SMALL = dict(module__n_conv=1, module__h_fea_len=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_perovskites(n=12)
+    return X, y
+
+
+def test_diverging_training_names_epoch_batch_and_structures(data):
+    X, y = data
+    est = CGCNNRegressor(max_epochs=3, batch_size=4, lr=1e30, **SMALL)
+    with pytest.raises(NonFiniteError, match=r"at epoch \d+, training batch \d+") as err:
+        est.fit(X, y)
+    msg = str(err.value)
+    assert isinstance(err.value, ValueError)
+    # the structures are named by their position in X and their formula
+    names = [f"X[{i}] ({s.composition.reduced_formula})" for i, s in enumerate(X)]
+    assert any(n in msg for n in names)
+
+
+def test_nan_prediction_names_the_structures(data):
+    X, y = data
+    est = CGCNNRegressor(max_epochs=1, **SMALL).fit(X, y)
+    with torch.no_grad():
+        next(est.module_.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"non-finite .*X\[0\] \(") as err:
+        est.predict(X)
+    assert "epoch" not in str(err.value)  # not training: no epoch to name
+
+
+def test_nan_loss_is_an_error(data):
+    X, y = data
+
+    class NaNLoss(torch.nn.MSELoss):
+        def forward(self, a, b):
+            return super().forward(a, b) * float("nan")
+
+    est = CGCNNRegressor(max_epochs=1, criterion=NaNLoss, **SMALL)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss .*epoch 1, training batch 1"):
+        est.fit(X, y)
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.linspace(0.1, 2.3, 12), "continuous values"),
+    (["a", None] * 6, r"missing labels .*rows \[1, 3"),
+    (np.array([0.5] + [1] * 11, dtype=object), "continuous values"),
+])
+def test_classifier_rejects_continuous_and_missing_labels(data, labels, match):
+    with pytest.raises(ValueError, match=match):
+        CGCNNClassifier(max_epochs=1, **SMALL).fit(data[0], labels)
+
+
+def test_classifier_accepts_integral_float_labels(data):
+    y = np.array([0.0, 1.0] * 6)
+    est = CGCNNClassifier(max_epochs=1, **SMALL).fit(data[0], y)
+    assert list(est.classes_) == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_max_epochs_must_be_positive(data, epochs):
+    with pytest.raises(ValueError, match="max_epochs"):
+        CGCNNRegressor(max_epochs=epochs, **SMALL).fit(*data)
+
+
+def test_optimizer_state_loads_weights_only(data, tmp_path):
+    """The cosine schedule leaves only plain floats in the optimizer state."""
+    X, y = data
+    est = CGCNNRegressor(max_epochs=2, **SMALL).fit(X, y)
+    files = {k: str(tmp_path / f"{k}") for k in ("f_params", "f_optimizer", "f_state")}
+    est.save_params(**files)
+    torch.load(files["f_optimizer"], weights_only=True)  # no numpy scalars inside
+    new = CGCNNRegressor(max_epochs=2, **SMALL)
+    new.load_params(**files)
+    np.testing.assert_allclose(new.predict(X), est.predict(X), rtol=1e-6)
+    new.partial_fit(X, y)  # training goes on from the loaded optimizer state
+
+
+class _StopAfter(Callback):
+    def __init__(self, n):
+        self.n = n
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.n:
+            raise KeyboardInterrupt  # skorch ends fit() quietly, as on Ctrl-C
+
+
+def test_checkpoint_holds_target_scaling_and_resumes(data, tmp_path):
+    X, y = data
+    y = y * 1000 + 5  # scaling that the weights alone cannot know
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    est = CGCNNRegressor(max_epochs=4, callbacks=[("cp", cp), ("stop", _StopAfter(2))],
+                         **SMALL).fit(X, y)
+    assert len(est.history) == 2 and (tmp_path / "state.json").exists()
+    fresh = CGCNNRegressor(max_epochs=4, **SMALL)
+    fresh.load_params(checkpoint=Checkpoint(monitor=None, dirname=str(tmp_path)))
+    np.testing.assert_allclose(fresh.predict(X), est.predict(X), rtol=1e-6)
+    assert len(fresh.history) == 2
+
+    resumed = CGCNNRegressor(max_epochs=4, **SMALL).resume(
+        X, y, Checkpoint(monitor=None, dirname=str(tmp_path)))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    # the cosine schedule went on where it stopped: zero after the last epoch
+    assert resumed.optimizer_.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert np.isfinite(resumed.predict(X)).all()
+
+
+def test_skorch_checkpoint_with_f_state(data, tmp_path):
+    from skorch.callbacks import Checkpoint as SkorchCheckpoint
+    X, y = data
+    cp = SkorchCheckpoint(monitor=None, dirname=str(tmp_path), f_state="state.json")
+    est = CGCNNRegressor(max_epochs=1, callbacks=[cp], **SMALL).fit(X, y)
+    fresh = CGCNNRegressor(max_epochs=1, **SMALL)
+    fresh.load_params(checkpoint=cp)
+    np.testing.assert_allclose(fresh.predict(X), est.predict(X), rtol=1e-6)
