@@ -365,3 +365,17 @@ def test_store_checks_structures_when_filling(tmp_path, nacl):
     bad = Structure(Lattice.cubic(4.0), ["Na", "Na"], [[0, 0, 0], [0.01, 0, 0]])
     with pytest.raises(ValueError, match=r"X\[1\]"):
         GraphStore(tmp_path / "s").add_structures([nacl, bad], builder=GraphBuilder())
+
+
+def test_prepare_fills_a_writable_store(data, tmp_path):
+    from skcrystal import ALIGNNRegressor
+
+    X, y = data
+    st = GraphStore(tmp_path / "s").add_structures(X[:6], y[:6])
+    est = ALIGNNRegressor(radius=5.0, max_epochs=1)
+    assert est.prepare(st) is st
+    assert st.missing_graphs(est._builder()) == []
+    stored = st.graph(0, est._builder())
+    assert set(stored.extras["_memo"]) == {e.key for e in est.graph_extras}
+    with pytest.raises(TypeError, match="writable GraphStore"):
+        est.prepare(LazyStructures(GraphStore(st.path, readonly=True)))
