@@ -1,7 +1,7 @@
 """The one way the library spreads per-item work over joblib workers."""
 from __future__ import annotations
 
-__all__ = ["map_chunks"]
+__all__ = ["map_chunks", "imap_chunks"]
 
 
 def map_chunks(fn, items, n_jobs=None, min_items=2):
@@ -44,3 +44,21 @@ def map_chunks(fn, items, n_jobs=None, min_items=2):
     results = Parallel(n_jobs=n_jobs)(
         delayed(fn)(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
     return [r for chunk in results for r in chunk]
+
+
+def imap_chunks(fn, chunks, n_jobs=None, **kwargs):
+    """``fn(chunk, **kwargs)`` for each of ``chunks``, yielded in order as they finish.
+
+    Unlike :func:`map_chunks`, results stream: joblib keeps a few chunks in
+    flight (``pre_dispatch``) and the caller consumes each result before the
+    next is asked for, so memory is bounded by the chunk size, not by the
+    number of items (the graph store's fill).
+    """
+    if n_jobs in (None, 1):
+        for chunk in chunks:
+            yield fn(chunk, **kwargs)
+        return
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(fn)(chunk, **kwargs) for chunk in chunks)

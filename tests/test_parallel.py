@@ -21,3 +21,14 @@ def test_small_or_serial_work_runs_in_this_process():
         out = map_chunks(_square_with_pid, items, n_jobs=n_jobs, min_items=min_items)
         assert [v for v, _ in out] == [x * x for x in items]
         assert {pid for _, pid in out} <= {os.getpid()}
+
+
+def test_imap_chunks_streams_in_order():
+    from skcrystal._parallel import imap_chunks
+
+    chunks = [list(range(j, j + 3)) for j in range(0, 15, 3)]
+    for n_jobs in (None, 2):
+        out = imap_chunks(_square_with_pid, chunks, n_jobs=n_jobs)
+        assert not isinstance(out, list)  # a generator: consumed chunk by chunk
+        got = [r for chunk in out for r in chunk]
+        assert [v for v, _ in got] == [x * x for x in range(15)]

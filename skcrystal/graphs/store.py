@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._parallel import imap_chunks
 from .._validation import structure_key
 from .cache import BadCacheEntry, entry_key, graph_from_bytes, graph_to_bytes
 
@@ -186,18 +187,6 @@ def _graph_records(items, builder, extras):
 def _chunks(seq, size):
     for j in range(0, len(seq), size):
         yield seq[j:j + size]
-
-
-def _parallel_map(fn, chunks, n_jobs, **kwargs):
-    """``fn(chunk, **kwargs)`` over chunks, in order, streaming (a few chunks in flight)."""
-    if n_jobs in (None, 1):
-        for chunk in chunks:
-            yield fn(chunk, **kwargs)
-        return
-    from joblib import Parallel, delayed
-
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(fn)(chunk, **kwargs) for chunk in chunks)
 
 
 # ---------------------------------------------------------------- the store
@@ -474,7 +463,7 @@ class GraphStore:
         elif start and self.targets is not None:
             raise ValueError("this store was filled with targets; pass y too")
         n = start
-        for records in _parallel_map(_build_records, list(_chunks(items, chunk_size)),
+        for records in imap_chunks(_build_records, list(_chunks(items, chunk_size)),
                                      n_jobs, builder=builder, extras=tuple(extras),
                                      read=read):
             n = self._append(records)
@@ -553,7 +542,7 @@ class GraphStore:
             env, dbs = self._shard_env(skey)
             with env.begin() as txn:
                 items.append((skey, bytes(txn.get(skey.encode(), db=dbs["structures"]))))
-        for records in _parallel_map(_graph_records, list(_chunks(items, chunk_size)),
+        for records in imap_chunks(_graph_records, list(_chunks(items, chunk_size)),
                                      n_jobs, builder=builder, extras=tuple(extras)):
             grouped = {}
             for skey, gkey, gbytes in records:
