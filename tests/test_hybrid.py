@@ -119,14 +119,15 @@ def test_descriptor_skip_path_starts_at_zero_and_adds_linearly():
 
 
 def test_regressor_starts_descriptor_skip_at_the_ridge_fit(perov):
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import RidgeCV
+    from skcrystal.estimators.base import _RIDGE_ALPHAS
     X, y = perov[0][:40], perov[1][:40]
     # a tiny lr: one epoch leaves the weights where initialisation put them
     est = CGCNNRegressor(descriptors=CellDescriptors(), max_epochs=1, lr=1e-12,
                          **TINY).fit(X, y)
     D = est.descriptor_scaler_.transform(CellDescriptors().transform(X), ["vpa", "a"])
     Y = est.target_scaler_.transform(y)
-    ridge = Ridge(alpha=1.0, fit_intercept=False).fit(D, Y)
+    ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False).fit(D, Y)
     (head,) = est.module_.readout_modules()
     np.testing.assert_allclose(head.skip.weight.detach().numpy(),
                                np.atleast_2d(ridge.coef_), rtol=1e-4, atol=1e-5)

@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 #: version of the ``f_state`` file written by ``save_params``
 STATE_FORMAT_VERSION = 1
 
+#: Penalties searched for the start of the descriptor skip path (standardized
+#: descriptors and targets, so one grid serves every data set).
+_RIDGE_ALPHAS = np.logspace(-3, 4, 15)
+
 
 class NonFiniteError(ValueError):
     """A NaN or infinite loss, prediction or gradient.
@@ -1017,11 +1021,15 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
     def _ridge_start(self, D, y):
         if D is None:
             return None
+        from sklearn.linear_model import RidgeCV
+
         Y = self.target_scaler_.transform(y).astype(np.float64)
-        D = D.astype(np.float64)
-        # alpha 1 on standardized columns, as scikit-learn's Ridge default
-        A = D.T @ D + np.eye(D.shape[1])
-        return np.linalg.solve(A, D.T @ Y).T.astype(np.float32)
+        # the penalty chosen by efficient leave-one-out error: descriptors
+        # without signal (or too many for the data) get shrunk towards zero
+        # instead of starting the model at an overfitted linear fit
+        ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False)
+        ridge.fit(D.astype(np.float64), Y)
+        return np.atleast_2d(ridge.coef_).astype(np.float32)
 
     def refit_target_scaling(self, y):
         """Standardize targets with ``y``'s statistics, keeping the weights.

@@ -40,7 +40,8 @@ class ReadoutHead(nn.Module):
         then used directly instead of through the MLP, which otherwise tends
         to memorise the training set through the GNN features. The map starts
         at zero here; regressors start it at the ridge fit of the scaled
-        targets on the scaled descriptors before training (see
+        targets on the scaled descriptors (penalty chosen by leave-one-out
+        error) before training (see
         ``CrystalRegressorBase``).
 
     Shapes
