@@ -141,8 +141,8 @@ def _descriptor_rows(net, lazy, fit, y=None):
     """Streaming pass: (row file or None); fits ``descriptor_scaler_`` when ``fit``.
 
     With ``y`` (a regressor's fit), also sets the descriptor skip path's
-    ridge start from sums gathered in the same pass (as the in-memory
-    path's ridge fit of the scaled targets on the scaled descriptors).
+    ridge start as the in-memory path does, from the standardized rows read
+    back from the file (n x n_descriptors numbers, briefly in memory).
     """
     if fit:
         net.n_descriptors_ = 0
@@ -155,8 +155,6 @@ def _descriptor_rows(net, lazy, fit, y=None):
         net.descriptors_ = clone(net.descriptors)
     n = len(lazy)
     rows = count = mean = m2 = names = None
-    Y = None if y is None else net.target_scaler_.transform(y).astype(np.float64)
-    gram = cross = None
     for start in range(0, n, DESCRIPTOR_CHUNK):
         chunk = [lazy.structure(i) for i in range(start, min(n, start + DESCRIPTOR_CHUNK))]
         values, names = descriptor_values(net.descriptors_, chunk, fit and start == 0)
@@ -178,12 +176,6 @@ def _descriptor_rows(net, lazy, fit, y=None):
             mean = mean + delta * k / total
             m2 = m2 + c_m2 + delta ** 2 * count * k / total
             count = total
-            if Y is not None:
-                if gram is None:
-                    gram = np.zeros((values.shape[1],) * 2)
-                    cross = np.zeros((values.shape[1], Y.shape[1]))
-                gram += values.T @ values
-                cross += values.T @ Y[start:start + k]
         else:
             net.descriptor_scaler_._check(values, names, fitting=False)
         rows.write(start, values)
@@ -194,17 +186,10 @@ def _descriptor_rows(net, lazy, fit, y=None):
         scaler.mean_, scaler.scale_ = mean, np.where(std > 0, std, 1.0)
         net.descriptor_scaler_ = scaler
         net.n_descriptors_ = rows.shape[1]
-        if Y is not None:
-            net._skip_start = _ridge_from_sums(gram, cross, count, mean, scaler.scale_,
-                                               Y.sum(axis=0))
+        if y is not None:
+            D = (np.asarray(rows._array()) - scaler.mean_) / scaler.scale_
+            net._skip_start = net._ridge_start(D.astype(np.float32), y)
     return rows
-
-
-def _ridge_from_sums(gram, cross, n, mean, scale, y_sum):
-    """Ridge (alpha 1) of scaled targets on standardized descriptors, from raw sums."""
-    G = (gram - n * np.outer(mean, mean)) / np.outer(scale, scale)
-    c = (cross - np.outer(mean, y_sum)) / scale[:, None]
-    return np.linalg.solve(G + np.eye(len(G)), c).T.astype(np.float32)
 
 
 # ---------------------------------------------------------------- dataset
