@@ -225,8 +225,8 @@ class CrystalNet(CrystalModel):
         before each Linear layer of the head (the reference's places).
     """
 
-    #: measured training memory (26 KB per edge at the default width and depth;
-    #: see CrystalModel.training_memory)
+    #: measured training memory (26 KB per edge at the default width and depth,
+    #: benchmarks/bench_training_memory.py; see CrystalModel.training_memory)
     _training_memory = {"edge": 26_000, "at": {"hidden": 512, "depth": 2}}
 
     _parameter_constraints = {
