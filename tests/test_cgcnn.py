@@ -90,6 +90,31 @@ def test_bad_module_params():
 
 
 
+def test_classifier_dropout_is_the_references(nacl):
+    """txie-93/cgcnn: classification applies nn.Dropout() (p = 0.5) after the first
+    hidden layer, before the output layer; regression has none."""
+    assert CGCNNClassifier().get_params()["module__dropout"] == 0.5
+    assert "module__dropout" not in CGCNNRegressor().get_params()  # the module default, 0
+    labels = np.array(["a", "b"])
+    clf = CGCNNClassifier(max_epochs=1, random_state=0, **{
+        k: v for k, v in SMALL.items() if k != "random_state"}).fit([nacl, nacl * (1, 1, 2)],
+                                                                    labels)
+    layers = list(clf.module_.head.mlp)
+    kinds = [type(m).__name__ for m in layers]
+    assert kinds == ["Linear", "Softplus", "Dropout", "Linear"]
+    assert layers[2].p == 0.5
+    reg = CGCNNRegressor(max_epochs=1, **SMALL).fit([nacl, nacl * (1, 1, 2)], [0.0, 1.0])
+    assert not any(isinstance(m, torch.nn.Dropout) for m in reg.module_.modules())
+    # active in training only: eval predictions are deterministic
+    batch = collate_graphs([build_graph(nacl)])
+    clf.module_.train()
+    torch.manual_seed(0)
+    draws = torch.stack([clf.module_(batch) for _ in range(8)])
+    assert draws.std(0).max() > 0
+    clf.module_.eval()
+    torch.testing.assert_close(clf.module_(batch), clf.module_(batch))
+
+
 def test_classifier_on_real_binary_target(perovskites):
     # metals are 96% of these perovskites, too few non-metals for a quick
     # test; stable (heat of formation below the median) vs unstable is balanced

@@ -1,4 +1,5 @@
-"""CrysToGraph: positional encodings, eTGC attention, GwT isolation, invariance, fit."""
+"""CrysToGraph: positional encodings, the paper's line graph, the reference's widths, eTGC
+attention, GwT isolation, invariance, fit."""
 import math
 
 import numpy as np
@@ -6,14 +7,14 @@ import pytest
 import torch
 
 from skcrystal.graphs import CrystalGraph, GraphBuilder, collate_graphs
-from skcrystal.graphs.line_graph import line_graph_extra
+from skcrystal.graphs.line_graph import line_graph, line_graph_extra
 from skcrystal.graphs.positional import positional_encodings, positional_extra
 from skcrystal.nn.crystograph import CrysToGraph, ETGCLayer, GwTLayer, graph_wise_attention
 from skcrystal.nn.scatter import scatter_sum
 
 TINY = dict(module__hidden=16, module__n_heads=2, module__head_dim=8, module__n_etgc=1,
-            module__n_basis=16, module__n_eigvec=4, module__n_rw=4)
-
+            module__edge_dim=8, module__angle_dim=8, module__lg_n_heads=2,
+            module__lg_head_dim=4, module__n_basis=16, module__n_eigvec=4, module__n_rw=4)
 
 
 def _graph(n, pairs):
@@ -72,7 +73,7 @@ def test_etgc_attention_sums_to_one_over_incoming_edges():
     torch.manual_seed(0)
     n, m = 7, 40
     edge_index = torch.stack([torch.randint(0, n - 1, (m,)), torch.randint(0, n, (m,))])
-    layer = ETGCLayer(12, 10, n_heads=3, head_dim=4, ffn_dim=8)
+    layer = ETGCLayer(12, 10, n_heads=3, head_dim=4, ffn_mult=2)
     attn, h_x, h_e = layer.attention(torch.randn(n, 12), torch.randn(m, 10), edge_index)
     assert attn.shape == (m, 3) and h_x.shape == (n, 12) and h_e.shape == (m, 12)
     sums = scatter_sum(attn, edge_index[0], n)
@@ -101,7 +102,7 @@ def test_gwt_never_attends_across_crystals():
     torch.manual_seed(0)
     sizes = torch.tensor([4, 6, 30])
     node_graph = torch.repeat_interleave(torch.arange(3), sizes)
-    layer = GwTLayer(8, n_heads=2, head_dim=4, ffn_dim=8)
+    layer = GwTLayer(8, n_heads=2, head_dim=4, ffn_mult=1)
     x = torch.randn(int(sizes.sum()), 8)
     y0 = layer(x, node_graph, sizes)
     x2 = x.clone()
@@ -119,12 +120,80 @@ def test_model_perturbing_one_crystal_leaves_others_unchanged(nacl, diamond):
                       [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
     moved = other.copy()
     moved.translate_sites([1], [0.03, 0.01, 0.0])
-    extras = [line_graph_extra(), positional_extra(4, 4)]
-    model = CrysToGraph(hidden=16, n_heads=2, head_dim=8, n_eigvec=4, n_rw=4).eval()
+    model = CrysToGraph(hidden=16, n_heads=2, head_dim=8, edge_dim=8, angle_dim=8,
+                        lg_n_heads=2, lg_head_dim=4, n_eigvec=4, n_rw=4).eval()
+    extras = model.graph_extras
     outs = [model(collate_graphs([b.build(s) for s in (nacl, mid, diamond)], extras=extras))
             for mid in (other, moved)]
     torch.testing.assert_close(outs[0][[0, 2]], outs[1][[0, 2]])
     assert not torch.allclose(outs[0][1], outs[1][1])
+
+
+# ----------------------------------------------------------------- the reference's graph
+def test_line_graph_is_the_papers_section_2_1_3(nacl, perovskites):
+    """Every pair of bonds (n_u -> n_v, n_v -> n_w), backtracking included (DGL's
+    line_graph, the reference's), the angle taken at n_v, found by brute force."""
+    model = CrysToGraph()
+    assert model.graph_extras[0] == line_graph_extra(convention="alignn")
+    builder = GraphBuilder(max_neighbors=12, grow_radius=True)
+    for s in (nacl, perovskites[0][7]):
+        g = builder.build(s)
+        # a skcrystal edge e is the bond neighbor[e] -> center[e]
+        want = {}
+        for a in range(g.n_edges):          # n_u -> n_v
+            for b in range(g.n_edges):      # n_v -> n_w
+                if g.neighbor[b] == g.center[a]:
+                    v_u, v_w = g.vectors[a], -g.vectors[b]  # from n_v to n_u, to n_w
+                    want[(b, a)] = v_u @ v_w / np.linalg.norm(v_u) / np.linalg.norm(v_w)
+        batch = collate_graphs([g], extras=model.graph_extras)
+        index = batch.extras["lg_alignn_index"].numpy()
+        cos = batch.extras["lg_alignn_cos"].numpy()
+        got = dict(zip(map(tuple, index.tolist()), cos.tolist()))
+        assert len(got) == len(index) == len(want)
+        assert set(got) == set(want)
+        np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=1e-5)
+        # the backtracking pairs are there, at cos = 1
+        rev = [(b, a) for (b, a) in want if g.center[b] == g.neighbor[a]
+               and np.allclose(g.vectors[b], -g.vectors[a])]
+        assert rev and all(abs(got[k] - 1) < 1e-6 for k in rev)
+    # and not the shared-centre convention (kept as lg_convention="shared_center")
+    assert CrysToGraph(lg_convention="shared_center").graph_extras[0] == line_graph_extra()
+
+
+def test_line_graph_messages_flow_from_the_incoming_bond():
+    """In the line-graph eTGC the bond n_v -> n_w receives from n_u -> n_v: a bond no
+    other bond ends at the start of receives nothing (its attention sums to 0)."""
+    # bonds (skcrystal edge = neighbour -> centre): e0 = 0 -> 1, e1 = 1 -> 2
+    g = CrystalGraph(np.array([6, 6, 6]), np.zeros((3, 3)), np.eye(3) * 10,
+                     np.array([1, 2]), np.array([0, 1]), np.ones(2),
+                     np.zeros((2, 3), np.int64), np.array([[-1.0, 0, 0], [-1.0, 0, 0]]), 8.0)
+    lg = line_graph(g, convention="alignn")
+    np.testing.assert_array_equal(lg["lg_alignn_index"], [[1, 0]])  # e1 receives from e0
+    np.testing.assert_allclose(lg["lg_alignn_cos"], [-1.0])  # straight through atom 1
+
+
+def test_reference_widths():
+    """howardwang1997/CrysToGraph_matbench: atom eTGC TransformerConvLayer(256, 32, 8,
+    edge_dim=76), line-graph eTGC TransformerConvLayer(76, 24, 8, edge_dim=30), FFN
+    4x (eTGC) and 2x (GwT), GwT edge embedding from the 76 bond channels."""
+    m = CrysToGraph()
+    atom, lg, gwt = m.atom_layers[0], m.lg_layers[0], m.gwt_layers[0]
+    assert len(m.atom_layers) == len(m.lg_layers) == 3 and len(m.gwt_layers) == 1
+    assert m.edge_in.out_features == 76 and m.angle_in.out_features == 30
+    assert (atom.n_heads, atom.head_dim, atom.q.in_features) == (8, 32, 256)
+    assert atom.e_proj.in_features == 76 and atom.out_edge.out_features == 76
+    assert (lg.n_heads, lg.head_dim, lg.q.in_features) == (8, 24, 76)
+    assert lg.e_proj.in_features == 30 and lg.out_edge.out_features == 30
+    assert atom.ffn_node.lin1.out_features == 4 * 256
+    assert atom.ffn_edge.lin1.out_features == 4 * 76
+    assert lg.ffn_node.lin1.out_features == 4 * 76
+    assert lg.ffn_edge.lin1.out_features == 4 * 30
+    assert gwt.ffn[0].out_features == 2 * 256 and gwt.ffn[2].in_features == 2 * 256
+    assert m.gwt_edge.in_features == 76 and m.gwt_edge.out_features == 256
+    small = CrysToGraph(hidden=16, edge_dim=6, angle_dim=4, etgc_ffn_mult=3, gwt_ffn_mult=5)
+    assert small.atom_layers[0].ffn_edge.lin1.out_features == 18
+    assert small.lg_layers[0].ffn_edge.lin1.out_features == 12
+    assert small.gwt_layers[0].ffn[0].out_features == 80
 
 
 def test_invalid_module_parameters():
@@ -134,6 +203,10 @@ def test_invalid_module_parameters():
         CrysToGraph(positional_encoding="sinusoidal")
     with pytest.raises(ValueError, match="n_gwt"):
         CrysToGraph(n_gwt=-1)
+    with pytest.raises(ValueError, match="lg_convention"):
+        CrysToGraph(lg_convention="dgl")
+    with pytest.raises(ValueError, match="edge_dim"):
+        CrysToGraph(edge_dim=0)
 
 
 # ----------------------------------------------------------------- estimator

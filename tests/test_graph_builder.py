@@ -209,6 +209,41 @@ def test_disk_cache_roundtrip(tmp_path, nacl, diamond):
     assert all(a is not b for a, b in zip(built, loaded))
 
 
+def test_symmetrize_is_part_of_the_cache_key(tmp_path, diamond):
+    """Each symmetrization is its own graph, in memory and on disk; the default key is
+    the one graphs were cached under before the option existed."""
+    assert GraphBuilder().key() == ("v1", 8.0, 12, 1e-3, False)
+    builders = [GraphBuilder(5.0, 4, symmetrize=m) for m in (None, "union", "both")]
+    keys = {b.key() for b in builders}
+    assert len(keys) == 3
+    cache = GraphCache()
+    wonky = Structure(Lattice.from_parameters(4.1, 4.3, 4.6, 85, 95, 100), ["Li", "O", "Fe"],
+                      [[0, 0, 0], [0.5, 0.4, 0.3], [0.2, 0.7, 0.55]])
+    graphs = [get_graphs([wonky], b, cache=cache, cache_dir=str(tmp_path))[0]
+              for b in builders]
+    assert cache.misses == 3 and len(cache) == 3
+    n = [g.n_edges for g in graphs]
+    assert n[0] < n[1] < n[2] == 2 * n[0]
+    assert len({p.parent for p in tmp_path.rglob("*.npz")}) == 3
+    fresh = GraphCache()
+    again = [get_graphs([wonky], b, cache=fresh, cache_dir=str(tmp_path))[0] for b in builders]
+    assert fresh.misses == 0
+    assert all(graphs_equal(a, b) for a, b in zip(graphs, again))
+
+
+def test_symmetrize_validation(nacl):
+    with pytest.raises(ValueError, match="symmetrize"):
+        GraphBuilder(symmetrize="all").validate()
+    with pytest.raises(ValueError, match="symmetrize"):
+        GraphBuilder(neighbor_mode="reference", symmetrize="both").validate()
+    # all neighbours within the radius are already symmetric: nothing to add
+    g = build_graph(nacl, radius=6.0, max_neighbors=None)
+    assert build_graph(nacl, radius=6.0, max_neighbors=None, symmetrize="union").n_edges \
+        == g.n_edges
+    assert build_graph(nacl, radius=6.0, max_neighbors=None, symmetrize="both").n_edges \
+        == 2 * g.n_edges
+
+
 def test_parallel_equals_serial(nacl):
     rng = np.random.default_rng(0)
     base = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])

@@ -245,6 +245,11 @@ class CrystalGraphNet(NeuralNet):
         (graphs independent of atom order and cell choice);
         ``"reference"`` keeps exactly ``max_neighbors`` in the reference
         CGCNN code's order, padded (for its published checkpoints).
+    symmetrize : {None, "union", "both"}, default None
+        Add reverse edges after the neighbour cut: ``"union"`` the missing
+        ones (every directed bond once), ``"both"`` the reverse of every
+        edge (CrystalNet's reference graph); see
+        :mod:`skcrystal.graphs.symmetrize`. Part of the graph cache key.
     descriptors : transformer or None
         Structures -> numbers (e.g. :class:`skcrystal.descriptors.DescriptorBank`,
         or a Pipeline ending in an imputer), fitted on the training
@@ -302,6 +307,7 @@ class CrystalGraphNet(NeuralNet):
         "max_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "grow_radius": ["boolean"],
         "neighbor_mode": [StrOptions({"keep_ties", "reference"})],
+        "symmetrize": [StrOptions({"union", "both"}), None],
         "descriptors": [HasMethods(["fit", "transform"]), None],
         "structure_column": [str],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
@@ -350,7 +356,8 @@ class CrystalGraphNet(NeuralNet):
 
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
-                 grow_radius=False, neighbor_mode="keep_ties", descriptors=None,
+                 grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
+                 descriptors=None,
                  structure_column="structure", random_state=None, n_jobs=None,
                  cache_dir=None, train_split=None, max_memory="4GB", progress="auto",
                  distributed=False, mixed_precision=None, verbose=0, **kwargs):
@@ -361,6 +368,7 @@ class CrystalGraphNet(NeuralNet):
         self.max_neighbors = max_neighbors
         self.grow_radius = grow_radius
         self.neighbor_mode = neighbor_mode
+        self.symmetrize = symmetrize
         self.descriptors = descriptors
         self.structure_column = structure_column
         self.random_state = random_state
@@ -462,7 +470,8 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ data
     def _builder(self):
         return GraphBuilder(radius=self.radius, max_neighbors=self.max_neighbors,
-                            grow_radius=self.grow_radius, neighbor_mode=self.neighbor_mode)
+                            grow_radius=self.grow_radius, neighbor_mode=self.neighbor_mode,
+                            symmetrize=self.symmetrize)
 
     def _inputs(self, X, module):
         """(checked structures, descriptor block, its names) of the user's ``X``."""

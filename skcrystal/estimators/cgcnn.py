@@ -58,11 +58,16 @@ class CGCNNRegressor(CrystalRegressorBase):
 class CGCNNClassifier(CrystalClassifierBase):
     """CGCNN classifier (e.g. metal vs. non-metal, paper Fig. 3).
 
-    Same parameters as :class:`CGCNNRegressor`; ``module__dropout`` adds
-    dropout in the head as the reference code's classification mode does.
+    Same parameters as :class:`CGCNNRegressor`, except ``module__dropout=0.5``:
+    the reference code's classification mode (txie-93/cgcnn, ``model.py``)
+    applies ``nn.Dropout()`` (p = 0.5) to the first hidden layer's output
+    after pooling, before the output layer; with the default one hidden
+    layer the head here does the same (with ``module__n_h > 1`` it also
+    drops out before each later layer, the reference only once).
+    ``module__dropout=0.0`` turns it off.
     """
 
-    _defaults = CGCNNRegressor._defaults
+    _defaults = {**CGCNNRegressor._defaults, "module__dropout": 0.5}
 
 
 register(ModelSpec(

@@ -39,6 +39,16 @@ until every atom has at least ``max_neighbors`` neighbours (the CrysToGraph
 convention), never beyond :data:`MAX_RADIUS`; the radius used is stored in
 :attr:`CrystalGraph.radius`.
 
+Symmetrization
+--------------
+The ``max_neighbors`` cut is per centre atom, so atom ``i`` may keep ``j``
+while ``j`` does not keep ``i``: an edge without a reverse.
+``symmetrize="union"`` adds the missing reverse edges (the reference ALIGNN
+graph), ``symmetrize="both"`` adds the reverse of every edge (the reference
+CrystalNet graph, where a bond both atoms list is stored twice each way);
+see :mod:`skcrystal.graphs.symmetrize`. The default ``None`` leaves the
+graph as cut.
+
 Radius bound
 ------------
 ``radius`` may not exceed :data:`MAX_RADIUS` (30 Å), and growth stops there:
@@ -53,6 +63,8 @@ import numpy as np
 
 from .._validation import check_positive
 from .graph import CrystalGraph
+from .symmetrize import MODES as SYMMETRIZE_MODES
+from .symmetrize import symmetrize_graph
 
 __all__ = ["GraphBuilder", "build_graph", "MAX_RADIUS"]
 
@@ -82,6 +94,9 @@ class GraphBuilder:
         CGCNN code's order, padded (see the module docstring;
         ``max_neighbors`` must then be an int and ``grow_radius`` is
         ignored).
+    symmetrize : {None, "union", "both"}, default=None
+        Add reverse edges after the cut (see the module docstring):
+        ``"union"`` the missing ones, ``"both"`` the reverse of every edge.
     """
 
     _modes = ("keep_ties", "reference")
@@ -89,12 +104,13 @@ class GraphBuilder:
     _growth = 1.5
 
     def __init__(self, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
-                 neighbor_mode="keep_ties"):
+                 neighbor_mode="keep_ties", symmetrize=None):
         self.radius = radius
         self.max_neighbors = max_neighbors
         self.tie_tol = tie_tol
         self.grow_radius = grow_radius
         self.neighbor_mode = neighbor_mode
+        self.symmetrize = symmetrize
 
     def validate(self):
         check_positive(self.radius, "radius")
@@ -111,6 +127,12 @@ class GraphBuilder:
         if self.neighbor_mode == "reference" and self.max_neighbors is None:
             raise ValueError("neighbor_mode='reference' needs an int max_neighbors "
                              "(the reference pads every atom to exactly that many)")
+        if self.symmetrize is not None and self.symmetrize not in SYMMETRIZE_MODES:
+            raise ValueError(f"symmetrize must be None or one of {SYMMETRIZE_MODES}, got "
+                             f"{self.symmetrize!r}")
+        if self.symmetrize is not None and self.neighbor_mode == "reference":
+            raise ValueError("symmetrize applies to neighbor_mode='keep_ties' (the "
+                             "'reference' mode is the CGCNN checkpoints' padded graph)")
         return self
 
     def key(self):
@@ -118,13 +140,17 @@ class GraphBuilder:
         key = ("v1", float(self.radius),
                None if self.max_neighbors is None else int(self.max_neighbors),
                float(self.tie_tol), bool(self.grow_radius))
-        # the default mode keeps the keys of graphs cached before the option existed
-        return key if self.neighbor_mode == "keep_ties" else key + (self.neighbor_mode,)
+        # the default mode keeps the keys of graphs cached before the options existed
+        if self.neighbor_mode != "keep_ties":
+            key += (self.neighbor_mode,)
+        if self.symmetrize is not None:
+            key += (("symmetrize", str(self.symmetrize)),)
+        return key
 
     def __repr__(self):
         return (f"GraphBuilder(radius={self.radius}, max_neighbors={self.max_neighbors}, "
                 f"tie_tol={self.tie_tol}, grow_radius={self.grow_radius}, "
-                f"neighbor_mode={self.neighbor_mode!r})")
+                f"neighbor_mode={self.neighbor_mode!r}, symmetrize={self.symmetrize!r})")
 
     def build(self, structure, index=None):
         """Build the graph of one structure.
@@ -174,7 +200,10 @@ class GraphBuilder:
                     f"fewer than max_neighbors={need}: an isolated atom in "
                     "vacuum? Lower max_neighbors or check the structure")
             radius = min(radius * self._growth, MAX_RADIUS)
-        return _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
+        graph = _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
+        if self.symmetrize is not None:
+            graph = symmetrize_graph(graph, mode=self.symmetrize)
+        return graph
 
 
 def _structure_arrays(structure):
@@ -279,7 +308,7 @@ def _reference_graph(arrays, pairs, k, radius):
 
 
 def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
-                neighbor_mode="keep_ties"):
+                neighbor_mode="keep_ties", symmetrize=None):
     """Build one crystal graph; see :class:`GraphBuilder` for the parameters."""
     return GraphBuilder(radius, max_neighbors, tie_tol, grow_radius,
-                        neighbor_mode).validate().build(structure)
+                        neighbor_mode, symmetrize).validate().build(structure)

@@ -11,13 +11,17 @@ from .extras import GraphExtra
 __all__ = ["reverse_edges", "REVERSE_EDGES_EXTRA"]
 
 
-
 def reverse_edges(graph):
-    """Index of each edge's reverse edge, vectorized (one sort + searchsorted).
+    """Index of each edge's reverse edge, vectorized (sorts + searchsorted).
 
     Parameters
     ----------
     graph : CrystalGraph
+        May be a multigraph: when one directed bond ``(c -> n, image k)`` is
+        stored several times (the CrystalNet reference graph, see
+        :func:`skcrystal.graphs.symmetrize.symmetrize_graph` with
+        ``mode="both"``), its ``r``-th copy (in edge order) is paired with
+        the ``r``-th copy of the reverse bond.
 
     Returns
     -------
@@ -38,7 +42,7 @@ def reverse_edges(graph):
     n_atoms = max(graph.n_atoms, 1)
 
     def key(a, b, o):
-        # mixed-radix code of (a, b, image); unique per edge
+        # mixed-radix code of (a, b, image); unique per directed bond
         s = o + span
         return ((a * n_atoms + b) * base + s[:, 0]) * base * base + s[:, 1] * base + s[:, 2]
 
@@ -48,10 +52,17 @@ def reverse_edges(graph):
     fwd = key(c, n, off)
     rev = key(n, c, -off)
     order = np.argsort(fwd, kind="stable")
-    pos = np.searchsorted(fwd[order], rev)
-    pos = np.minimum(pos, n_edges - 1)
+    sorted_fwd = fwd[order]
+    # copy number of each edge among the edges of its bond (0 for a simple graph)
+    first = np.searchsorted(sorted_fwd, sorted_fwd, side="left")
+    copy = np.empty(n_edges, np.int64)
+    copy[order] = np.arange(n_edges) - first
+    # the same copy of the reverse bond
+    start = np.searchsorted(sorted_fwd, rev, side="left")
+    stop = np.searchsorted(sorted_fwd, rev, side="right")
+    ok = copy < stop - start
+    pos = np.minimum(start + copy, n_edges - 1)
     cand = order[pos]
-    ok = fwd[cand] == rev
     return {"rev_edge": np.where(ok, cand, np.arange(n_edges)), "rev_edge_ok": ok}
 
 

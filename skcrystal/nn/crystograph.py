@@ -4,10 +4,34 @@ convolutions (eTGC) on the atom graph and its line graph, then graph-wise
 transformer (GwT) layers over all atoms of each crystal.
 
 Pure torch; operates on a :class:`~skcrystal.graphs.GraphBatch` that
-carries the line graph (``lg_index``, ``lg_cos``, see
-:mod:`skcrystal.graphs.line_graph`) and the positional encodings
-(``pe_lap``, ``pe_rw``, see :mod:`skcrystal.graphs.positional`) as extras
-when the model uses them.
+carries the line graph (see :mod:`skcrystal.graphs.line_graph`) and the
+positional encodings (``pe_lap``, ``pe_rw``, see
+:mod:`skcrystal.graphs.positional`) as extras when the model uses them.
+
+Reference
+---------
+The authors' code (howardwang1997/CrysToGraph and its matbench runner
+howardwang1997/CrysToGraph_matbench: ``TransformerConvLayer`` in
+``model/bert_transformer.py``, ``GlobalTransformerLayer`` in
+``model/transformer.py``, the graph in ``data/crystal.py``) fixes what the
+paper leaves open; the defaults follow it:
+
+* Line graph (paper §2.1.3: bond ``(n_u, n_v)`` and bond ``(n_v, n_w)``
+  are joined): DGL's ``line_graph(shared=True)`` of the directed 12-NN
+  graph, backtracking pair included, the angle taken at ``n_v``. That is
+  ``convention="alignn"`` of :func:`~skcrystal.graphs.line_graph.line_graph`
+  (a bond into atom ``v`` feeds every bond out of ``v``), the default
+  ``lg_convention``; ``"shared_center"`` pairs bonds into the same atom.
+* Widths: atoms ``hidden`` = 256 wide; bonds ``edge_dim`` = 76 (the
+  reference's raw bond features, 41 + 17 + 17 Gaussians and a flag, kept at
+  that width); angles ``angle_dim`` = 30 (30 Gaussians of the cosine). The
+  atom-graph eTGC attends with 8 heads of 32, the line-graph eTGC (bonds as
+  nodes) with 8 heads of 24 (``lg_n_heads``, ``lg_head_dim``).
+* Feed-forward widths: 4x the stream width in eTGC (atoms 4 x 256, bonds
+  4 x 76 in the atom-graph layer; bonds 4 x 76, angles 4 x 30 in the
+  line-graph layer), 2x ``hidden`` in GwT.
+
+The documentation's fidelity table lists the remaining differences.
 """
 from __future__ import annotations
 
@@ -20,7 +44,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
-from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
+from ..graphs.line_graph import CONVENTIONS, DEFAULT_MAX_TRIPLETS, line_graph_extra
 from ..graphs.positional import positional_extra
 from .basis import GaussianExpansion
 from .common import BatchNorm
@@ -62,8 +86,10 @@ class ETGCLayer(nn.Module):
         Node and edge feature lengths.
     n_heads, head_dim : int
         Attention heads and their width (Table A1: 8 of 32).
-    ffn_dim : int
-        Hidden width of the FFN.
+    ffn_mult : int
+        Hidden width of each FFN as a multiple of its stream's width (the
+        reference's 4: ``4 * node_dim`` for nodes, ``4 * edge_dim`` for
+        edges).
 
     Shapes
     ------
@@ -71,7 +97,7 @@ class ETGCLayer(nn.Module):
     -> x (n_nodes, node_dim), e (n_edges, edge_dim)
     """
 
-    def __init__(self, node_dim, edge_dim, n_heads=8, head_dim=32, ffn_dim=256):
+    def __init__(self, node_dim, edge_dim, n_heads=8, head_dim=32, ffn_mult=4):
         super().__init__()
         d = n_heads * head_dim
         self.n_heads, self.head_dim = n_heads, head_dim
@@ -86,8 +112,8 @@ class ETGCLayer(nn.Module):
         self.out_edge = nn.Linear(d, edge_dim)
         self.ln_node = nn.LayerNorm(node_dim)
         self.ln_edge = nn.LayerNorm(edge_dim)
-        self.ffn_node = _BNFFN(node_dim, ffn_dim)
-        self.ffn_edge = _BNFFN(edge_dim, ffn_dim)
+        self.ffn_node = _BNFFN(node_dim, ffn_mult * node_dim)
+        self.ffn_edge = _BNFFN(edge_dim, ffn_mult * edge_dim)
 
     def attention(self, x, e, edge_index):
         """Attention weights and the MHNA outputs.
@@ -203,20 +229,30 @@ class GwTLayer(nn.Module):
     features (Eq. 11) are added once by :class:`CrysToGraph` before the
     first GwT layer.
 
+    Parameters
+    ----------
+    dim : int
+        Atom feature length.
+    n_heads, head_dim : int
+        Attention heads and their width.
+    ffn_mult : int
+        FFN hidden width as a multiple of ``dim`` (the reference's 2).
+
     Shapes
     ------
     x (n_nodes, dim), node_graph (n_nodes,), n_per_graph (n_graphs,)
     -> (n_nodes, dim)
     """
 
-    def __init__(self, dim, n_heads=8, head_dim=32, ffn_dim=256):
+    def __init__(self, dim, n_heads=8, head_dim=32, ffn_mult=2):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, head_dim
         d = n_heads * head_dim
         self.qkv = nn.Linear(dim, 3 * d)
         self.out = nn.Linear(d, dim)
         self.ln1 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(),
+                                 nn.Linear(ffn_mult * dim, dim))
         self.ln2 = nn.LayerNorm(dim)
 
     def forward(self, x, node_graph, n_per_graph):
@@ -229,9 +265,12 @@ class GwTLayer(nn.Module):
 class CrysToGraph(CrystalModel):
     """CrysToGraph: eTGC blocks, GwT layers, mean pooling, LayerNorm, Softplus MLP.
 
-    Defaults follow Table A1 of the paper: 3 eTGC blocks, 1 GwT layer,
-    hidden 256, 8 heads of 32, one hidden FFNN layer; 12 nearest
-    neighbours come from the estimator's graph parameters.
+    Defaults follow Table A1 of the paper and the reference code (see the
+    module docstring): 3 eTGC blocks, 1 GwT layer, atoms 256 wide, bonds
+    76, angles 30, 8 heads of 32 on the atom graph and of 24 on the line
+    graph, FFN widths 4x (eTGC) and 2x (GwT), one hidden FFNN layer, the
+    line graph of §2.1.3; 12 nearest neighbours come from the estimator's
+    graph parameters.
 
     Edge features
     -------------
@@ -268,11 +307,16 @@ class CrysToGraph(CrystalModel):
         element embeddings (:func:`skcrystal.pretrain.pretrain_atom_embeddings`)
         go in ``extra_atom_features``.
     hidden : int
-        Node, edge and line-graph feature width (256).
+        Atom feature width (256).
+    edge_dim, angle_dim : int
+        Bond and bond-angle feature widths (the reference's 76 and 30).
     n_heads, head_dim : int
-        Attention heads and width per head (8, 32).
-    ffn_dim : int or None
-        FFN hidden width in eTGC and GwT layers (None: ``hidden``).
+        Attention heads and width per head of the atom-graph eTGC and the
+        GwT (8, 32).
+    lg_n_heads, lg_head_dim : int
+        Attention heads and width per head of the line-graph eTGC (8, 24).
+    etgc_ffn_mult, gwt_ffn_mult : int
+        FFN hidden widths as multiples of the stream widths (4 and 2).
     n_etgc : int
         eTGC blocks (each: line-graph layer, then atom-graph layer).
     n_gwt : int
@@ -281,6 +325,9 @@ class CrysToGraph(CrystalModel):
         Hidden layers of the readout MLP.
     use_line_graph : bool
         False drops the line-graph layers (ablation "w/o line graph").
+    lg_convention : {"alignn", "shared_center"}
+        Line-graph pairs (see the module docstring; ``"alignn"`` is the
+        paper's §2.1.3 and the reference's).
     positional_encoding : {"lap+rw", "lap", "rw", "none"}
         Encodings added before the GwT layers (ablation Fig. A9).
     n_eigvec, n_rw : int
@@ -302,18 +349,20 @@ class CrysToGraph(CrystalModel):
         Dropout in the readout MLP.
     """
 
-    #: measured training memory (45 KB per angle pair at the default width and depth;
-    #: see CrystalModel.training_memory)
-    _training_memory = {"edge": 0, "angle": 45_000, "at": {"hidden": 256, "n_etgc": 3}}
+    #: measured training memory (25 KB per angle pair at the default widths and depth,
+    #: benchmarks/bench_training_memory.py; see CrystalModel.training_memory)
+    _training_memory = {"edge": 0, "angle": 25_400, "at": {"hidden": 256, "n_etgc": 3}}
 
     _parameter_constraints = {
         **COMMON_CONSTRAINTS,
         **{name: [Interval(numbers.Integral, 1, None, closed="left")]
-           for name in ("hidden", "n_heads", "head_dim", "n_basis")},
+           for name in ("hidden", "n_heads", "head_dim", "n_basis", "edge_dim",
+                        "angle_dim", "lg_n_heads", "lg_head_dim", "etgc_ffn_mult",
+                        "gwt_ffn_mult")},
         **{name: [Interval(numbers.Integral, 0, None, closed="left")]
            for name in ("n_etgc", "n_gwt", "n_ffnn", "n_eigvec", "n_rw")},
-        "ffn_dim": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "use_line_graph": ["boolean"],
+        "lg_convention": [StrOptions(set(CONVENTIONS))],
         "positional_encoding": [StrOptions(set(POSITIONAL_ENCODINGS))],
         "edge_features": [StrOptions(set(EDGE_FEATURES))],
         "long_bond": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -321,8 +370,10 @@ class CrysToGraph(CrystalModel):
     }
 
     def __init__(self, n_outputs=1, atom_features="cgcnn", extra_atom_features=None,
-                 hidden=256, n_heads=8, head_dim=32, ffn_dim=None, n_etgc=3, n_gwt=1,
-                 n_ffnn=1, use_line_graph=True, positional_encoding="lap+rw",
+                 hidden=256, edge_dim=76, angle_dim=30, n_heads=8, head_dim=32,
+                 lg_n_heads=8, lg_head_dim=24, etgc_ffn_mult=4, gwt_ffn_mult=2, n_etgc=3,
+                 n_gwt=1, n_ffnn=1, use_line_graph=True, lg_convention="alignn",
+                 positional_encoding="lap+rw",
                  n_eigvec=20, n_rw=20, edge_features="distance", n_basis=40,
                  cutoff=8.0, long_bond=8.0, max_triplets=DEFAULT_MAX_TRIPLETS,
                  n_descriptors=0, dropout=0.0):
@@ -334,7 +385,7 @@ class CrysToGraph(CrystalModel):
         self.positional_encoding = positional_encoding
         self.n_eigvec, self.n_rw = int(n_eigvec), int(n_rw)
         self.long_bond = float(long_bond)
-        ffn_dim = hidden if ffn_dim is None else int(ffn_dim)
+        self.lg_convention = lg_convention
 
         self.embedding = AtomEmbedding(hidden, atom_features, extra_atom_features)
         self.rbf_dist = GaussianExpansion(0.0, cutoff, n_centers=n_basis)
@@ -343,22 +394,24 @@ class CrysToGraph(CrystalModel):
             self.rbf_theta = GaussianExpansion(0.0, math.pi, n_centers=n_basis)
             self.rbf_phi = GaussianExpansion(-math.pi, math.pi, n_centers=n_basis)
             n_edge_in += 2 * n_basis
-        self.edge_in = nn.Linear(n_edge_in, hidden)
+        self.edge_in = nn.Linear(n_edge_in, edge_dim)
         if self.use_line_graph:
             self.rbf_angle = GaussianExpansion(-1.0, 1.0, n_centers=n_basis)
-            self.angle_in = nn.Linear(n_basis, hidden)
+            self.angle_in = nn.Linear(n_basis, angle_dim)
+        # line graph: bonds are its nodes (edge_dim), angles its edges (angle_dim)
         self.lg_layers = nn.ModuleList(
-            ETGCLayer(hidden, hidden, n_heads, head_dim, ffn_dim)
+            ETGCLayer(edge_dim, angle_dim, lg_n_heads, lg_head_dim, etgc_ffn_mult)
             for _ in range(n_etgc if self.use_line_graph else 0))
         self.atom_layers = nn.ModuleList(
-            ETGCLayer(hidden, hidden, n_heads, head_dim, ffn_dim) for _ in range(n_etgc))
+            ETGCLayer(hidden, edge_dim, n_heads, head_dim, etgc_ffn_mult)
+            for _ in range(n_etgc))
         self.n_pe = (self.n_eigvec if "lap" in positional_encoding else 0) + \
             (self.n_rw if "rw" in positional_encoding else 0)
         if n_gwt:
             self.pe_in = nn.Linear(self.n_pe, hidden, bias=False) if self.n_pe else None
-            self.gwt_edge = nn.Linear(hidden, hidden, bias=False)
+            self.gwt_edge = nn.Linear(edge_dim, hidden, bias=False)
         self.gwt_layers = nn.ModuleList(
-            GwTLayer(hidden, n_heads, head_dim, ffn_dim) for _ in range(n_gwt))
+            GwTLayer(hidden, n_heads, head_dim, gwt_ffn_mult) for _ in range(n_gwt))
         self.norm = nn.LayerNorm(hidden)
         self.head = ReadoutHead(hidden, n_outputs, (hidden,) * n_ffnn, act="softplus",
                                 n_descriptors=n_descriptors, dropout=dropout)
@@ -368,7 +421,7 @@ class CrysToGraph(CrystalModel):
         """The line graph when eTGC uses it; encodings when the GwT uses them."""
         extras = []
         if self.use_line_graph:
-            extras.append(line_graph_extra(self.max_triplets))
+            extras.append(line_graph_extra(self.max_triplets, convention=self.lg_convention))
         if self.n_gwt and self.n_pe:
             extras.append(positional_extra(self.n_eigvec, self.n_rw))
         return tuple(extras)
@@ -409,8 +462,11 @@ class CrysToGraph(CrystalModel):
         x = self.embedding(batch.atomic_numbers)
         e = self.edge_in(self.edge_inputs(batch))
         if self.use_line_graph:
-            lg_index = _need(batch, "lg_index").t()
-            t = self.angle_in(self.rbf_angle(_need(batch, "lg_cos")))
+            index, cos = (("lg_index", "lg_cos") if self.lg_convention == "shared_center"
+                          else ("lg_alignn_index", "lg_alignn_cos"))
+            # column 0 the receiving bond, column 1 the sending one, in both conventions
+            lg_index = _need(batch, index).t()
+            t = self.angle_in(self.rbf_angle(_need(batch, cos)))
         for i, atom_layer in enumerate(self.atom_layers):
             if self.use_line_graph:
                 # line graph: bonds are its nodes, bond pairs its edges

@@ -60,13 +60,16 @@ class AtomEmbedding(nn.Module):
         Output feature length.
     atom_features, extra_atom_features
         See :func:`resolve_atom_table`.
+    bias : bool, default True
+        Bias of the Linear projection of a fixed table (CrystalNet's
+        reference projects without one).
 
     Shapes
     ------
     atomic_numbers (n_nodes,) int64 -> (n_nodes, dim)
     """
 
-    def __init__(self, dim, atom_features="cgcnn", extra_atom_features=None):
+    def __init__(self, dim, atom_features="cgcnn", extra_atom_features=None, bias=True):
         super().__init__()
         table = resolve_atom_table(atom_features, extra_atom_features)
         if table is None:
@@ -82,7 +85,7 @@ class AtomEmbedding(nn.Module):
         else:
             self.register_buffer("table", torch.as_tensor(np.nan_to_num(table, nan=0.0)))
             self.embedding = None
-            self.linear = nn.Linear(table.shape[1], dim)
+            self.linear = nn.Linear(table.shape[1], dim, bias=bias)
 
     @property
     def n_table_features(self):
