@@ -231,10 +231,10 @@ def test_forward_on_batch(nacl, diamond):
 
 def test_line_graph_bound_names_structure(perovskites, nacl):
     X, y = perovskites
-    est = ALIGNNRegressor(max_epochs=1, module__max_triplets=1000, **SMALL)
+    est = ALIGNNRegressor(max_epochs=1, module__max_triplets=2000, **SMALL)
     big = nacl.copy()
     big.make_supercell([2, 1, 1])  # 16 atoms x 18 x 17 pairs
-    with pytest.raises(ValueError, match=r"X\[2\] \(NaCl.*max_triplets=1000"):
+    with pytest.raises(ValueError, match=r"X\[2\] \(NaCl.*max_triplets=2000"):
         est.fit([X[0], X[1], big], y[:3])
     assert est.set_params(module__max_triplets=None).fit([X[0], X[1], big], y[:3])
 
@@ -245,3 +245,16 @@ def test_classifier_fits(perovskites):
     clf = ALIGNNClassifier(max_epochs=1, **SMALL).fit(X[:32], labels)
     assert clf.predict_proba(X[:5]).shape == (5, 2)
     assert clf.predict(X[:5]).dtype == bool
+
+
+def test_estimator_graph_is_the_reference_symmetrized_knn_graph(perovskites):
+    X = perovskites[0][:4] if isinstance(perovskites, tuple) else perovskites[:4]
+    est = ALIGNNRegressor()
+    assert (est.symmetrize, est.grow_radius, est.radius, est.max_neighbors) == ("union", True, 8.0, 12)
+    for s, g in zip(X, est.prepare(X)):
+        want = symmetrize_graph(build_graph(s, radius=8.0, max_neighbors=12, grow_radius=True))
+        edges = set(zip(g.center.tolist(), g.neighbor.tolist(), map(tuple, g.offsets.tolist())))
+        assert edges == set(zip(want.center.tolist(), want.neighbor.tolist(),
+                                map(tuple, want.offsets.tolist())))
+        # every bond has its reverse (u -> v at image n, v -> u at image -n)
+        assert edges == {(v, u, tuple(-o for o in off)) for u, v, off in edges}

@@ -16,11 +16,14 @@ class ALIGNNRegressor(CrystalRegressorBase):
     angle basis functions, SiLU, batch norm, mean pooling; the largest line
     graph of one structure is bounded by ``module__max_triplets``).
     Training and data parameters are those of
-    :class:`~skcrystal.estimators.base.CrystalGraphNet` (graphs: 8 Å, 12
-    neighbours), with the reference's weight decay 1e-5.
+    :class:`~skcrystal.estimators.base.CrystalGraphNet`, at the reference's
+    graph (8 Å, 12 nearest neighbours with the radius grown where an atom has
+    fewer, symmetrized: ``symmetrize="union", grow_radius=True``) and weight
+    decay 1e-5.
     """
 
-    _defaults = {"module": ALIGNN, "optimizer__weight_decay": 1e-5}
+    _defaults = {"module": ALIGNN, "optimizer__weight_decay": 1e-5,
+                 "symmetrize": "union", "grow_radius": True}
 
 
 class ALIGNNClassifier(CrystalClassifierBase):
