@@ -235,33 +235,24 @@ def _neighbor_pairs(arrays, radius, numerical_tol=1e-8):
             images[sel], dist[sel])
 
 
+def _starts(counts):
+    """Index of each atom's first pair in centre-sorted pairs."""
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return starts
+
+
 def _graph_from_pairs(arrays, pairs, counts, k, tie_tol, radius):
-    numbers, frac, cart, lattice, _ = arrays
     center, neighbor, images, dist = pairs
-    n = len(numbers)
     # one argsort of a centre-major, distance-minor key (cheaper than lexsort)
     order = np.argsort(center * (2.0 * radius + 1.0) + dist, kind="stable")
     if k is not None and len(center):
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(counts[:-1], out=starts[1:])
         sorted_dist = dist[order]
         # distance of each atom's k-th nearest neighbour (or its farthest)
-        kth = sorted_dist[starts + np.minimum(counts, k) - 1]
+        kth = sorted_dist[_starts(counts) + np.minimum(counts, k) - 1]
         order = order[sorted_dist <= kth[center[order]] + tie_tol]
-    center, neighbor, dist = center[order], neighbor[order], dist[order]
     images = np.round(images[order]).astype(np.int64)
-    vectors = (frac[neighbor] + images) @ lattice - cart[center]
-    return CrystalGraph(
-        atomic_numbers=numbers,
-        positions=cart,
-        lattice=lattice,
-        center=center,
-        neighbor=neighbor,
-        distances=dist.astype(np.float64),
-        offsets=images,
-        vectors=vectors,
-        radius=radius,
-    )
+    return _graph(arrays, center[order], neighbor[order], dist[order], images, radius)
 
 
 def _reference_graph(arrays, pairs, k, radius):
@@ -272,14 +263,11 @@ def _reference_graph(arrays, pairs, k, radius):
     with Python's stable ``sorted`` by distance; a stable lexsort on
     (centre, distance) gives the same order, compared on exact distances.
     """
-    numbers, frac, cart, lattice, _ = arrays
     center, neighbor, images, dist = pairs
-    n = len(numbers)
+    n = len(arrays[0])
     order = np.lexsort((dist, center))
     counts = np.bincount(center, minlength=n)
-    starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    rank = np.arange(len(order)) - starts[center[order]]
+    rank = np.arange(len(order)) - _starts(counts)[center[order]]
     order = order[rank < k]
     center, neighbor, dist = center[order], neighbor[order], dist[order]
     images = np.round(images[order]).astype(np.int64)
@@ -293,18 +281,17 @@ def _reference_graph(arrays, pairs, k, radius):
         images = np.concatenate([images, np.zeros((len(pad_center), 3), np.int64)])
         order = np.argsort(center, kind="stable")
         center, neighbor, dist, images = center[order], neighbor[order], dist[order], images[order]
+    return _graph(arrays, center, neighbor, dist, images, radius)
+
+
+def _graph(arrays, center, neighbor, dist, images, radius):
+    """The CrystalGraph of the chosen (centre, neighbour, distance, image) edges."""
+    numbers, frac, cart, lattice, _ = arrays
     vectors = (frac[neighbor] + images) @ lattice - cart[center]
-    return CrystalGraph(
-        atomic_numbers=numbers,
-        positions=cart,
-        lattice=lattice,
-        center=center,
-        neighbor=neighbor,
-        distances=dist.astype(np.float64),
-        offsets=images,
-        vectors=vectors,
-        radius=radius,
-    )
+    return CrystalGraph(atomic_numbers=numbers, positions=cart, lattice=lattice,
+                        center=center, neighbor=neighbor,
+                        distances=dist.astype(np.float64), offsets=images,
+                        vectors=vectors, radius=radius)
 
 
 def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
