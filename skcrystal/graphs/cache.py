@@ -412,32 +412,23 @@ def _load_entry(source, key):
             if _META not in z.files:
                 raise BadCacheEntry("no header")
             meta = json.loads(bytes(z[_META]).decode())
-            fmt = meta.get("format")
-            if fmt != GRAPH_FORMAT_VERSION:
-                raise BadCacheEntry(
-                    f"written in graph format {fmt!r} by skcrystal "
-                    f"{meta.get('skcrystal')}, this release reads format "
-                    f"{GRAPH_FORMAT_VERSION}")
-            if meta.get("key") != key:
-                raise BadCacheEntry(f"holds another entry (key {meta.get('key')!r})")
             arrays = {name: z[name] for name in z.files if name != _META}
     except BadCacheEntry:
         raise
     except Exception as exc:  # noqa: BLE001 - bad CRC, truncated member, bad JSON...
         raise BadCacheEntry(f"corrupted ({type(exc).__name__}: {exc})") from None
-    return _check_entry(arrays, meta, key, checked_header=True)
+    return _check_entry(arrays, meta, key)
 
 
-def _check_entry(arrays, meta, key, checked_header=False):
-    if not checked_header:
-        fmt = meta.get("format")
-        if fmt != GRAPH_FORMAT_VERSION:
-            raise BadCacheEntry(
-                f"written in graph format {fmt!r} by skcrystal "
-                f"{meta.get('skcrystal')}, this release reads format "
-                f"{GRAPH_FORMAT_VERSION}")
-        if meta.get("key") != key:
-            raise BadCacheEntry(f"holds another entry (key {meta.get('key')!r})")
+def _check_entry(arrays, meta, key):
+    fmt = meta.get("format")
+    if fmt != GRAPH_FORMAT_VERSION:
+        raise BadCacheEntry(
+            f"written in graph format {fmt!r} by skcrystal "
+            f"{meta.get('skcrystal')}, this release reads format "
+            f"{GRAPH_FORMAT_VERSION}")
+    if meta.get("key") != key:
+        raise BadCacheEntry(f"holds another entry (key {meta.get('key')!r})")
     if _checksum(arrays) != meta.get("sha256"):
         raise BadCacheEntry("checksum mismatch (corrupted)")
     try:
