@@ -13,6 +13,7 @@ from .._validation import check_structures, structure_key
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS
 from ._voronoi import DEFAULT_CUTOFF
+from .matminer import _featurize_many
 
 __all__ = ["DescriptorBank", "clear_descriptor_cache"]
 
@@ -303,12 +304,14 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
         start = len(names)
         for f in extras:
             width = len(f.feature_labels())
-            for i, s in enumerate(structures):
-                try:
-                    out[i, start:start + width] = np.asarray(f.featurize(s), dtype=float)
-                except Exception as exc:  # noqa: BLE001 - reported per on_error
-                    errors.setdefault(i, []).append((type(f).__name__, exc))
+            for i, row in enumerate(_featurize_many(f, structures)):
+                if not isinstance(row, Exception) and row.shape != (width,):
+                    row = ValueError(f"returned {row.size} values for {width} labels")
+                if isinstance(row, Exception):  # reported per on_error below
+                    errors.setdefault(i, []).append((type(f).__name__, row))
                     out[i, start:start + width] = np.nan
+                else:
+                    out[i, start:start + width] = row
             start += width
 
         for i in sorted(errors):
