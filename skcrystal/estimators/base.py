@@ -47,6 +47,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import is_dataset
 
+from .._malloc import heap_allocation
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from . import _distributed, _lazy
@@ -725,7 +726,8 @@ class CrystalGraphNet(NeuralNet):
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
-        with _seeded(self.random_state), _distributed.training_context(self):
+        with _seeded(self.random_state), _distributed.training_context(self), \
+                heap_allocation():
             self._seeding_ = True
             try:
                 return super().fit(X, y, **fit_params)
@@ -739,7 +741,8 @@ class CrystalGraphNet(NeuralNet):
             self.initialize()
         if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        with _seeded(self.random_state), _distributed.training_context(self):
+        with _seeded(self.random_state), _distributed.training_context(self), \
+                heap_allocation():
             try:
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:

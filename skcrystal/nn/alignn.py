@@ -53,6 +53,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from .._malloc import heap_allocation_active
 from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
 from .basis import GaussianExpansion
 from .common import _ACTIVATIONS, BatchNorm, activation
@@ -65,6 +66,10 @@ __all__ = ["EdgeGatedGraphConv", "ALIGNNLayer", "ALIGNN", "reference_rbf",
            "alignn_line_graph", "load_reference_state_dict"]
 
 NORMS = ("batch", "layer")
+
+#: bytes of one per-edge feature tensor per chunk in :class:`EdgeGatedGraphConv`
+#: (see its ``forward``); below glibc's largest mmap threshold (32 MB)
+EDGE_CHUNK_BYTES = 16 * 2**20
 
 
 def reference_rbf(start, stop, n_centers):
@@ -126,15 +131,36 @@ class EdgeGatedGraphConv(nn.Module):
         self.bn_nodes = _norm(norm, dim)
         self.act = activation(act)
         self.residual = residual
+        self.chunk_bytes = EDGE_CHUNK_BYTES
 
     def forward(self, x, e, receiver, sender):
-        m = (self.src_gate(x).index_select(0, sender)
-             + self.dst_gate(x).index_select(0, receiver) + self.edge_gate(e))
-        sigma = torch.sigmoid(m)
         n = x.shape[0]
-        num = scatter_sum(sigma * self.dst_update(x).index_select(0, sender), receiver, n)
-        den = scatter_sum(sigma, receiver, n)
+        a, b, v = self.src_gate(x), self.dst_gate(x), self.dst_update(x)
+        num = x.new_zeros((n, v.shape[1]))
+        den = x.new_zeros((n, v.shape[1]))
+        # outside a fit's heap_allocation (skcrystal._malloc), the edges go
+        # through in row chunks so that no per-edge temporary reaches the
+        # 32 MB above which glibc maps (and page-faults) every allocation
+        # afresh; inside it one chunk is faster (no concatenations). Each
+        # row's arithmetic is the same either way
+        rows = e.shape[0] if heap_allocation_active() else \
+            self.chunk_bytes // max(1, e.shape[1] * e.element_size())
+        rows = max(1, rows)
+        rowwise = self.residual and not isinstance(self.bn_edges, BatchNorm)
+        pieces = []
+        for e_c, r_c, s_c in zip(e.split(rows), receiver.split(rows), sender.split(rows)):
+            m = a.index_select(0, s_c)
+            m = m.add_(b.index_select(0, r_c)).add_(self.edge_gate(e_c))
+            sigma = torch.sigmoid(m)
+            num.index_add_(0, r_c, sigma * v.index_select(0, s_c))
+            den.index_add_(0, r_c, sigma)
+            # layer norm acts row by row, so the whole edge update can be done
+            # here; batch norm needs the statistics of all edges first
+            pieces.append(e_c + self.act(self.bn_edges(m)) if rowwise else m)
+        m = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         x_new = self.act(self.bn_nodes(self.src_update(x) + num / (den + 1e-6)))
+        if rowwise:
+            return x + x_new, m
         e_new = self.act(self.bn_edges(m))
         if self.residual:
             return x + x_new, e + e_new
