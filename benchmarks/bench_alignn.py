@@ -12,31 +12,36 @@ Same structures, same graph, same configuration, same weights:
   line graph, handed to the reference in its own ``TorchGraph`` layout
   (``tests/test_alignn_reference.py`` shows the two constructions agree).
 
-The script first checks that both give the same outputs and the same
-training losses (layer norm has no running state, so training-mode outputs
-are comparable), then times training epochs (forward, backward, AdamW step
-on pre-built batches), interleaved one epoch per variant per round:
+The script first checks that both give the same outputs (layer norm has no
+running state, so training-mode outputs are comparable), then times
+training epochs (forward, backward, AdamW step on pre-built batches). Each
+variant runs in a fresh process that keeps its allocator mode over all its
+epochs, as a fit does; the variants take turns, ``--rounds`` times:
 
 ``reference``            the reference model, the C library's default allocator
-``reference, heap``      the same inside :func:`skcrystal._malloc.heap_allocation`
-``skcrystal, default``   skcrystal's module with the default allocator
-``skcrystal``            skcrystal's module as its estimators run it (heap)
-``skcrystal, bf16``      the same under ``torch.autocast("cpu", torch.bfloat16)``
+``reference, tuned``     the same with glibc's mmap turned off (``GLIBC_TUNABLES``
+                         below): freed large blocks are reused, not mapped afresh
+``skcrystal``            skcrystal's module, default allocator (as users run it)
+``skcrystal, tuned``     the same with the tunables
+``skcrystal, bf16``      skcrystal, default allocator, under
+                         ``torch.autocast("cpu", torch.bfloat16)`` (the estimators'
+                         ``mixed_precision="bf16"``)
 
-and reports structures/s (median and best over rounds, first round
-excluded), minor page faults per structure and the ratios to the reference.
-A last line times ``ALIGNNRegressor.partial_fit`` (the skorch estimator on
-the same graph and sizes) for the estimator's own overhead.
+and reports structures/s (median and best over the epochs after each
+process's first), minor page faults per structure, the training losses
+(same seed, same batches: equal up to float rounding between the float32
+variants) and the ratios to the reference. A last line times
+``ALIGNNRegressor.partial_fit`` (the skorch estimator on the same graph
+and sizes) for the estimator's own overhead.
 
 Usage::
 
-    python benchmarks/bench_alignn.py [--n 128] [--batch-size 32] [--rounds 5] [--threads 1]
+    python benchmarks/bench_alignn.py [--n 192] [--batch-size 64] [--epochs 3] [--rounds 2]
 """
 import argparse
 import resource
 import statistics
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -118,43 +123,50 @@ def _our_forward(model, batch):
     return model(batch).reshape(-1)
 
 
-class Variant:
-    """One training run: a model, its batches, its optimizer and how it runs."""
+VARIANTS = {  # name: (model, allocator tunables, bf16)
+    "reference": ("reference", False, False),
+    "reference, tuned": ("reference", True, False),
+    "skcrystal": ("skcrystal", False, False),
+    "skcrystal, tuned": ("skcrystal", True, False),
+    "skcrystal, bf16": ("skcrystal", False, True),
+}
 
-    def __init__(self, name, model, batches, forward, targets, heap=False, bf16=False):
-        import copy
+#: glibc without mmap for large blocks and without giving freed memory back
+TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 
-        self.name, self.batches, self.forward = name, batches, forward
-        self.model = copy.deepcopy(model).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.targets, self.heap, self.bf16 = targets, heap, bf16
-        self.rates, self.faults, self.losses = [], [], []
 
-    def epoch(self, n_structures):
-        import contextlib
+def child(args):
+    """One variant's epochs in this process; prints one JSON line."""
+    import contextlib
+    import json
 
-        from skcrystal._malloc import heap_allocation
-
-        heap = heap_allocation() if self.heap else contextlib.nullcontext()
-        amp = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 \
-            else contextlib.nullcontext()
+    torch.set_num_threads(args.threads)
+    which, _, bf16 = VARIANTS[args.variant]
+    ref, ours, ref_batches, our_batches, _ = build(
+        _structures(args.n), _builder().build, args.batch_size, args.hidden, args.layers)
+    model, batches, forward = (ref, ref_batches, _ref_forward) if which == "reference" \
+        else (ours, our_batches, _our_forward)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    targets = _targets(our_batches)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    rates, faults, losses = [], [], []
+    for _ in range(args.epochs):
         total = 0.0
-        with heap:
-            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            t0 = time.perf_counter()
-            for batch, y in zip(self.batches, self.targets):
-                self.opt.zero_grad(set_to_none=True)
-                with amp:
-                    out = self.forward(self.model, batch)
-                loss = torch.nn.functional.mse_loss(out.float(), y)
-                loss.backward()
-                self.opt.step()
-                total += float(loss.detach()) * len(y)
-            dt = time.perf_counter() - t0
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
-        self.rates.append(n_structures / dt)
-        self.faults.append(faults / n_structures)
-        self.losses.append(total / n_structures)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        for batch, y in zip(batches, targets):
+            opt.zero_grad(set_to_none=True)
+            with amp:
+                out = forward(model, batch)
+            loss = torch.nn.functional.mse_loss(out.float(), y)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+        rates.append(args.n / (time.perf_counter() - t0))
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / args.n)
+        losses.append(total / args.n)
+    print(json.dumps({"rates": rates, "faults": faults, "losses": losses}))
 
 
 def check_equal(ref, ours, ref_batches, our_batches):
@@ -186,68 +198,99 @@ def estimator_rate(structures, batch_size, hidden, layers, epochs=2):
     return best
 
 
+def _structures(n):
+    from skcrystal.datasets import load_perovskites
+
+    return list(load_perovskites(n=n)[0])
+
+
+def _builder():
+    from skcrystal.estimators.alignn import ALIGNNRegressor
+
+    return ALIGNNRegressor()._builder()
+
+
+def _targets(batches):
+    rng = np.random.default_rng(0)
+    return [torch.as_tensor(rng.normal(size=b.n_graphs), dtype=torch.float32)
+            for b in batches]
+
+
+def _run_child(args, name):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--variant", name, "--n", str(args.n),
+           "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+           "--hidden", str(args.hidden), "--layers", str(args.layers),
+           "--threads", str(args.threads)]
+    env = dict(os.environ)
+    env.pop("GLIBC_TUNABLES", None)
+    if VARIANTS[name][1]:
+        env["GLIBC_TUNABLES"] = TUNABLES
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
+    import os
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=128, help="bundled perovskites")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--n", type=int, default=192, help="bundled perovskites")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=3, help="per process; the first is not timed")
+    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4, help="ALIGNN layers = GCN layers")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--no-estimator", action="store_true")
+    p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.variant:
+        return child(args)
     torch.set_num_threads(args.threads)
-
-    from skcrystal.datasets import load_perovskites
-
-    structures = list(load_perovskites(n=args.n)[0])
-    from skcrystal.estimators.alignn import ALIGNNRegressor
-
-    builder = ALIGNNRegressor()._builder()
+    structures = _structures(args.n)
+    builder = _builder()
     ref, ours, ref_batches, our_batches, n_pairs = build(
         structures, builder.build, args.batch_size, args.hidden, args.layers)
     n_bonds = sum(b.n_edges for b in our_batches)
     worst, scale = check_equal(ref, ours, ref_batches, our_batches)
     print(f"{args.n} perovskites, {builder!r}: {n_bonds / args.n:.1f} bonds and "
           f"{n_pairs / args.n:.0f} bond pairs per structure; batch {args.batch_size}; hidden "
-          f"{args.hidden}, {args.layers} + {args.layers} layers, {args.threads} thread(s)")
+          f"{args.hidden}, {args.layers} + {args.layers} layers, {args.threads} thread(s); "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"outputs: max |skcrystal - reference| = {worst:.2e} (largest output {scale:.2f})")
-
-    rng = np.random.default_rng(0)
-    targets = [torch.as_tensor(rng.normal(size=ob.n_graphs), dtype=torch.float32)
-               for ob in our_batches]
-    variants = [
-        Variant("reference", ref, ref_batches, _ref_forward, targets),
-        Variant("reference, heap", ref, ref_batches, _ref_forward, targets, heap=True),
-        Variant("skcrystal, default", ours, our_batches, _our_forward, targets),
-        Variant("skcrystal", ours, our_batches, _our_forward, targets, heap=True),
-    ]
-    if not args.no_bf16:
-        variants.append(Variant("skcrystal, bf16", ours, our_batches, _our_forward, targets,
-                                heap=True, bf16=True))
-    for r in range(args.rounds + 1):
-        for v in variants:
-            v.epoch(args.n)
-        print(f"round {r}: " + ", ".join(f"{v.name} {v.rates[-1]:.1f}" for v in variants),
-              flush=True)
-    base = statistics.median(variants[0].rates[1:])
+    del ref, ours, ref_batches, our_batches
+    results = {}
+    for r in range(args.rounds):
+        for name in VARIANTS:
+            res = _run_child(args, name)
+            got = results.setdefault(name, {"rates": [], "faults": [], "losses": None})
+            got["rates"] += res["rates"][1:]
+            got["faults"] += res["faults"][1:]
+            got["losses"] = res["losses"]
+            print(f"round {r}, {name}: " + ", ".join(f"{x:.1f}" for x in res["rates"]),
+                  flush=True)
+    base = statistics.median(results["reference"]["rates"])
     print()
     print("| training | median structures/s | best | minor page faults / structure "
           "| vs reference (median) | training loss, epoch 1 -> last |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
-    for v in variants:
-        med = statistics.median(v.rates[1:])
-        print(f"| {v.name} | {med:.1f} | {max(v.rates[1:]):.1f} | "
-              f"{statistics.median(v.faults[1:]):,.0f} | x{med / base:.2f} | "
-              f"{v.losses[0]:.4f} -> {v.losses[-1]:.4f} |")
-    same = max(abs(a - b) for a, b in zip(variants[0].losses, variants[3].losses))
+    for name, v in results.items():
+        med = statistics.median(v["rates"])
+        print(f"| {name} | {med:.1f} | {max(v['rates']):.1f} | "
+              f"{statistics.median(v['faults']):,.0f} | x{med / base:.2f} | "
+              f"{v['losses'][0]:.4f} -> {v['losses'][-1]:.4f} |")
+    same = max(abs(a - b) for a, b in zip(results["reference"]["losses"],
+                                          results["skcrystal"]["losses"]))
     print(f"\nlargest per-epoch training-loss difference, skcrystal vs reference: {same:.2e}")
     if not args.no_estimator:
         rate = estimator_rate(structures, args.batch_size, args.hidden, args.layers)
-        print(f"ALIGNNRegressor.partial_fit (skorch, same graph and sizes, heap): "
+        print(f"ALIGNNRegressor.partial_fit (skorch, same graph and sizes): "
               f"{rate:.1f} structures/s (best of 2 epochs), x{rate / base:.2f} the reference's "
-              "median")
+              f"median; load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

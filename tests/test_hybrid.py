@@ -123,8 +123,9 @@ def test_regressor_starts_descriptor_skip_at_the_ridge_fit(perov):
     from skcrystal.estimators.base import _RIDGE_ALPHAS
     X, y = perov[0][:40], perov[1][:40]
     # a tiny lr: one epoch leaves the weights where initialisation put them
-    est = CGCNNRegressor(descriptors=CellDescriptors(), max_epochs=1, lr=1e-12,
-                         **TINY).fit(X, y)
+    est = CGCNNRegressor(descriptors=CellDescriptors(), descriptor_skip=True, max_epochs=1,
+                         lr=1e-12, **TINY).fit(X, y)
+    assert est.descriptor_skip_
     D = est.descriptor_scaler_.transform(CellDescriptors().transform(X), ["vpa", "a"])
     Y = est.target_scaler_.transform(y)
     ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False).fit(D, Y)
@@ -144,4 +145,28 @@ def test_descriptor_that_carries_the_answer_is_used_on_long_chains():
     df.insert(0, "structure", S)
     est = CGCNNRegressor(max_epochs=15, random_state=0, module__hidden=16,
                          module__n_conv=2).fit(df.iloc[:120], a[:120])
+    assert est.descriptor_skip_ and est.descriptor_ridge_r2_ > 0.99  # "auto" chose it
     assert r2_score(a[120:], est.predict(df.iloc[120:])) > 0.95
+
+
+def test_skip_path_is_off_where_descriptors_do_not_carry_the_answer(perov):
+    """"auto": a weak linear fit (leave-one-out R2 < 0.9) turns the skip path off.
+
+    On the 4,811 shared perovskites the skip path cost 28% in MAE (fold 0:
+    0.098 eV/cell with it, 0.077 without, plain CGCNN 0.076); the ridge fit
+    there reaches a leave-one-out R2 of about 0.26.
+    """
+    X, y = perov[0][:40], perov[1][:40]
+    rng = np.random.default_rng(0)
+    noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
+    noise.insert(0, "structure", list(X))
+    est = CGCNNRegressor(max_epochs=2, **TINY).fit(noise, y)
+    assert not est.descriptor_skip_ and est.descriptor_ridge_r2_ < 0.5
+    (head,) = est.module_.readout_modules()
+    assert not head.skip.weight.requires_grad
+    assert torch.equal(head.skip.weight, torch.zeros_like(head.skip.weight))
+    # the same descriptors, the skip path forced on: trained like any weight
+    on = CGCNNRegressor(max_epochs=2, descriptor_skip=True, **TINY).fit(noise, y)
+    (head,) = on.module_.readout_modules()
+    assert on.descriptor_skip_ and head.skip.weight.requires_grad
+    assert clone(est).set_params(descriptor_skip=False).get_params()["descriptor_skip"] is False

@@ -188,7 +188,7 @@ def _descriptor_rows(net, lazy, fit, y=None):
         net.n_descriptors_ = rows.shape[1]
         if y is not None:
             D = (np.asarray(rows._array()) - scaler.mean_) / scaler.scale_
-            net._skip_start = net._ridge_start(D.astype(np.float32), y)
+            net._set_descriptor_skip(D.astype(np.float32), y)
     return rows
 
 

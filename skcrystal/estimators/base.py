@@ -47,7 +47,6 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import is_dataset
 
-from .._malloc import heap_allocation
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from . import _distributed, _lazy
@@ -64,6 +63,10 @@ STATE_FORMAT_VERSION = 1
 #: Penalties searched for the start of the descriptor skip path (standardized
 #: descriptors and targets, so one grid serves every data set).
 _RIDGE_ALPHAS = np.logspace(-3, 4, 15)
+
+#: ``descriptor_skip="auto"`` uses the skip path when a ridge fit of the
+#: targets on the descriptors alone reaches this leave-one-out R2
+_SKIP_MIN_R2 = 0.9
 
 
 class NonFiniteError(ValueError):
@@ -256,6 +259,18 @@ class CrystalGraphNet(NeuralNet):
         or a Pipeline ending in an imputer), fitted on the training
         structures; its standardized output is concatenated to the pooled
         representation (descriptor-hybridized model).
+    descriptor_skip : {"auto", True, False}, default "auto"
+        With descriptors, a linear map from the descriptors straight to the
+        outputs beside the head's MLP (see
+        :class:`~skcrystal.nn.head.ReadoutHead`). ``"auto"``: regressors fit
+        a ridge regression of the scaled targets on the scaled descriptors
+        (penalty by leave-one-out error) and use the skip path, started at
+        that fit, only when its leave-one-out R2 is at least 0.9 (the
+        descriptors alone carry the answer linearly); otherwise, and for
+        classifiers, the descriptors go through the MLP only. ``True``: always
+        (regressors start it at the ridge fit, classifiers at zero);
+        ``False``: never. Fitted: ``descriptor_skip_`` and
+        ``descriptor_ridge_r2_``.
     structure_column : str, default "structure"
         Column of the structures when ``X`` is a DataFrame; the other
         (numeric) columns are used as precomputed descriptors.
@@ -310,6 +325,7 @@ class CrystalGraphNet(NeuralNet):
         "neighbor_mode": [StrOptions({"keep_ties", "reference"})],
         "symmetrize": [StrOptions({"union", "both"}), None],
         "descriptors": [HasMethods(["fit", "transform"]), None],
+        "descriptor_skip": [StrOptions({"auto"}), "boolean"],
         "structure_column": [str],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
@@ -358,7 +374,7 @@ class CrystalGraphNet(NeuralNet):
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
-                 descriptors=None,
+                 descriptors=None, descriptor_skip="auto",
                  structure_column="structure", random_state=None, n_jobs=None,
                  cache_dir=None, train_split=None, max_memory="4GB", progress="auto",
                  distributed=False, mixed_precision=None, verbose=0, **kwargs):
@@ -371,6 +387,7 @@ class CrystalGraphNet(NeuralNet):
         self.neighbor_mode = neighbor_mode
         self.symmetrize = symmetrize
         self.descriptors = descriptors
+        self.descriptor_skip = descriptor_skip
         self.structure_column = structure_column
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -432,22 +449,30 @@ class CrystalGraphNet(NeuralNet):
         return self
 
     def _init_descriptor_skip(self):
-        """Start each head's descriptor skip path at the ridge fit of y on the descriptors.
+        """Start each head's descriptor skip path at the ridge fit, or turn it off.
 
         A descriptor that carries the answer is then used from the first
-        epoch and the network learns the residual; descriptors without
-        signal get near-zero weights. From a zero start, gradient descent
-        reaches the linear answer only slowly, while the MLP memorises the
-        training set through the graph features.
+        epoch and the network learns the residual. From a zero start,
+        gradient descent reaches the linear answer only slowly, while the MLP
+        memorises the training set through the graph features; where the
+        descriptors do not carry the answer linearly, a linear path beside
+        the MLP costs accuracy (``benchmarks/RESULTS.md``, descriptor skip
+        path), so it is turned off: weights zero and frozen.
         """
         start = self.__dict__.pop("_skip_start", None)
-        if start is None:
+        use = getattr(self, "descriptor_skip_", True)
+        if start is None and use:
             return
         readout = getattr(self.module_, "readout_modules", lambda: [])()
         for head in readout:
             skip = getattr(head, "skip", None)
-            if isinstance(skip, torch.nn.Linear) and tuple(skip.weight.shape) == start.shape:
-                with torch.no_grad():
+            if not isinstance(skip, torch.nn.Linear):
+                continue
+            with torch.no_grad():
+                if not use:
+                    skip.weight.zero_()
+                    skip.weight.requires_grad_(False)
+                elif tuple(skip.weight.shape) == start.shape:
                     skip.weight.copy_(torch.as_tensor(start, dtype=skip.weight.dtype))
 
     def _graph_module(self):
@@ -585,15 +610,30 @@ class CrystalGraphNet(NeuralNet):
         D = self._descriptor_matrix(structures, block, names, fit=True)
         # get_dataset of this fit reuses the checked structures and descriptors
         self._fit_memo_ = (X, structures, D)
-        self._skip_start = self._ridge_start(D, y)
+        self._set_descriptor_skip(D, y)
+
+    def _set_descriptor_skip(self, D, y):
+        """Decide the descriptor skip path (``descriptor_skip``) and its start."""
+        if D is None:
+            self.descriptor_skip_, self.descriptor_ridge_r2_ = False, None
+            return
+        start, r2 = self._ridge_start(D, y)
+        mode = self.descriptor_skip
+        if isinstance(mode, str):  # "auto"
+            use = r2 is not None and r2 >= _SKIP_MIN_R2
+        else:
+            use = bool(mode)
+        self.descriptor_skip_, self.descriptor_ridge_r2_ = use, r2
+        self._skip_start = start if use else None
 
     def _ridge_start(self, D, y):
-        """Skip-path start, shape (n_outputs, n_descriptors), or None (zero start).
+        """(skip-path start of shape (n_outputs, n_descriptors) or None, LOO R2 or None).
 
         Regressors return the ridge weights of the scaled targets on the
-        scaled descriptors; classifiers keep the zero start.
+        scaled descriptors and the fit's leave-one-out R2; classifiers
+        ``(None, None)`` (a zero start).
         """
-        return None
+        return None, None
 
     def get_dataset(self, X, y=None):
         """Structures (+ targets) -> :class:`GraphDataset` (skorch hook)."""
@@ -726,8 +766,7 @@ class CrystalGraphNet(NeuralNet):
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
-        with _seeded(self.random_state), _distributed.training_context(self), \
-                heap_allocation():
+        with _seeded(self.random_state), _distributed.training_context(self):
             self._seeding_ = True
             try:
                 return super().fit(X, y, **fit_params)
@@ -741,8 +780,7 @@ class CrystalGraphNet(NeuralNet):
             self.initialize()
         if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        with _seeded(self.random_state), _distributed.training_context(self), \
-                heap_allocation():
+        with _seeded(self.random_state), _distributed.training_context(self):
             try:
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
@@ -1032,7 +1070,7 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
 
     def _ridge_start(self, D, y):
         if D is None:
-            return None
+            return None, None
         from sklearn.linear_model import RidgeCV
 
         Y = self.target_scaler_.transform(y).astype(np.float64)
@@ -1041,7 +1079,10 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
         # instead of starting the model at an overfitted linear fit
         ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False)
         ridge.fit(D.astype(np.float64), Y)
-        return np.atleast_2d(ridge.coef_).astype(np.float32)
+        # best_score_: minus the mean squared leave-one-out error of the
+        # standardized targets (variance 1 per column), so R2 = 1 + score
+        r2 = 1.0 + float(ridge.best_score_)
+        return np.atleast_2d(ridge.coef_).astype(np.float32), r2
 
     def refit_target_scaling(self, y):
         """Standardize targets with ``y``'s statistics, keeping the weights.

@@ -53,7 +53,6 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from .._malloc import heap_allocation_active
 from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
 from .basis import GaussianExpansion
 from .common import _ACTIVATIONS, BatchNorm, activation
@@ -138,14 +137,11 @@ class EdgeGatedGraphConv(nn.Module):
         a, b, v = self.src_gate(x), self.dst_gate(x), self.dst_update(x)
         num = x.new_zeros((n, v.shape[1]))
         den = x.new_zeros((n, v.shape[1]))
-        # outside a fit's heap_allocation (skcrystal._malloc), the edges go
-        # through in row chunks so that no per-edge temporary reaches the
-        # 32 MB above which glibc maps (and page-faults) every allocation
-        # afresh; inside it one chunk is faster (no concatenations). Each
-        # row's arithmetic is the same either way
-        rows = e.shape[0] if heap_allocation_active() else \
-            self.chunk_bytes // max(1, e.shape[1] * e.element_size())
-        rows = max(1, rows)
+        # the edges go through in row chunks so that no per-edge temporary
+        # reaches the 32 MB above which glibc maps (and page-faults) every
+        # allocation afresh; each row's arithmetic is unchanged, and the
+        # atom-graph edges are one chunk
+        rows = max(1, self.chunk_bytes // max(1, e.shape[1] * e.element_size()))
         rowwise = self.residual and not isinstance(self.bn_edges, BatchNorm)
         pieces = []
         for e_c, r_c, s_c in zip(e.split(rows), receiver.split(rows), sender.split(rows)):
