@@ -145,3 +145,15 @@ def test_benchmark_pipelines_agree(tmp_path):
     _, ours = bench.run_cli(folder, ckpt, tmp_path / "pred.csv")
     max_diff, n_bad, n = bench.compare(ref, ours)
     assert n == 12 and n_bad == 0 and max_diff < 1e-4
+
+
+def test_checkpoint_loads_without_building_an_optimizer():
+    """Predicting needs no optimizer (building one imports torch._dynamo);
+    it appears, as initialize builds it, when something reads it."""
+    import torch
+
+    from skcrystal import pretrained
+    est = pretrained.load(CHECKPOINT)
+    assert "optimizer_" not in est.__dict__
+    assert isinstance(est.optimizer_, torch.optim.AdamW)
+    assert est.optimizer_ is est.__dict__["optimizer_"]
