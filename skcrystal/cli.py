@@ -1039,7 +1039,7 @@ def cmd_predict(args, progress):
             est.module_.to(device)
     skipped = _Skipped()
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
-    listing = _file_listing(args) if _streams_files(est) else None
+    listing = _file_listing(args, progress) if _streams_files(est) else None
     if listing is not None:
         # a folder of structure files: parse, build graphs and predict in
         # chunks (workers with --n-jobs), no pymatgen Structure kept
@@ -1096,7 +1096,7 @@ def _streams_files(est):
             and getattr(est, "descriptor_scaler_", None) is None)
 
 
-def _file_listing(args):
+def _file_listing(args, progress):
     """(frame of ids and value columns, files, describe) of a folder of
     structure files, or None for the other inputs (read by _read_data)."""
     import warnings
@@ -1116,9 +1116,12 @@ def _file_listing(args):
         return None
     values = {}
     if kind in ("cgcnn", "alignn"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a header row: _read_data would say so
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             id_prop, ids, y = _files._read_id_prop(path, targets=False)
+        for w in caught:  # a header row in id_prop.csv...
+            if not issubclass(w.category, DeprecationWarning):
+                progress.say(f"  note: {w.message}")
         files = []
         for i, ident in enumerate(ids):
             file = path / (f"{ident}.cif" if kind == "cgcnn" else ident)
