@@ -157,3 +157,13 @@ def test_checkpoint_loads_without_building_an_optimizer():
     assert "optimizer_" not in est.__dict__
     assert isinstance(est.optimizer_, torch.optim.AdamW)
     assert est.optimizer_ is est.__dict__["optimizer_"]
+
+
+def test_elements_without_features_are_named(tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CifWriter(s).write_file(tmp_path / "nacl.cif")
+    [(graph, err)] = read_file_graphs([str(tmp_path / "nacl.cif")], _params("reference"),
+                                      supported={11})
+    assert graph is None and "no atom features: Cl" in err.reason

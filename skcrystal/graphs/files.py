@@ -112,8 +112,9 @@ def _fast_graph(text, builder, supported):
     if supported is not None:
         missing = set(numbers.tolist()).difference(supported)
         if missing:
-            names = ", ".join(sorted({s for s, z in zip(symbols, numbers)
-                                      if z in missing}))
+            # by atomic number, as check_structures lists them
+            names = ", ".join(s for _, s in sorted({(int(z), s) for s, z in
+                                                    zip(symbols, numbers) if z in missing}))
             raise ValueError(f"{where()} contains element(s) with no atom features: "
                              f"{names}")
 
