@@ -213,19 +213,31 @@ def _check_lattice(s, where):
             where = where()  # failed: redo with the name, unchained
         else:
             return
-    matrix = np.asarray(s.lattice.matrix, dtype=np.float64)
+    _check_lattice_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where)
+
+
+# the eight corners of the unit cell, fractional
+_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
+                    dtype=np.float64)
+
+
+def _check_lattice_arrays(matrix, frac, pbc, where):
+    """:func:`_check_lattice` on arrays: lattice rows (Å), fractional
+    coordinates and periodic flags; ``where`` is a str."""
+    matrix = np.asarray(matrix, dtype=np.float64)
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"{where} has a non-finite lattice (NaN or inf): "
                          f"{matrix.tolist()}")
-    frac = np.asarray(s.frac_coords, dtype=np.float64)
-    bad = ~np.all(np.isfinite(frac), axis=1)
-    if bad.any():
+    frac = np.asarray(frac, dtype=np.float64)
+    n_sites = len(frac)
+    if not np.isfinite(frac).all():
+        bad = ~np.all(np.isfinite(frac), axis=1)
         j = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{where} has non-finite coordinates (NaN or inf) at site "
                          f"{j}: {frac[j].tolist()}")
     lengths = np.linalg.norm(matrix, axis=1)
     volume = abs(float(np.linalg.det(matrix)))
-    pbc = np.asarray(s.lattice.pbc, dtype=bool)
+    pbc = np.asarray(pbc, dtype=bool)
     short = np.flatnonzero(pbc & (lengths < MIN_INTERATOMIC_DISTANCE))
     if len(short):
         j = int(short[0])
@@ -233,17 +245,15 @@ def _check_lattice(s, where):
             f"{where}: lattice vector {'abc'[j]} is {lengths[j]:.3g} Å long (< "
             f"{MIN_INTERATOMIC_DISTANCE} Å), so every atom overlaps its own "
             "periodic image; the lattice is degenerate")
-    per_atom = volume / len(s)
+    per_atom = volume / n_sites
     if not per_atom >= MIN_VOLUME_PER_ATOM:
         raise ValueError(
             f"{where} has a singular or collapsed lattice: {per_atom:.3g} Å^3 per "
-            f"atom (volume {volume:.3g} Å^3, {len(s)} sites), below the physical "
+            f"atom (volume {volume:.3g} Å^3, {n_sites} sites), below the physical "
             f"minimum of {MIN_VOLUME_PER_ATOM} Å^3/atom (lattice in bohr or nm "
             "instead of Å? coplanar lattice vectors?)")
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
-                       dtype=np.float64) @ matrix
-    points = np.vstack([frac @ matrix, corners])
-    span = float(np.max(np.ptp(points, axis=0)))
+    points = np.vstack([frac @ matrix, _CORNERS @ matrix])
+    span = float((points.max(axis=0) - points.min(axis=0)).max())
     if not span <= MAX_SPAN:
         j = int(np.argmax(np.abs(frac - 0.5).max(axis=1)))
         raise ValueError(
@@ -262,11 +272,17 @@ def _check_lattice(s, where):
 
 def _check_overlaps(s, where):
     """No two sites (periodic images included) closer than the minimum."""
+    _check_overlaps_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where,
+                           lambda j: s[j].specie)
+
+
+def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
+    """:func:`_check_overlaps` on arrays; ``specie(j)`` names site ``j``'s element."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
-    matrix = np.ascontiguousarray(s.lattice.matrix, dtype=np.float64)
-    pbc = np.asarray(s.lattice.pbc, dtype=bool)
-    frac = np.array(s.frac_coords, dtype=np.float64)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    frac = np.array(frac, dtype=np.float64)
     # wrapping along periodic directions changes no distance, and keeps the
     # search box (hence its memory) to the cell
     frac[:, pbc] -= np.floor(frac[:, pbc])
@@ -289,11 +305,11 @@ def _check_overlaps(s, where):
     a, b = sorted((int(center[k]), int(neighbor[k])))
     if a == b:
         raise ValueError(
-            f"{where}: site {a} ({s[a].specie}) is {dist[k]:.3f} Å from its own "
+            f"{where}: site {a} ({specie(a)}) is {dist[k]:.3f} Å from its own "
             f"periodic image (< {MIN_INTERATOMIC_DISTANCE} Å); the lattice is "
             "degenerate")
     raise ValueError(
-        f"{where}: sites {a} and {b} ({s[a].specie}, {s[b].specie}) are "
+        f"{where}: sites {a} and {b} ({specie(a)}, {specie(b)}) are "
         f"{dist[k]:.3f} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å): overlapping "
         "atoms, e.g. a duplicated line in the structure file")
 

@@ -1038,21 +1038,32 @@ def cmd_predict(args, progress):
         if getattr(est, "module_", None) is not None:
             est.module_.to(device)
     skipped = _Skipped()
-    data = _read_data(args.data, args, progress, skipped)
-    data, _ = _screen(est, data, progress, skipped, args.on_error)
-    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
+    listing = _file_listing(args, progress) if _streams_files(est) else None
+    if listing is not None:
+        # a folder of structure files: parse, build graphs and predict in
+        # chunks (workers with --n-jobs), no pymatgen Structure kept
+        frame, files, describe = listing
+        keep, pred, proba = _predict_files(est, files, describe, args, progress, skipped,
+                                           is_clf)
+        frame = frame.iloc[keep].reset_index(drop=True)
+        skipped.report(_error_log_path(args), len(files))
+    else:
+        data = _read_data(args.data, args, progress, skipped)
+        data, _ = _screen(est, data, progress, skipped, args.on_error)
+        skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+        frame = data.frame
+        structures = data.structures
+        with progress.stage(f"predicting {len(structures)} structures"), \
+                _stdout_to_stderr(), _files_in_errors(data.describe):
+            pred = np.asarray(est.predict(structures))
+            proba = est.predict_proba(structures) if is_clf and \
+                hasattr(est, "predict_proba") else None
     # the reference predict.py names a structure by its CIF file without .cif
-    ids = _strip_cif(data.ids)
+    ids = _strip_cif(frame["id"].tolist())
     # the true targets, when the data has them (reference predict.py does this)
     names = meta.get("targets") or []
-    truth = _truth_columns(data.frame, names, args, len(ids))
-    is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
-    structures = data.structures
-    with progress.stage(f"predicting {len(structures)} structures"), _stdout_to_stderr(), \
-            _files_in_errors(data.describe):
-        pred = np.asarray(est.predict(structures))
-        proba = est.predict_proba(structures) if is_clf and hasattr(est, "predict_proba") \
-            else None
+    truth = _truth_columns(frame, names, args, len(ids))
     out = _predictions_frame(ids, names, truth, pred, est, proba)
     if args.out in (None, "-"):
         out.to_csv(sys.stdout, index=False)
@@ -1069,6 +1080,139 @@ def cmd_predict(args, progress):
         except (TypeError, ValueError):
             pass  # targets of another kind (dummy ids...): nothing to compare
     return 0
+
+
+# the input kinds read one structure file per row
+_FILE_KINDS = ("cgcnn", "alignn", "files")
+
+
+def _streams_files(est):
+    """Whether ``est`` predicts from graphs alone (a fitted graph estimator
+    without descriptors), so structure files can go straight to graphs."""
+    from skcrystal.estimators.base import CrystalGraphNet
+
+    return (isinstance(est, CrystalGraphNet) and getattr(est, "module_", None) is not None
+            and getattr(est, "descriptors", None) is None
+            and getattr(est, "descriptor_scaler_", None) is None)
+
+
+def _file_listing(args, progress):
+    """(frame of ids and value columns, files, describe) of a folder of
+    structure files, or None for the other inputs (read by _read_data)."""
+    import warnings
+
+    import pandas as pd
+
+    from skcrystal.datasets import _files
+
+    path = Path(args.data)
+    if not path.is_dir():
+        return None
+    try:
+        kind = _files._detect_format(path)
+    except (OSError, ValueError):
+        return None  # _read_data says what is wrong
+    if kind not in _FILE_KINDS:
+        return None
+    values = {}
+    if kind in ("cgcnn", "alignn"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            id_prop, ids, y = _files._read_id_prop(path, targets=False)
+        for w in caught:  # a header row in id_prop.csv...
+            if not issubclass(w.category, DeprecationWarning):
+                progress.say(f"  note: {w.message}")
+        files = []
+        for i, ident in enumerate(ids):
+            file = path / (f"{ident}.cif" if kind == "cgcnn" else ident)
+            if not file.is_file():
+                raise FileNotFoundError(
+                    f"{file} not found (row {i} of {id_prop} names id {ident!r})")
+            files.append(file)
+        if y is not None:
+            y2 = y.reshape(len(ids), -1)
+            values = {name: y2[:, k] for k, name in enumerate(_files._target_names(y))}
+    else:
+        files = sorted((f for f in path.iterdir()
+                        if f.is_file() and _files._is_structure_file(f.name)),
+                       key=lambda f: f.name)
+        ids = [f.name for f in files]
+    if not files:
+        return None
+    frame = pd.DataFrame({"id": ids, **values})
+    return frame, files, lambda i: str(files[i])
+
+
+def _predict_files(est, files, describe, args, progress, skipped, is_clf):
+    """Graphs of ``files`` built in chunks (workers with ``--n-jobs``) and
+    predicted as they come.
+
+    Returns
+    -------
+    (list of int, ndarray, ndarray or None)
+        Positions in ``files`` predicted, predictions, probabilities.
+    """
+    import numpy as np
+
+    from skcrystal.estimators.base import GraphDataset
+    from skcrystal.graphs import attach_extras
+    from skcrystal.graphs.files import graphs_from_files
+
+    n = len(files)
+    n_jobs = getattr(est, "n_jobs", None)
+    module = est._graph_module()
+    supported = getattr(module, "supported_elements", None)
+    builder = est._builder().validate()
+    batch = est.batch_size if est.batch_size and est.batch_size > 0 else n
+    # whole batches of the estimator's size, so the batches (and the
+    # predictions, bit for bit) do not depend on n_jobs
+    step = batch * max(1, 2048 // batch)
+    progress.say(f"reading {n} structure files, building their graphs ({builder.radius:g} "
+                 f"Å, max_neighbors {builder.max_neighbors}, n_jobs={n_jobs}) and "
+                 "predicting...")
+    t0 = time.perf_counter()
+    keep, preds, probas = [], [], []
+    pending, positions = [], []
+
+    def flush():
+        labels = [describe(i) for i in positions]
+        graphs = attach_extras(list(pending), getattr(module, "graph_extras", ()),
+                               labels=labels)
+        dataset = GraphDataset(graphs)
+        with _stdout_to_stderr(), _files_in_errors(describe, list(positions)):
+            preds.append(np.asarray(est.predict(dataset)))
+            if is_clf and hasattr(est, "predict_proba"):
+                probas.append(np.asarray(est.predict_proba(dataset)))
+        keep.extend(positions)
+        pending.clear()
+        positions.clear()
+        done = keep[-1] + 1
+        progress.say(f"  {done}/{n} structures, "
+                     f"{done / max(time.perf_counter() - t0, 1e-9):.0f} structures/s")
+
+    i = 0
+    for chunk in graphs_from_files(files, builder, supported, n_jobs=n_jobs):
+        for graph, err in chunk:
+            if err is not None:
+                hint = ("--on-error skip leaves out what cannot be parsed" if err.parse
+                        else "--on-error skip drops such structures")
+                if args.on_error == "raise":
+                    raise CLIError(f"{describe(i)}: {err.reason} ({hint})")
+                skipped.add(describe(i), err.reason)
+            else:
+                pending.append(graph)
+                positions.append(i)
+                if len(pending) >= step:
+                    flush()
+            i += 1
+    if pending:
+        flush()
+    progress.say(f"  done in {_fmt_seconds(time.perf_counter() - t0)}")
+    if not keep:
+        raise CLIError(f"no structure of {args.data} could be used")
+    pred = np.concatenate(preds)
+    proba = np.concatenate(probas) if probas else None
+    return keep, pred, proba
 
 
 def _truth_columns(frame, names, args, n):

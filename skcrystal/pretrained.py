@@ -293,7 +293,8 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
             "mean_": [float(normalizer["mean"])], "scale_": [float(normalizer["std"])],
             "ndim_": 1})
     est._set_data_state(data_state, path)
-    est.initialize()
+    # the optimizer is built when training starts (fine-tuning), not to predict
+    est.initialize_for_inference()
     est.module_.load_state_dict(_transplant(state, est.module_, n_conv, n_h, path))
     est.module_.eval()
     est.checkpoint_info_ = {

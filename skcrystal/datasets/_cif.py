@@ -80,7 +80,33 @@ def _fast_parse(text):
     ``CifParser``); never returns a structure ``CifParser`` would build
     differently.
     """
-    from pymatgen.core import Lattice, Structure
+    from pymatgen.core import Structure
+
+    symbols, labels, lattice, frac = _fast_parse_arrays(text)
+    return Structure(lattice, symbols, frac, labels=labels)
+
+
+def _fast_parse_arrays(text):
+    """:func:`_fast_parse` without building the ``Structure``.
+
+    Returns
+    -------
+    symbols : list of str
+        Element of each site, in ``CifParser``'s site order.
+    labels : list of str
+        Site labels, same order.
+    lattice : pymatgen.core.Lattice
+        The lattice ``CifParser`` builds (``Lattice.from_parameters``).
+    frac : ndarray, shape (n_sites, 3)
+        Fractional coordinates as ``CifParser`` stores them (snapped to
+        1/3 and 2/3, wrapped into [0, 1)), same order.
+
+    Raises
+    ------
+    _NotSimple
+        Anything outside the layout handled (see :func:`_fast_parse`).
+    """
+    from pymatgen.core import Lattice
 
     cell = {}
     loops = []  # list of (headers, rows)
@@ -207,8 +233,8 @@ def _fast_parse(text):
         # CifParser's internals: leave such files to it
         raise _NotSimple("element without electronegativity")
     order = sorted(range(len(symbols)), key=lambda k: (x[k], symbols[k]))
-    return Structure(lattice, [symbols[k] for k in order], frac[order],
-                     labels=[labels[k] for k in order])
+    return ([symbols[k] for k in order], [labels[k] for k in order], lattice,
+            frac[order])
 
 
 _PARSE_KW = None

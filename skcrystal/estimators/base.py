@@ -439,6 +439,51 @@ class CrystalGraphNet(NeuralNet):
             kw.setdefault("cutoff", self.radius)
         return kw
 
+    def initialize(self):
+        self.__dict__.pop("_optimizer_deferred_", None)
+        return super().initialize()
+
+    def initialize_for_inference(self):
+        """Initialize like :meth:`initialize`, creating the optimizer on first use.
+
+        For a model loaded only to predict (a pre-trained checkpoint):
+        building a torch optimizer imports ``torch._dynamo`` (about a second
+        of start-up). ``optimizer_`` appears, built as :meth:`initialize`
+        builds it, the first time anything reads it (training, saving the
+        optimizer state).
+
+        Returns
+        -------
+        self
+        """
+        self.check_training_readiness()
+        self._initialize_virtual_params()
+        self._initialize_callbacks()
+        self._initialize_module()
+        self._initialize_criterion()
+        self._initialize_history()
+        # skorch validates the parameter names once the optimizer has taken
+        # its own: done then (in __getattr__)
+        self.__dict__["_optimizer_deferred_"] = True
+        self.initialized_ = True
+        return self
+
+    def initialize_optimizer(self, *args, **kwargs):
+        if self.__dict__.pop("_optimizer_deferred_", False):
+            # first build: through skorch's context, which registers it
+            self._initialize_optimizer()
+            self._validate_params()
+            return self
+        return super().initialize_optimizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        # only called when normal lookup fails: the deferred optimizer
+        if name == "optimizer_" and self.__dict__.pop("_optimizer_deferred_", False):
+            self._initialize_optimizer()
+            self._validate_params()
+            return self.__dict__["optimizer_"]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def initialize_module(self):
         try:
             self.module_ = self.initialized_instance(self.module, self._module_kwargs())

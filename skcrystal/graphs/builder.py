@@ -172,34 +172,85 @@ class GraphBuilder:
         # for estimator input): a singular lattice divides by zero below
         _check_lattice(structure,
                        lambda: f"{where} ({structure.composition.reduced_formula})")
-        arrays = _structure_arrays(structure)
+        return self._build(_structure_arrays(structure), where,
+                           lambda: structure.composition.reduced_formula,
+                           lambda atom: structure[atom].specie)
+
+    def build_arrays(self, numbers, frac_coords, lattice, where="structure",
+                     formula=None, symbols=None, on_pairs=None):
+        """Build the graph of a structure given as arrays (no pymatgen object).
+
+        The same graph as :meth:`build` on a ``Structure`` holding these
+        arrays (periodic in all three directions). The caller has checked
+        the lattice (see ``skcrystal._validation``).
+
+        Parameters
+        ----------
+        numbers : array of int, shape (n_atoms,)
+            Atomic numbers.
+        frac_coords : array of float, shape (n_atoms, 3)
+            Fractional coordinates, as the structure stores them.
+        lattice : array of float, shape (3, 3)
+            Lattice vectors as rows, Å.
+        where : str
+            How errors name the structure.
+        formula : str or callable, optional
+            Reduced formula for errors (a callable is called only then).
+        symbols : sequence of str, optional
+            Element symbol of each atom, for errors.
+        on_pairs : callable, optional
+            Called as ``on_pairs(distances, radius)`` with the distances of
+            all neighbour pairs within ``radius`` (Å) once they are found,
+            before any graph error: a check that needs them (close atoms)
+            costs no second neighbour search.
+
+        Returns
+        -------
+        CrystalGraph
+        """
+        lattice = np.ascontiguousarray(lattice, dtype=np.float64)
+        frac = np.ascontiguousarray(frac_coords, dtype=np.float64)
+        arrays = (np.asarray(numbers, dtype=np.int64), frac,
+                  np.ascontiguousarray(frac @ lattice), lattice,
+                  np.ones(3, dtype=np.int64))
+        return self._build(arrays, where,
+                           formula if callable(formula) else lambda: formula or "?",
+                           lambda atom: symbols[atom] if symbols is not None else "?",
+                           on_pairs)
+
+    def _build(self, arrays, where, formula, specie, on_pairs=None):
+        """The graph of ``arrays`` (see :func:`_structure_arrays`); ``formula()``
+        and ``specie(atom)`` name the structure and an atom in errors."""
+        n_atoms = len(arrays[0])
         radius = float(self.radius)
         k = self.max_neighbors
+        pairs = _neighbor_pairs(arrays, radius)
+        if on_pairs is not None:
+            on_pairs(pairs[3], radius)
         if self.neighbor_mode == "reference":
-            pairs = _neighbor_pairs(arrays, radius)
             return _reference_graph(arrays, pairs, int(k), radius)
         need = 1 if (k is None or not self.grow_radius) else k
         while True:
-            pairs = _neighbor_pairs(arrays, radius)
-            counts = np.bincount(pairs[0], minlength=len(structure))
+            counts = np.bincount(pairs[0], minlength=n_atoms)
             if counts.min() >= need:
                 break
             if not self.grow_radius:
                 atom = int(np.argmin(counts))
                 raise ValueError(
-                    f"{where} ({structure.composition.reduced_formula}): atom "
-                    f"{atom} ({structure[atom].specie}) has no neighbour within "
+                    f"{where} ({formula()}): atom "
+                    f"{atom} ({specie(atom)}) has no neighbour within "
                     f"radius={radius:g} Å; increase radius or pass "
                     "grow_radius=True")
             if radius >= MAX_RADIUS:
                 atom = int(np.argmin(counts))
                 raise ValueError(
-                    f"{where} ({structure.composition.reduced_formula}): atom "
-                    f"{atom} ({structure[atom].specie}) has {counts[atom]} "
+                    f"{where} ({formula()}): atom "
+                    f"{atom} ({specie(atom)}) has {counts[atom]} "
                     f"neighbour(s) within {radius:g} Å (the largest radius), "
                     f"fewer than max_neighbors={need}: an isolated atom in "
                     "vacuum? Lower max_neighbors or check the structure")
             radius = min(radius * self._growth, MAX_RADIUS)
+            pairs = _neighbor_pairs(arrays, radius)
         graph = _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
         if self.symmetrize is not None:
             graph = symmetrize_graph(graph, mode=self.symmetrize)

@@ -1,0 +1,406 @@
+"""End to end from files: ``skcrystal predict`` against the reference CGCNN ``predict.py``.
+
+Both pipelines read the same folder of CIF files (``id_prop.csv`` + ``<id>.cif``
++ ``atom_init.json``, the reference code's input layout) with the same
+reference checkpoint, parse every CIF, build every graph and run the network,
+side by side in one run:
+
+* ``reference``: the reference CGCNN code's ``predict.py`` pipeline
+  (txie-93/cgcnn, MIT), re-implemented here because the reference package is
+  not installed: per structure ``Structure.from_file``, the 92-dim
+  ``atom_init.json`` features, ``get_all_neighbors(radius, include_index=True)``
+  sorted by distance and cut at / padded to ``max_num_nbr``, the Gaussian
+  distance expansion; batches of the checkpoint's ``batch_size`` collated as
+  ``collate_pool`` does; the ``CrystalGraphConvNet`` forward in eval mode with
+  its per-crystal Python-loop mean pooling; predictions de-normalised by the
+  checkpoint's normaliser. It runs in this process with one torch thread.
+* ``skcrystal``: the command a user runs, ``python -m skcrystal predict
+  CHECKPOINT FOLDER --out predictions.csv``, in a subprocess with its
+  defaults, timed from process start to exit (imports included); also with
+  ``--n-jobs 2``.
+
+Predictions are compared by id: the largest absolute difference and how many
+rows differ by more than 1e-4 eV/atom. The folder of CIFs is generated once
+(``--workdir``, reused by later runs) from the shared perovskite and jdft2d
+structures (interleaved, about 1 jdft2d structure for 9 perovskites), written
+with pymatgen's ``CifWriter``; past the 5,319 distinct structures, copies get
+every atom displaced by up to 0.02 Å (seeded), so no two files hold the same
+structure.
+
+Run::
+
+    python benchmarks/bench_predict.py                      # 10,000 CIFs
+    python benchmarks/bench_predict.py --ref-n 1000         # reference on a subset
+    python benchmarks/bench_predict.py --n 50 --ref-n 50    # quick check
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CHECKPOINT = "formation-energy-per-atom"
+# rows whose predictions differ by more than this count as disagreeing, eV/atom
+AGREE_TOL = 1e-4
+
+
+# ---------------------------------------------------------------- the folder
+def _source_structures(shared, n=None):
+    """The distinct structures the folder is made of, perovskites and jdft2d
+    interleaved (any prefix holds both in proportion); the first ``n`` only."""
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    cifs = []
+    for part in ("perovskites_part1.csv", "perovskites_part2.csv"):
+        cifs += pd.read_csv(shared / "perovskites" / part, usecols=["cif"])["cif"].tolist()
+    with gzip.open(shared / "jdft2d" / "matbench_jdft2d_fold0_train.json.gz", "rt") as f:
+        dicts = pd.read_json(f, orient="split")["structure"].tolist()
+    order = _interleave(len(cifs), len(dicts))[:n]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [Structure.from_str(cifs[k], fmt="cif") if k < len(cifs)
+                else Structure.from_dict(dicts[k - len(cifs)]) for k in order]
+
+
+def _interleave(n_a, n_b):
+    """Indices into ``a + b`` spreading the ``b`` items evenly among the ``a`` ones."""
+    keys = [(i / n_a, 0, i) for i in range(n_a)] + [((j + 0.5) / n_b, 1, n_a + j)
+                                                    for j in range(n_b)]
+    return [k[2] for k in sorted(keys)]
+
+
+def make_folder(workdir, n, seed=0):
+    """Write (or reuse) the folder of ``n`` CIFs in the reference code's layout.
+
+    Parameters
+    ----------
+    workdir : Path
+        Parent folder; the CIFs go to ``workdir / f"cifs_{n}"``.
+    n : int
+        Number of CIF files.
+    seed : int
+        Seed of the displacements of the repeated structures.
+
+    Returns
+    -------
+    Path
+        The folder (``id_prop.csv`` with dummy targets 0, ``atom_init.json``,
+        ``<id>.cif``).
+    """
+    from pymatgen.io.cif import CifWriter
+
+    from skcrystal.datasets import shared_data_path
+
+    folder = Path(workdir) / f"cifs_{n}"
+    done = folder / ".complete"
+    if done.is_file() and done.read_text().strip() == f"{n} {seed}":
+        return folder
+    shared = shared_data_path()
+    if shared is None:
+        sys.exit("needs the shared data folder (set SKCRYSTAL_SHARED_DATA)")
+    t0 = time.perf_counter()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    pool = _source_structures(shared, n)
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n):
+        s = pool[i % len(pool)]
+        if i >= len(pool):
+            s = s.copy()
+            disp = rng.uniform(-0.02, 0.02, size=(len(s), 3)) / np.sqrt(3)
+            for k in range(len(s)):
+                s.translate_sites([k], disp[k], frac_coords=False, to_unit_cell=True)
+        ident = f"s{i:05d}"
+        CifWriter(s).write_file(folder / f"{ident}.cif")
+        ids.append(ident)
+    with open(folder / "id_prop.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows((i, 0.0) for i in ids)
+    shutil.copy(ROOT / "skcrystal" / "pretrained_models" / "cgcnn" / "atom_init.json",
+                folder / "atom_init.json")
+    done.write_text(f"{n} {seed}\n")
+    print(f"wrote {n} CIFs to {folder} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder
+
+
+def checkpoint_path(name=CHECKPOINT):
+    """The reference checkpoint file (the shared copy, else the shipped one)."""
+    from skcrystal import pretrained
+    from skcrystal.datasets import shared_data_path
+
+    shared = shared_data_path()
+    if shared is not None:
+        path = shared.parent / "pretrained" / "cgcnn" / f"{name}.pth.tar"
+        if path.is_file():
+            return path
+    return Path(pretrained.path_of(name))
+
+
+# ---------------------------------------------------------------- reference pipeline
+class _RefData:
+    """The reference ``CIFData``: one structure file -> padded neighbour arrays."""
+
+    def __init__(self, folder, ids, max_num_nbr, radius, dmin=0.0, step=0.2):
+        self.folder, self.ids = Path(folder), list(ids)
+        self.max_num_nbr, self.radius = max_num_nbr, radius
+        with open(self.folder / "atom_init.json") as fh:
+            table = json.load(fh)
+        self.atom_init = {int(z): np.asarray(v, dtype=float) for z, v in table.items()}
+        self.centres = np.arange(dmin, radius + step, step)
+        self.var = step
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, idx):
+        import torch
+        from pymatgen.core import Structure
+
+        cif_id = self.ids[idx]
+        crystal = Structure.from_file(str(self.folder / f"{cif_id}.cif"))
+        atom_fea = np.vstack([self.atom_init[site.specie.number] for site in crystal])
+        nbr_idx, nbr_dist = [], []
+        m = self.max_num_nbr
+        for nbrs in crystal.get_all_neighbors(self.radius, include_index=True):
+            nbrs = sorted(nbrs, key=lambda nb: nb[1])[:m]
+            pad = m - len(nbrs)
+            nbr_idx.append([nb[2] for nb in nbrs] + [0] * pad)
+            nbr_dist.append([nb[1] for nb in nbrs] + [self.radius + 1.0] * pad)
+        dist = np.array(nbr_dist)
+        nbr_fea = np.exp(-(dist[..., None] - self.centres) ** 2 / self.var ** 2)
+        return ((torch.Tensor(atom_fea), torch.Tensor(nbr_fea), torch.LongTensor(nbr_idx)),
+                torch.Tensor([0.0]), cif_id)
+
+
+def _ref_collate(items):
+    """``collate_pool``: concatenate atoms, shift neighbour indices, list crystals."""
+    import torch
+
+    atoms, nbrs, idx, crystal_idx, targets, ids = [], [], [], [], [], []
+    base = 0
+    for (atom_fea, nbr_fea, nbr_idx), target, cif_id in items:
+        n = atom_fea.shape[0]
+        atoms.append(atom_fea)
+        nbrs.append(nbr_fea)
+        idx.append(nbr_idx + base)
+        crystal_idx.append(torch.LongTensor(np.arange(n) + base))
+        targets.append(target)
+        ids.append(cif_id)
+        base += n
+    return ((torch.cat(atoms), torch.cat(nbrs), torch.cat(idx), crystal_idx),
+            torch.stack(targets), ids)
+
+
+def _ref_model(ckpt):
+    """The reference ``CrystalGraphConvNet`` (classic layout) with the checkpoint loaded."""
+    import torch
+    from torch import nn
+
+    args = ckpt["args"]
+    state = ckpt["state_dict"]
+
+    class Conv(nn.Module):
+        def __init__(self, f, e):
+            super().__init__()
+            self.f = f
+            self.fc_full = nn.Linear(2 * f + e, 2 * f)
+            self.sigmoid, self.softplus1 = nn.Sigmoid(), nn.Softplus()
+            self.bn1, self.bn2 = nn.BatchNorm1d(2 * f), nn.BatchNorm1d(f)
+            self.softplus2 = nn.Softplus()
+
+        def forward(self, x, nbr_fea, nbr_idx):
+            n, m = nbr_idx.shape
+            total = torch.cat([x.unsqueeze(1).expand(n, m, self.f), x[nbr_idx, :], nbr_fea],
+                              dim=2)
+            gated = self.bn1(self.fc_full(total).view(-1, 2 * self.f)).view(n, m, 2 * self.f)
+            filt, core = gated.chunk(2, dim=2)
+            summed = self.bn2(torch.sum(self.sigmoid(filt) * self.softplus1(core), dim=1))
+            return self.softplus2(x + summed)
+
+    class Net(nn.Module):
+        def __init__(self, orig, e, f, n_conv, h, n_h, classification):
+            super().__init__()
+            self.classification = classification
+            self.embedding = nn.Linear(orig, f)
+            self.convs = nn.ModuleList([Conv(f, e) for _ in range(n_conv)])
+            self.conv_to_fc = nn.Linear(f, h)
+            self.conv_to_fc_softplus = nn.Softplus()
+            if n_h > 1:
+                self.fcs = nn.ModuleList([nn.Linear(h, h) for _ in range(n_h - 1)])
+                self.softpluses = nn.ModuleList([nn.Softplus() for _ in range(n_h - 1)])
+            self.fc_out = nn.Linear(h, 2 if classification else 1)
+            if classification:
+                self.logsoftmax, self.dropout = nn.LogSoftmax(dim=1), nn.Dropout()
+
+        def forward(self, atom_fea, nbr_fea, nbr_idx, crystal_atom_idx):
+            x = self.embedding(atom_fea)
+            for conv in self.convs:
+                x = conv(x, nbr_fea, nbr_idx)
+            # the reference pools with a Python loop over the crystals of the batch
+            crys = torch.cat([torch.mean(x[i], dim=0, keepdim=True)
+                              for i in crystal_atom_idx], dim=0)
+            crys = self.conv_to_fc_softplus(self.conv_to_fc(self.conv_to_fc_softplus(crys)))
+            if self.classification:
+                crys = self.dropout(crys)
+            for fc, sp in zip(getattr(self, "fcs", []), getattr(self, "softpluses", [])):
+                crys = sp(fc(crys))
+            out = self.fc_out(crys)
+            return self.logsoftmax(out) if self.classification else out
+
+    orig = state["embedding.weight"].shape[1]
+    f = state["embedding.weight"].shape[0]
+    e = state["convs.0.fc_full.weight"].shape[1] - 2 * f
+    model = Net(orig, e, f, args["n_conv"], args["h_fea_len"], args["n_h"],
+                args["task"] == "classification")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def run_reference(folder, ids, ckpt_file):
+    """Predict ``ids`` of ``folder`` the way the reference ``predict.py`` does.
+
+    Returns
+    -------
+    dict
+        id -> prediction (eV/atom for the formation-energy checkpoint).
+    """
+    import torch
+
+    from skcrystal.pretrained import read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_file)
+    args = ckpt["args"]
+    model = _ref_model(ckpt)
+    mean, std = ckpt["normalizer"]["mean"], ckpt["normalizer"]["std"]
+    # the published checkpoints predate these options: CIFData's defaults
+    data = _RefData(folder, ids, int(args.get("max_num_nbr", 12)),
+                    float(args.get("radius", 8.0)))
+    bs = args["batch_size"]
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start in range(0, len(data), bs):
+            (atom_fea, nbr_fea, nbr_idx, crystal_idx), _, batch_ids = _ref_collate(
+                [data[i] for i in range(start, min(start + bs, len(data)))])
+            with torch.no_grad():
+                pred = model(atom_fea, nbr_fea, nbr_idx, crystal_idx)
+            if args["task"] == "classification":
+                values = torch.exp(pred)[:, 1].tolist()
+            else:
+                values = (pred * std + mean).view(-1).tolist()
+            out.update(zip(batch_ids, values))
+    return out
+
+
+# ---------------------------------------------------------------- skcrystal CLI
+def run_cli(folder, ckpt_file, out_csv, extra=()):
+    """``python -m skcrystal predict`` in a subprocess; (seconds, id -> prediction)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "skcrystal", "predict", str(ckpt_file), str(folder),
+           "--out", str(out_csv), "--quiet", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}")
+    import pandas as pd
+    df = pd.read_csv(out_csv, dtype={"id": str})
+    col = [c for c in df.columns if c.startswith("pred")][0]
+    return dt, dict(zip(df["id"], df[col]))
+
+
+def compare(ref, ours):
+    """(max abs difference, number of rows beyond AGREE_TOL, number compared)."""
+    ids = sorted(ref)
+    missing = [i for i in ids if i not in ours]
+    if missing:
+        raise AssertionError(f"skcrystal has no prediction for {missing[:5]}")
+    diff = np.abs(np.array([ref[i] for i in ids]) - np.array([ours[i] for i in ids]))
+    return float(diff.max()), int((diff > AGREE_TOL).sum()), len(ids)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="CIF files in the folder")
+    parser.add_argument("--ref-n", type=int, default=None,
+                        help="time the reference on a random subset of this many files "
+                             "(default: all)")
+    parser.add_argument("--workdir", default=None,
+                        help="where the CIF folder is written and reused "
+                             "(default: a folder in the system temp dir)")
+    parser.add_argument("--checkpoint", default=CHECKPOINT)
+    parser.add_argument("--n-jobs", type=int, nargs="*", default=[2],
+                        help="extra skcrystal runs with --n-jobs N (default: 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(1)
+    workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "skcrystal_bench_predict")
+    folder = make_folder(workdir, args.n, args.seed)
+    ckpt = checkpoint_path(args.checkpoint)
+    with open(folder / "id_prop.csv") as fh:
+        all_ids = [row[0] for row in csv.reader(fh)]
+    ref_ids = all_ids
+    if args.ref_n is not None and args.ref_n < len(all_ids):
+        ref_ids = sorted(random.Random(args.seed).sample(all_ids, args.ref_n))
+
+    print(f"folder: {len(all_ids)} CIFs ({folder}); checkpoint {ckpt.name}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    t0 = time.perf_counter()
+    ref = run_reference(folder, ref_ids, ckpt)
+    t_ref = time.perf_counter() - t0
+    ref_rate = len(ref_ids) / t_ref
+    subset = "" if len(ref_ids) == len(all_ids) else \
+        f" (random subset of {len(ref_ids)} of the {len(all_ids)})"
+    print(f"reference predict.py pipeline, 1 thread: {len(ref_ids)} structures{subset} "
+          f"in {t_ref:.1f} s = {ref_rate:.1f} structures/s")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_jobs in [None, *args.n_jobs]:
+            extra = [] if n_jobs is None else ["--n-jobs", str(n_jobs)]
+            env_threads = os.environ.get("OMP_NUM_THREADS", "default")
+            dt, ours = run_cli(folder, ckpt, Path(tmp) / "pred.csv", extra)
+            rate = len(all_ids) / dt
+            max_diff, n_bad, n_cmp = compare(ref, ours)
+            label = "skcrystal predict" + (f" --n-jobs {n_jobs}" if n_jobs else "")
+            rows.append((label, dt, rate, rate / ref_rate, max_diff, n_bad, n_cmp))
+            print(f"{label} (OMP_NUM_THREADS={env_threads}): {len(all_ids)} structures in "
+                  f"{dt:.1f} s = {rate:.0f} structures/s, {rate / ref_rate:.1f}x the "
+                  f"reference; max |diff| {max_diff:.2g} eV/atom, {n_bad}/{n_cmp} rows "
+                  f"beyond {AGREE_TOL:g}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print()
+    print("| pipeline | structures | time (s) | structures/s | vs reference | max abs diff "
+          f"| rows > {AGREE_TOL:g} |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| reference predict.py (1 thread) | {len(ref_ids)} | {t_ref:.1f} | "
+          f"{ref_rate:.1f} | 1x | - | - |")
+    for label, dt, rate, ratio, max_diff, n_bad, n_cmp in rows:
+        print(f"| `{label}` | {len(all_ids)} | {dt:.1f} | {rate:.0f} | {ratio:.1f}x | "
+              f"{max_diff:.2g} | {n_bad}/{n_cmp} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Structure files -> graphs, in chunks, in this process or in worker processes.
+
+The path ``skcrystal predict`` takes on a folder of structure files: each
+file is read, parsed, checked and turned into its graph in one go, and only
+the graph (numpy arrays) leaves the worker.
+
+A CIF in the layout pymatgen's ``CifWriter`` writes (one block, P1, ordered
+sites: what :func:`skcrystal.datasets._cif._fast_parse` accepts) never
+becomes a pymatgen ``Structure``: the fast reader returns its elements,
+lattice and fractional coordinates, exactly the arrays ``CifParser``'s
+``Structure`` would hold, and the checks of
+:func:`skcrystal._validation.check_structures` and the graph builder run on
+those arrays. Building a ``Structure`` and reading its arrays back cost
+more than parsing and building the graph together. Every other file (CIFs
+with symmetry operations, partial occupancy..., POSCARs) goes through
+pymatgen and ``check_structures`` unchanged. Either way the graph is the
+one :meth:`GraphBuilder.build` gives for the structure pymatgen reads.
+
+The module imports numpy and pymatgen only (no torch), so worker processes
+start quickly.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
+                           _check_overlaps_arrays, check_structures)
+from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
+from .builder import GraphBuilder
+
+__all__ = ["graphs_from_files", "read_file_graphs"]
+
+_X0 = re.compile(r"^X\[0\]\s*")
+_NUMBERS = {}
+
+
+def _atomic_number(symbol):
+    z = _NUMBERS.get(symbol)
+    if z is None:
+        from pymatgen.core import Element
+        z = _NUMBERS[symbol] = Element(symbol).Z
+    return z
+
+
+def _formula(symbols):
+    from pymatgen.core import Composition
+    try:
+        return Composition(" ".join(symbols)).reduced_formula
+    except Exception:  # noqa: BLE001 - only names the structure in an error
+        return "?"
+
+
+class FileError(ValueError):
+    """A structure file that cannot be read, or a structure the model refuses.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    reason : str
+        Why, without the file name.
+    parse : bool
+        True when the file could not be parsed at all.
+    """
+
+    def __init__(self, path, reason, parse=False):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.parse = str(path), reason, parse
+
+
+def _first_line(exc):
+    """An exception's message on one line (errors are reported one per line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_text(path):
+    import gzip
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def _is_cif(path):
+    return str(path).lower().endswith((".cif", ".cif.gz"))
+
+
+def _fast_graph(text, builder, supported):
+    """The graph of a CifWriter-layout CIF, without a Structure; None when the
+    fast reader declines the file (the caller then uses pymatgen)."""
+    try:
+        symbols, _, lattice, frac = _fast_parse_arrays(text)
+    except Exception:  # _NotSimple, malformed numbers...: pymatgen judges
+        return None
+    matrix = lattice.matrix
+    pbc = (True, True, True)
+
+    def where():
+        return f"({_formula(symbols)})"
+
+    # the checks of check_structures that can fail for an ordered, periodic
+    # structure of real elements (what the fast reader returns)
+    try:
+        _check_lattice_arrays(matrix, frac, pbc, "")
+    except ValueError:
+        _check_lattice_arrays(matrix, frac, pbc, where())
+    numbers = np.fromiter((_atomic_number(s) for s in symbols), dtype=np.int64,
+                          count=len(symbols))
+    if supported is not None:
+        missing = set(numbers.tolist()).difference(supported)
+        if missing:
+            # by atomic number, as check_structures lists them
+            names = ", ".join(s for _, s in sorted({(int(z), s) for s, z in
+                                                    zip(symbols, numbers) if z in missing}))
+            raise ValueError(f"{where()} contains element(s) with no atom features: "
+                             f"{names}")
+
+    def check_overlaps(distances, radius):
+        # the graph's neighbour search already holds every pair closer than
+        # the minimum distance (radius is larger): the exact check runs only
+        # when one is close (it then names the sites), or for a tiny radius
+        if radius >= MIN_INTERATOMIC_DISTANCE + 1e-6 and \
+                not (distances < MIN_INTERATOMIC_DISTANCE + 1e-6).any():
+            return
+        try:
+            _check_overlaps_arrays(matrix, frac, pbc, "", str)
+        except ValueError:
+            _check_overlaps_arrays(matrix, frac, pbc, where(), lambda j: symbols[j])
+
+    return builder.build_arrays(numbers, frac, matrix, where="structure",
+                                formula=lambda: _formula(symbols), symbols=symbols,
+                                on_pairs=check_overlaps)
+
+
+def _slow_graph(path, text, builder, supported):
+    """The graph through pymatgen: parse, check_structures, build."""
+    from pymatgen.core import Structure
+
+    try:
+        structure = _pymatgen_parse(text) if _is_cif(path) else \
+            Structure.from_str(text, fmt="poscar")
+    except Exception as exc:  # noqa: BLE001 - any parser failure names the file
+        raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {_first_line(exc)}",
+                        parse=True) from None
+    structure = check_structures([structure], supported_elements=supported)[0]
+    return builder.build(structure)
+
+
+def read_file_graphs(paths, builder_params, supported=None):
+    """Graphs of a chunk of structure files (the worker function).
+
+    Parameters
+    ----------
+    paths : list of str
+    builder_params : dict
+        :class:`GraphBuilder` parameters.
+    supported : set of int, optional
+        Atomic numbers the model has features for.
+
+    Returns
+    -------
+    list of (CrystalGraph or None, FileError or None)
+        One per path, in order.
+    """
+    builder = GraphBuilder(**builder_params).validate()
+    out = []
+    with warnings.catch_warnings():
+        # pymatgen's per-file warnings (rounded coordinates, stoichiometry)
+        # say nothing actionable for graph models
+        warnings.simplefilter("ignore")
+        for path in paths:
+            try:
+                try:
+                    text = _read_text(path)
+                except (OSError, UnicodeError) as exc:
+                    raise FileError(path, f"cannot be read: {exc}", parse=True) from None
+                graph = _fast_graph(text, builder, supported) if _is_cif(path) else None
+                if graph is None:
+                    graph = _slow_graph(path, text, builder, supported)
+                out.append((graph, None))
+            except FileError as exc:
+                out.append((None, exc))
+            except (ValueError, TypeError) as exc:
+                reason = re.sub(r"^structure ", "", _X0.sub("", _first_line(exc)))
+                out.append((None, FileError(path, reason)))
+    return out
+
+
+def _builder_params(builder):
+    return {"radius": builder.radius, "max_neighbors": builder.max_neighbors,
+            "tie_tol": builder.tie_tol, "grow_radius": builder.grow_radius,
+            "neighbor_mode": builder.neighbor_mode, "symmetrize": builder.symmetrize}
+
+
+def graphs_from_files(paths, builder, supported=None, n_jobs=None, chunk_size=256):
+    """Graphs of structure files, chunk by chunk, in order.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+    builder : GraphBuilder
+    supported : set of int, optional
+        Atomic numbers the model has features for; others are refused.
+    n_jobs : int, optional
+        Worker processes (joblib's meaning; ``None`` and 1 work here). The
+        graphs do not depend on it.
+    chunk_size : int
+        Files per chunk (per task sent to a worker).
+
+    Yields
+    ------
+    list of (CrystalGraph or None, FileError or None)
+        The results of each chunk of ``chunk_size`` consecutive paths, in
+        the order of ``paths``: a graph, or the error naming the file.
+    """
+    from .._parallel import imap_chunks
+
+    paths = [str(p) for p in paths]
+    chunks = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
+    params = _builder_params(builder)
+    if n_jobs not in (None, 1) and len(chunks) < 2:
+        n_jobs = None  # one chunk: starting a worker costs more than it saves
+    yield from imap_chunks(read_file_graphs, chunks, n_jobs, builder_params=params,
+                           supported=None if supported is None else set(supported))

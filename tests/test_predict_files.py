@@ -1,0 +1,169 @@
+"""``skcrystal predict`` on a folder of structure files: the file -> graph path
+(skcrystal.graphs.files), its workers, its errors, and the end-to-end
+benchmark's machinery against the reference CGCNN pipeline."""
+import importlib.util
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skcrystal.cli import main
+from skcrystal.graphs import GraphBuilder
+from skcrystal.graphs.files import graphs_from_files, read_file_graphs
+
+from conftest import shared_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = "formation-energy-per-atom"
+FIELDS = ("atomic_numbers", "positions", "lattice", "center", "neighbor", "distances",
+          "offsets", "vectors")
+
+
+def _params(mode):
+    return dict(radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
+                neighbor_mode=mode, symmetrize=None)
+
+
+def _same_graph(g, h):
+    return all(np.array_equal(getattr(g, k), getattr(h, k)) for k in FIELDS)
+
+
+@pytest.fixture(scope="module")
+def cif_folder(tmp_path_factory):
+    """24 CIFs written by pymatgen (perovskites, as users' files are) + the
+    CGCNN sample's CIFs (other writers: symmetry operations, labels)."""
+    from pymatgen.io.cif import CifWriter
+
+    from skcrystal.datasets import load_perovskites
+    folder = tmp_path_factory.mktemp("cifs")
+    structures, _ = load_perovskites(n=24)
+    for i, s in enumerate(structures):
+        CifWriter(s).write_file(folder / f"p{i:02d}.cif")
+    for f in sorted(shared_path("cgcnn_sample").glob("*.cif")):
+        shutil.copy(f, folder / f"sample_{f.name}")
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["reference", "keep_ties"])
+def test_file_graphs_equal_pymatgen_structure_graphs(cif_folder, mode):
+    """Every file's graph is the one built from pymatgen's own reading of it,
+    whether the fast CIF reader took the file or handed it to pymatgen."""
+    from pymatgen.core import Structure
+    paths = sorted(cif_folder.glob("*.cif")) + sorted(
+        shared_path("alignn_sample").glob("POSCAR*"))[:5]
+    results = read_file_graphs([str(p) for p in paths], _params(mode))
+    builder = GraphBuilder(**_params(mode))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path, (graph, err) in zip(paths, results):
+            assert err is None, err
+            s = Structure.from_file(str(path)) if path.suffix == ".cif" else \
+                Structure.from_str(path.read_text(), fmt="poscar")
+            assert _same_graph(graph, builder.build(s)), path.name
+
+
+def test_workers_give_the_serial_graphs(cif_folder):
+    paths = sorted(cif_folder.glob("*.cif"))
+    builder = GraphBuilder(neighbor_mode="reference")
+    serial = [r for chunk in graphs_from_files(paths, builder, chunk_size=5) for r in chunk]
+    parallel = [r for chunk in graphs_from_files(paths, builder, n_jobs=2, chunk_size=5)
+                for r in chunk]
+    assert len(serial) == len(parallel) == len(paths)
+    assert all(_same_graph(a[0], b[0]) for a, b in zip(serial, parallel))
+
+
+def test_bad_files_are_named(tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+    good = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CifWriter(good).write_file(tmp_path / "good.cif")
+    (tmp_path / "garbage.cif").write_text("this is not a CIF\n")
+    # read by the fast reader, refused by the checks: atoms 0.2 Å apart
+    close = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    CifWriter(close).write_file(tmp_path / "close.cif")
+    paths = [str(tmp_path / n) for n in ("good.cif", "garbage.cif", "close.cif")]
+    (g, e0), (_, e1), (_, e2) = read_file_graphs(paths, _params("reference"))
+    assert g is not None and e0 is None
+    assert e1.parse and e1.path == paths[1] and "cannot be parsed" in e1.reason
+    assert not e2.parse and "overlapping" in e2.reason and "NaCl" in e2.reason
+
+
+def test_cli_predict_names_a_bad_file_or_skips_it(cif_folder, tmp_path, capsys):
+    folder = tmp_path / "data"
+    shutil.copytree(cif_folder, folder)
+    (folder / "p03.cif").write_text("data_x\n_cell_length_a 3\n")
+    code = main(["predict", CHECKPOINT, str(folder), "-o", str(tmp_path / "p.csv"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "p03.cif" in err and "--on-error skip" in err
+    code = main(["predict", CHECKPOINT, str(folder), "-o", str(tmp_path / "p.csv"), "-q",
+                 "--on-error", "skip", "--error-log", str(tmp_path / "s.tsv")])
+    err = capsys.readouterr().err
+    assert code == 0 and "skipped 1 of" in err and "p03.cif" in err
+    predicted = pd.read_csv(tmp_path / "p.csv")["id"].tolist()
+    assert "p03" not in predicted and "p04" in predicted
+
+
+def test_cli_predict_folder_matches_estimator_predict(cif_folder, tmp_path):
+    """The file path predicts what the estimator predicts on the structures,
+    serial or with workers."""
+    from skcrystal import pretrained
+    from skcrystal.datasets import load_structures
+    ids, structures = load_structures(cif_folder)
+    expected = pretrained.load(CHECKPOINT).predict(structures)
+    for extra in ([], ["--n-jobs", "2"]):
+        out = tmp_path / f"p{len(extra)}.csv"
+        assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(out), "-q",
+                     *extra]) == 0
+        got = pd.read_csv(out)
+        # named as the reference predict.py names them: the file without .cif
+        assert got["id"].tolist() == [i[:-len(".cif")] for i in ids]
+        np.testing.assert_allclose(got["prediction"], expected, rtol=0, atol=1e-6)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_predict",
+                                                  ROOT / "benchmarks" / "bench_predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_pipelines_agree(tmp_path):
+    """The benchmark's reference pipeline and ``skcrystal predict`` on a few
+    generated CIFs predict the same values."""
+    shared_path("perovskites")
+    shared_path("jdft2d")
+    bench = _bench()
+    folder = bench.make_folder(tmp_path, 12)
+    assert len(list(folder.glob("*.cif"))) == 12 and (folder / "atom_init.json").exists()
+    ids = pd.read_csv(folder / "id_prop.csv", header=None, dtype={0: str})[0].tolist()
+    ckpt = bench.checkpoint_path()
+    ref = bench.run_reference(folder, ids, ckpt)
+    _, ours = bench.run_cli(folder, ckpt, tmp_path / "pred.csv")
+    max_diff, n_bad, n = bench.compare(ref, ours)
+    assert n == 12 and n_bad == 0 and max_diff < 1e-4
+
+
+def test_checkpoint_loads_without_building_an_optimizer():
+    """Predicting needs no optimizer (building one imports torch._dynamo);
+    it appears, as initialize builds it, when something reads it."""
+    import torch
+
+    from skcrystal import pretrained
+    est = pretrained.load(CHECKPOINT)
+    assert "optimizer_" not in est.__dict__
+    assert isinstance(est.optimizer_, torch.optim.AdamW)
+    assert est.optimizer_ is est.__dict__["optimizer_"]
+
+
+def test_elements_without_features_are_named(tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CifWriter(s).write_file(tmp_path / "nacl.cif")
+    [(graph, err)] = read_file_graphs([str(tmp_path / "nacl.cif")], _params("reference"),
+                                      supported={11})
+    assert graph is None and "no atom features: Cl" in err.reason
