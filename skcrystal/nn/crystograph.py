@@ -35,6 +35,7 @@ The documentation's fidelity table lists the remaining differences.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numbers
@@ -61,6 +62,23 @@ EDGE_FEATURES = ("distance", "spherical")
 POSITIONAL_ENCODINGS = ("lap+rw", "lap", "rw", "none")
 
 
+#: Private switch: True routes every eTGC layer through
+#: :meth:`ETGCLayer._attention_reference` and computes every output, as
+#: before the restructured forward; benchmarks and tests compare the two.
+_REFERENCE = False
+
+
+@contextlib.contextmanager
+def _reference_etgc(on=True):
+    """Run eTGC layers through the straightforward reference forward (tests, benchmarks)."""
+    global _REFERENCE
+    previous, _REFERENCE = _REFERENCE, bool(on)
+    try:
+        yield
+    finally:
+        _REFERENCE = previous
+
+
 class ETGCLayer(nn.Module):
     """Edge-engaged transformer graph convolution, paper Eqs. 2-9.
 
@@ -74,11 +92,34 @@ class ETGCLayer(nn.Module):
         x' = x^ + BN(W_2 GELU(W_1 x^)),  e' likewise                (8, 9)
 
     The softmax runs over each centre's incoming edges (scatter softmax, no
-    loop over nodes). ``W_ke`` on the concatenation is computed as three
-    projections summed (the same linear map), the node parts once per node
-    instead of once per edge; ``[k | v]`` of a node goes through one Linear
-    (``W_ke W_k`` and ``W_ve W_v`` are both linear maps of ``x``, so this is
-    a reparametrisation, not a different model class).
+    loop over nodes). ``W_ke`` on the concatenation is three projections
+    summed (the same linear map), and ``[k | v]`` of a node goes through
+    one Linear (``W_ke W_k`` and ``W_ve W_v`` are both linear maps of
+    ``x``, so this is a reparametrisation, not a different model class).
+
+    How it is computed
+    ------------------
+    The function above is evaluated without forming ``k_ji`` and ``v_ji``
+    per edge (on the line graph, an edge is a bond pair: ~150 per atom, so
+    per-edge work dominates training). Products of linear maps are taken
+    on the weights, and sums over an edge's parts are split by what they
+    depend on:
+
+    * ``W_ke W_e`` and ``W_ve W_e`` are multiplied once per forward, so
+      the edge part of ``k_ji``, ``v_ji`` is one ``edge_dim``-wide
+      projection of ``e`` per edge (not ``e -> e' -> [k | v]``);
+    * ``q_i . (kc_i + b)`` (the centre's own key part and the biases) is a
+      per-node score, gathered per edge; only ``q_i . (kn_j + W e_ji)``
+      is a per-edge dot product;
+    * ``sum_j a_ji vc_i = vc_i sum_j a_ji`` (the centre's value part is
+      weighted by the per-node attention sum, 1 or 0), so only
+      ``vn_j + W e_ji`` is weighted and scattered per edge;
+    * the per-node projections ``W_q``, ``W_c W_kv``, ``W_n W_kv`` are one
+      matmul, associated whichever way costs fewer multiply-adds.
+
+    The outputs equal the straightforward evaluation (kept as
+    :meth:`_attention_reference`) to float32 rounding; the parameters are
+    the same, so gradients, optimiser state and checkpoints are too.
 
     Parameters
     ----------
@@ -115,16 +156,81 @@ class ETGCLayer(nn.Module):
         self.ffn_node = _BNFFN(node_dim, ffn_mult * node_dim)
         self.ffn_edge = _BNFFN(edge_dim, ffn_mult * edge_dim)
 
-    def attention(self, x, e, edge_index):
+    def attention(self, x, e, edge_index, edge_output=True):
         """Attention weights and the MHNA outputs.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n_nodes, node_dim)
+        e : Tensor, shape (n_edges, edge_dim)
+        edge_index : LongTensor, shape (2, n_edges)
+            Row 0 the centre (receiving) node, row 1 the neighbour.
+        edge_output : bool
+            False skips ``h_e`` (returned as None) when the caller does not
+            update the edges.
 
         Returns
         -------
         attn : Tensor, shape (n_edges, n_heads)
             Sums to 1 over the incoming edges of each centre node.
         h_x : Tensor, shape (n_nodes, n_heads * head_dim)
-        h_e : Tensor, shape (n_edges, n_heads * head_dim)
+        h_e : Tensor, shape (n_edges, n_heads * head_dim), or None
         """
+        if _REFERENCE:
+            return self._attention_reference(x, e, edge_index)
+        center, neighbor = edge_index[0], edge_index[1]
+        n, m = x.shape[0], e.shape[0]
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        q, kc_k, kc_v, kn_k, kn_v = self._node_projections(x).split(d, dim=1)
+        # edge part of [k | v]: W_kve (W_e e + b_e), the weights multiplied first
+        w_edge = self.kv_edge.weight @ self.e_proj.weight  # (2d, edge_dim)
+        b_edge = self.kv_edge.weight @ self.e_proj.bias  # (2d,)
+        (wk_e, wv_e), (bk_e, bv_e) = w_edge.split(d), b_edge.split(d)
+        # per-head sums and broadcasts as matmuls with the 0/1 head-membership matrix
+        # (d, H): their backward passes stay contiguous (a broadcast view's gradient
+        # is an expanded tensor that the next view copies strided, several times
+        # slower on the (n_edges, d) tensors)
+        heads = torch.repeat_interleave(torch.eye(H, dtype=x.dtype, device=x.device), dh, 0)
+        # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge]
+        s_node = (q * (kc_k + bk_e)) @ heads
+        k_edge = torch.addmm(kn_k.index_select(0, neighbor), e, wk_e.t())
+        score = torch.addmm(s_node.index_select(0, center), q.index_select(0, center) * k_edge,
+                            heads) / math.sqrt(dh)
+        attn = scatter_softmax(score, center, n)
+        attn_d = attn @ heads.t()  # (n_edges, d): each head's weight over its channels
+        # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
+        v_edge = torch.addmm(kn_v.index_select(0, neighbor), e, wv_e.t())
+        h_x = scatter_sum(attn_d * v_edge, center, n)
+        weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
+        h_x = h_x + (kc_v + bv_e) * weight
+        h_e = attn_d * self.e_proj(e) if edge_output else None
+        return attn, h_x, h_e
+
+    def _node_projections(self, x):
+        """``[q | kc | kn]`` of every node, shape (n_nodes, 5 * n_heads * head_dim).
+
+        ``kc = W_c (W_kv x + b_kv) + b_c`` and ``kn = W_n (W_kv x + b_kv)``
+        (the centre and neighbour parts of Eq. 3), in one matmul either on
+        ``x`` with the weight products (when nodes outnumber the input
+        width, as on the line graph) or on ``W_kv x``.
+        """
+        n, d_in = x.shape
+        d2 = self.kv.out_features
+        w_cn = torch.cat([self.kv_center.weight, self.kv_neighbor.weight])  # (2 d2, d2)
+        b_cn = torch.cat([self.kv_center.bias, self.kv_center.bias.new_zeros(d2)])
+        fused = 2 * d2 * d2 * d_in + n * d_in * (d2 // 2 + 2 * d2)
+        chained = n * d_in * (d2 // 2 + d2) + n * d2 * 2 * d2
+        if fused < chained:
+            w = torch.cat([self.q.weight, w_cn @ self.kv.weight])
+            b = torch.cat([self.q.bias, w_cn @ self.kv.bias + b_cn])
+            return F.linear(x, w, b)
+        q, kv = F.linear(x, torch.cat([self.q.weight, self.kv.weight]),
+                         torch.cat([self.q.bias, self.kv.bias])).split([d2 // 2, d2], dim=1)
+        return torch.cat([q, F.linear(kv, w_cn, b_cn)], dim=1)
+
+    def _attention_reference(self, x, e, edge_index):
+        """:meth:`attention` evaluated as written (per-edge ``k_ji``, ``v_ji``)."""
         center, neighbor = edge_index[0], edge_index[1]
         H, dh = self.n_heads, self.head_dim
         d = H * dh
@@ -141,11 +247,21 @@ class ETGCLayer(nn.Module):
         h_e = (attn.unsqueeze(-1) * e_p.view(-1, H, dh)).reshape(-1, d)
         return attn, h_x, h_e
 
-    def forward(self, x, e, edge_index):
-        _, h_x, h_e = self.attention(x, e, edge_index)
+    def forward(self, x, e, edge_index, update_edges=True):
+        """Updated node and edge features (Eqs. 6-9).
+
+        ``update_edges=False`` (the edges' update is not used downstream)
+        returns None for the edges and skips their update, unless the
+        reference switch is on.
+        """
+        update_edges = update_edges or _REFERENCE
+        _, h_x, h_e = self.attention(x, e, edge_index, edge_output=update_edges)
         x = x + self.ln_node(self.out_node(h_x))
+        x = x + self.ffn_node(x)
+        if not update_edges:
+            return x, None
         e = e + self.ln_edge(self.out_edge(h_e))
-        return x + self.ffn_node(x), e + self.ffn_edge(e)
+        return x, e + self.ffn_edge(e)
 
 
 class _BNFFN(nn.Module):
@@ -467,11 +583,15 @@ class CrysToGraph(CrystalModel):
             # column 0 the receiving bond, column 1 the sending one, in both conventions
             lg_index = _need(batch, index).t()
             t = self.angle_in(self.rbf_angle(_need(batch, cos)))
+        last = len(self.atom_layers) - 1
         for i, atom_layer in enumerate(self.atom_layers):
+            # the last block's angle update is never read, nor its bond update without
+            # GwT (Eq. 11 reads the bonds): skip them (None)
             if self.use_line_graph:
                 # line graph: bonds are its nodes, bond pairs its edges
-                e, t = self.lg_layers[i](e, t, lg_index)
-            x, e = atom_layer(x, e, batch.edge_index)
+                e, t = self.lg_layers[i](e, t, lg_index, update_edges=i < last)
+            x, e = atom_layer(x, e, batch.edge_index,
+                              update_edges=i < last or bool(len(self.gwt_layers)))
         if len(self.gwt_layers):
             # Eq. 11: positional encodings and summed incoming edge features
             x = x + scatter_sum(self.gwt_edge(e), batch.center, x.shape[0])
