@@ -192,19 +192,14 @@ class ETGCLayer(nn.Module):
         # is an expanded tensor that the next view copies strided, several times
         # slower on the (n_edges, d) tensors)
         heads = torch.repeat_interleave(torch.eye(H, dtype=x.dtype, device=x.device), dh, 0)
-        # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge]
-        s_node = (q * (kc_k + bk_e)) @ heads
-        k_edge = torch.addmm(kn_k.index_select(0, neighbor), e, wk_e.t())
-        score = torch.addmm(s_node.index_select(0, center), q.index_select(0, center) * k_edge,
-                            heads) / math.sqrt(dh)
-        attn = scatter_softmax(score, center, n)
-        attn_d = attn @ heads.t()  # (n_edges, d): each head's weight over its channels
+        # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge];
         # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
-        v_edge = torch.addmm(kn_v.index_select(0, neighbor), e, wv_e.t())
-        h_x = scatter_sum(attn_d * v_edge, center, n)
+        s_node = (q * (kc_k + bk_e)) @ heads
+        attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
+                                         neighbor, heads, math.sqrt(dh))
         weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
-        h_x = h_x + (kc_v + bv_e) * weight
-        h_e = attn_d * self.e_proj(e) if edge_output else None
+        h_x = msg + (kc_v + bv_e) * weight
+        h_e = (attn @ heads.t()) * self.e_proj(e) if edge_output else None
         return attn, h_x, h_e
 
     def _node_projections(self, x):
@@ -262,6 +257,98 @@ class ETGCLayer(nn.Module):
             return x, None
         e = e + self.ln_edge(self.out_edge(h_e))
         return x, e + self.ffn_edge(e)
+
+
+#: Edges per chunk of the eTGC edge core: ``2**18 / width`` rows keeps each chunk's
+#: (rows, width) temporaries at ~1 MB, inside the per-core cache.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+class _EdgeAttention(torch.autograd.Function):
+    """The per-edge part of :meth:`ETGCLayer.attention`, in chunks of edges.
+
+    ``score_ji = (s_i + q_i . (kn_j + W_k e_ji)) / sqrt(d_h)`` per head,
+    ``attn = softmax_j(score)``, ``msg_i = sum_j attn_ji (kn'_j + W_v e_ji)``.
+    The (n_edges, width) tensors (gathered rows, keys, values, products)
+    exist one chunk at a time and are recomputed in the backward pass
+    instead of stored: each chunk's temporaries stay in cache, where the
+    whole-edge-set tensors went to memory several times per layer (the
+    layer's cost on the line graph), and training stores per edge only
+    ``attn`` (n_heads floats) besides the inputs.
+
+    Parameters (of ``apply``)
+    -------------------------
+    q, k_node, v_node : Tensor, shape (n_nodes, width)
+        Centre query, neighbour key part, neighbour value part.
+    s_node : Tensor, shape (n_nodes, n_heads)
+        Per-node score part (``q_i . (kc_i + b)``).
+    e : Tensor, shape (n_edges, edge_dim)
+    w_k, w_v : Tensor, shape (width, edge_dim)
+        Edge parts of the key and value maps.
+    center, neighbor : LongTensor, shape (n_edges,)
+    heads : Tensor, shape (width, n_heads)
+        0/1 head membership of each channel.
+    sqrt_dh : float
+
+    Returns
+    -------
+    attn : Tensor, shape (n_edges, n_heads)
+    msg : Tensor, shape (n_nodes, width)
+    """
+
+    @staticmethod
+    def forward(ctx, q, k_node, v_node, s_node, e, w_k, w_v, center, neighbor, heads,
+                sqrt_dh):
+        n, width = q.shape
+        chunk = max(64, _CHUNK_ELEMENTS // width)
+        score = e.new_empty((e.shape[0], heads.shape[1]))
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
+            k.mul_(q.index_select(0, c))
+            score[lo:lo + chunk] = torch.addmm(s_node.index_select(0, c), k, heads)
+        attn = scatter_softmax(score.div_(sqrt_dh), center, n)
+        msg = q.new_zeros((n, width))
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
+            msg.index_add_(0, c, v.mul_(attn[lo:lo + chunk] @ heads.t()))
+        ctx.save_for_backward(q, k_node, v_node, e, w_k, w_v, center, neighbor, heads, attn)
+        ctx.sqrt_dh, ctx.chunk = sqrt_dh, chunk
+        return attn, msg
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_attn, g_msg):
+        q, k_node, v_node, e, w_k, w_v, center, neighbor, heads, attn = ctx.saved_tensors
+        n, chunk = q.shape[0], ctx.chunk
+        g_a = torch.zeros_like(attn) if g_attn is None else g_attn.clone()
+        g_v_node, g_w_v, g_e = torch.zeros_like(v_node), torch.zeros_like(w_v), torch.zeros_like(e)
+        if g_msg is not None:
+            for lo in range(0, e.shape[0], chunk):
+                c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+                g = g_msg.index_select(0, c)
+                v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
+                g_a[lo:lo + chunk].addmm_(v.mul_(g), heads)
+                g.mul_(attn[lo:lo + chunk] @ heads.t())  # now d msg / d value
+                g_v_node.index_add_(0, nb, g)
+                g_w_v.addmm_(g.t(), ec)
+                g_e[lo:lo + chunk].addmm_(g, w_v)
+        # softmax: d score = attn * (g_a - sum_j attn_j g_a_j), per centre and head
+        g_s = attn * (g_a - scatter_sum(attn * g_a, center, n).index_select(0, center))
+        g_s.div_(ctx.sqrt_dh)
+        g_s_node = scatter_sum(g_s, center, n)
+        g_q, g_k_node, g_w_k = torch.zeros_like(q), torch.zeros_like(k_node), torch.zeros_like(w_k)
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            g = g_s[lo:lo + chunk] @ heads.t()
+            k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
+            g_q.index_add_(0, c, k.mul_(g))
+            g.mul_(q.index_select(0, c))  # now d score / d key
+            g_k_node.index_add_(0, nb, g)
+            g_w_k.addmm_(g.t(), ec)
+            g_e[lo:lo + chunk].addmm_(g, w_k)
+        return g_q, g_k_node, g_v_node, g_s_node, g_e, g_w_k, g_w_v, None, None, None, None
 
 
 class _BNFFN(nn.Module):
