@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from skcrystal.graphs import GraphBuilder, collate_graphs
-from skcrystal.nn.crystograph import CrysToGraph, ETGCLayer, _reference_etgc
+import skcrystal.nn.crystograph as ctg
+from skcrystal.nn.crystograph import CrysToGraph, ETGCLayer, _EdgeAttention, _reference_etgc
 
 
 def _random_graph(n, m, seed):
@@ -43,13 +44,18 @@ def _assert_same(module, inputs, fn, rtol, atol):
 
 @pytest.mark.parametrize("sizes", [
     # (n_nodes, n_edges, node_dim, edge_dim, heads, head_dim): line-graph-like (many
-    # narrow nodes: weight products first) and atom-graph-like (few wide nodes)
+    # narrow nodes: weight products first; narrow edges: per-head edge maps) and
+    # atom-graph-like (few wide nodes: W_kv x first; wide edges: W_oe h_e)
     (60, 700, 12, 5, 3, 4),
-    (9, 80, 40, 10, 2, 16),
+    (9, 80, 40, 30, 2, 4),
 ])
 @pytest.mark.parametrize("dtype, rtol, atol", [(torch.float64, 1e-9, 1e-10),
                                                (torch.float32, 1e-4, 1e-5)])
-def test_etgc_layer_matches_reference_forward_and_backward(sizes, dtype, rtol, atol):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_etgc_layer_matches_reference_forward_and_backward(sizes, dtype, rtol, atol, chunked,
+                                                           monkeypatch):
+    if chunked:  # 64 edges per chunk: many chunks, the last one partial
+        monkeypatch.setattr(ctg, "_CHUNK_ELEMENTS", 1)
     n, m, node_dim, edge_dim, heads, head_dim = sizes
     torch.manual_seed(0)
     layer = ETGCLayer(node_dim, edge_dim, heads, head_dim, ffn_mult=2).to(dtype)
@@ -60,6 +66,20 @@ def test_etgc_layer_matches_reference_forward_and_backward(sizes, dtype, rtol, a
     index = _random_graph(n, m, 1)
     _assert_same(layer, [x, e, index], lambda mod, *a: mod.attention(*a), rtol, atol)
     _assert_same(layer, [x, e, index], lambda mod, *a: mod(*a), rtol, atol)
+
+
+def test_edge_attention_gradcheck(monkeypatch):
+    """The hand-written backward of the chunked edge core against finite differences."""
+    monkeypatch.setattr(ctg, "_CHUNK_ELEMENTS", 1)
+    torch.manual_seed(0)
+    n, m, H, dh, de = 7, 150, 2, 3, 4
+    index = _random_graph(n, m, 3)
+    dd = dict(dtype=torch.float64, requires_grad=True)
+    args = (torch.randn(n, H * dh, **dd), torch.randn(n, H * dh, **dd),
+            torch.randn(n, H * dh, **dd), torch.randn(n, H, **dd), torch.randn(m, de, **dd),
+            torch.randn(H * dh, de, **dd), torch.randn(H * dh, de, **dd))
+    assert torch.autograd.gradcheck(
+        lambda *a: _EdgeAttention.apply(*a, index[0], index[1], H, dh ** 0.5), args)
 
 
 def test_etgc_skips_an_unused_edge_update():
@@ -82,8 +102,12 @@ def batch():
     return graphs
 
 
-@pytest.mark.parametrize("params", [dict(), dict(n_gwt=0), dict(lg_convention="shared_center")])
-def test_model_matches_reference_forward_and_backward_float64(batch, params):
+@pytest.mark.parametrize("params", [dict(), dict(n_gwt=0), dict(lg_convention="shared_center"),
+                                    dict(chunk_elements=1)])
+def test_model_matches_reference_forward_and_backward_float64(batch, params, monkeypatch):
+    params = dict(params)
+    if "chunk_elements" in params:
+        monkeypatch.setattr(ctg, "_CHUNK_ELEMENTS", params.pop("chunk_elements"))
     model = CrysToGraph(hidden=32, n_heads=2, head_dim=8, edge_dim=12, angle_dim=6,
                         lg_n_heads=2, lg_head_dim=4, n_eigvec=4, n_rw=4, **params).double()
     data = collate_graphs(batch, extras=model.graph_extras, dtype=torch.float64)

@@ -115,7 +115,16 @@ class ETGCLayer(nn.Module):
       weighted by the per-node attention sum, 1 or 0), so only
       ``vn_j + W e_ji`` is weighted and scattered per edge;
     * the per-node projections ``W_q``, ``W_c W_kv``, ``W_n W_kv`` are one
-      matmul, associated whichever way costs fewer multiply-adds.
+      matmul, associated whichever way costs fewer multiply-adds;
+    * the remaining per-edge work (gathered rows, the per-edge key and
+      value parts, the products) runs in cache-sized chunks of edges and
+      is recomputed in the backward pass rather than stored
+      (:class:`_EdgeAttention`);
+    * ``forward(..., update_edges=False)`` skips the edge update (Eqs. 7,
+      9) when nothing reads it: the model's last line-graph layer (the
+      angles are not used after it) and, without GwT, its last atom-graph
+      layer. That FFN's BatchNorm then keeps its initial running
+      statistics, which nothing reads either.
 
     The outputs equal the straightforward evaluation (kept as
     :meth:`_attention_reference`) to float32 rounding; the parameters are
@@ -179,7 +188,7 @@ class ETGCLayer(nn.Module):
         if _REFERENCE:
             return self._attention_reference(x, e, edge_index)
         center, neighbor = edge_index[0], edge_index[1]
-        n, m = x.shape[0], e.shape[0]
+        n = x.shape[0]
         H, dh = self.n_heads, self.head_dim
         d = H * dh
         q, kc_k, kc_v, kn_k, kn_v = self._node_projections(x).split(d, dim=1)
@@ -187,16 +196,16 @@ class ETGCLayer(nn.Module):
         w_edge = self.kv_edge.weight @ self.e_proj.weight  # (2d, edge_dim)
         b_edge = self.kv_edge.weight @ self.e_proj.bias  # (2d,)
         (wk_e, wv_e), (bk_e, bv_e) = w_edge.split(d), b_edge.split(d)
-        # per-head sums and broadcasts as matmuls with the 0/1 head-membership matrix
-        # (d, H): their backward passes stay contiguous (a broadcast view's gradient
-        # is an expanded tensor that the next view copies strided, several times
-        # slower on the (n_edges, d) tensors)
-        heads = torch.repeat_interleave(torch.eye(H, dtype=x.dtype, device=x.device), dh, 0)
+        # per-head sums and broadcasts outside the edge core as matmuls with the 0/1
+        # head-membership matrix (d, H): their backward passes stay contiguous (a
+        # broadcast view's gradient is an expanded tensor that the next view copies
+        # strided, several times slower on (n_edges, d) tensors)
+        heads = _head_matrix(H, dh, x)
         # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge];
         # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
         s_node = (q * (kc_k + bk_e)) @ heads
         attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
-                                         neighbor, heads, math.sqrt(dh))
+                                         neighbor, H, math.sqrt(dh))
         weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
         h_x = msg + (kc_v + bv_e) * weight
         h_e = (attn @ heads.t()) * self.e_proj(e) if edge_output else None
@@ -249,14 +258,44 @@ class ETGCLayer(nn.Module):
         returns None for the edges and skips their update, unless the
         reference switch is on.
         """
-        update_edges = update_edges or _REFERENCE
-        _, h_x, h_e = self.attention(x, e, edge_index, edge_output=update_edges)
+        if _REFERENCE:
+            _, h_x, h_e = self._attention_reference(x, e, edge_index)
+            edge_in = self.out_edge(h_e)
+        else:
+            attn, h_x, _ = self.attention(x, e, edge_index, edge_output=False)
+            edge_in = self._edge_projection(e, attn) if update_edges else None
         x = x + self.ln_node(self.out_node(h_x))
         x = x + self.ffn_node(x)
-        if not update_edges:
+        if edge_in is None:
             return x, None
-        e = e + self.ln_edge(self.out_edge(h_e))
+        e = e + self.ln_edge(edge_in)
         return x, e + self.ffn_edge(e)
+
+    def _edge_projection(self, e, attn):
+        """``W_oe h_e + b_oe`` of Eq. 7 from the attention weights, shape (n_edges, edge_dim).
+
+        ``W_oe (a * (W_e e + b_e)) = sum_h a^h (M_h e + m_h)`` with ``M_h =
+        W_oe^h W_e^h`` (edge_dim x edge_dim per head): on narrow edges (the
+        line graph's angles, 30 wide, 8 heads of 24) that is fewer
+        multiply-adds and narrower per-edge tensors than ``h_e``.
+        """
+        H, dh = self.n_heads, self.head_dim
+        d, de = H * dh, e.shape[1]
+        if H * de * (de + 2) >= d * (2 * de + 3):
+            return self.out_edge((attn @ _head_matrix(H, dh, e).t()) * self.e_proj(e))
+        w_out = self.out_edge.weight.view(de, H, dh)
+        w_in = self.e_proj.weight.view(H, dh, de)
+        m = torch.einsum("ohk,hki->hoi", w_out, w_in).reshape(H * de, de)
+        b = torch.einsum("ohk,hk->ho", w_out, self.e_proj.bias.view(H, dh)).reshape(H * de)
+        z = F.linear(e, m, b).view(-1, H, de)
+        return (z * attn.unsqueeze(-1)).sum(1) + self.out_edge.bias
+
+
+def _head_matrix(n_heads, head_dim, like):
+    """0/1 membership of each of the ``n_heads * head_dim`` channels in its head,
+    shape (n_heads * head_dim, n_heads)."""
+    eye = torch.eye(n_heads, dtype=like.dtype, device=like.device)
+    return torch.repeat_interleave(eye, head_dim, 0)
 
 
 #: Edges per chunk of the eTGC edge core: ``2**18 / width`` rows keeps each chunk's
@@ -286,8 +325,8 @@ class _EdgeAttention(torch.autograd.Function):
     w_k, w_v : Tensor, shape (width, edge_dim)
         Edge parts of the key and value maps.
     center, neighbor : LongTensor, shape (n_edges,)
-    heads : Tensor, shape (width, n_heads)
-        0/1 head membership of each channel.
+    n_heads : int
+        Heads; each owns ``width / n_heads`` consecutive channels.
     sqrt_dh : float
 
     Returns
@@ -297,31 +336,33 @@ class _EdgeAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k_node, v_node, s_node, e, w_k, w_v, center, neighbor, heads,
+    def forward(ctx, q, k_node, v_node, s_node, e, w_k, w_v, center, neighbor, n_heads,
                 sqrt_dh):
         n, width = q.shape
+        H = n_heads
         chunk = max(64, _CHUNK_ELEMENTS // width)
-        score = e.new_empty((e.shape[0], heads.shape[1]))
+        score = e.new_empty((e.shape[0], H))
         for lo in range(0, e.shape[0], chunk):
             c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
             k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
             k.mul_(q.index_select(0, c))
-            score[lo:lo + chunk] = torch.addmm(s_node.index_select(0, c), k, heads)
+            score[lo:lo + chunk] = k.view(-1, H, width // H).sum(-1).add_(s_node[c])
         attn = scatter_softmax(score.div_(sqrt_dh), center, n)
         msg = q.new_zeros((n, width))
         for lo in range(0, e.shape[0], chunk):
             c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
             v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
-            msg.index_add_(0, c, v.mul_(attn[lo:lo + chunk] @ heads.t()))
-        ctx.save_for_backward(q, k_node, v_node, e, w_k, w_v, center, neighbor, heads, attn)
+            v.view(-1, H, width // H).mul_(attn[lo:lo + chunk, :, None])
+            msg.index_add_(0, c, v)
+        ctx.save_for_backward(q, k_node, v_node, e, w_k, w_v, center, neighbor, attn)
         ctx.sqrt_dh, ctx.chunk = sqrt_dh, chunk
         return attn, msg
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_attn, g_msg):
-        q, k_node, v_node, e, w_k, w_v, center, neighbor, heads, attn = ctx.saved_tensors
-        n, chunk = q.shape[0], ctx.chunk
+        q, k_node, v_node, e, w_k, w_v, center, neighbor, attn = ctx.saved_tensors
+        (n, width), chunk, H = q.shape, ctx.chunk, attn.shape[1]
         g_a = torch.zeros_like(attn) if g_attn is None else g_attn.clone()
         g_v_node, g_w_v, g_e = torch.zeros_like(v_node), torch.zeros_like(w_v), torch.zeros_like(e)
         if g_msg is not None:
@@ -329,8 +370,8 @@ class _EdgeAttention(torch.autograd.Function):
                 c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
                 g = g_msg.index_select(0, c)
                 v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
-                g_a[lo:lo + chunk].addmm_(v.mul_(g), heads)
-                g.mul_(attn[lo:lo + chunk] @ heads.t())  # now d msg / d value
+                g_a[lo:lo + chunk] += v.mul_(g).view(-1, H, width // H).sum(-1)
+                g.view(-1, H, width // H).mul_(attn[lo:lo + chunk, :, None])  # d msg / d value
                 g_v_node.index_add_(0, nb, g)
                 g_w_v.addmm_(g.t(), ec)
                 g_e[lo:lo + chunk].addmm_(g, w_v)
@@ -341,10 +382,12 @@ class _EdgeAttention(torch.autograd.Function):
         g_q, g_k_node, g_w_k = torch.zeros_like(q), torch.zeros_like(k_node), torch.zeros_like(w_k)
         for lo in range(0, e.shape[0], chunk):
             c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
-            g = g_s[lo:lo + chunk] @ heads.t()
+            gs = g_s[lo:lo + chunk, :, None]
             k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
-            g_q.index_add_(0, c, k.mul_(g))
-            g.mul_(q.index_select(0, c))  # now d score / d key
+            k.view(-1, H, width // H).mul_(gs)
+            g_q.index_add_(0, c, k)
+            g = q.index_select(0, c)
+            g.view(-1, H, width // H).mul_(gs)  # d score / d key
             g_k_node.index_add_(0, nb, g)
             g_w_k.addmm_(g.t(), ec)
             g_e[lo:lo + chunk].addmm_(g, w_k)
