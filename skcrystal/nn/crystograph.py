@@ -35,6 +35,7 @@ The documentation's fidelity table lists the remaining differences.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numbers
@@ -61,6 +62,23 @@ EDGE_FEATURES = ("distance", "spherical")
 POSITIONAL_ENCODINGS = ("lap+rw", "lap", "rw", "none")
 
 
+#: Private switch: True routes every eTGC layer through
+#: :meth:`ETGCLayer._attention_reference` and computes every output, as
+#: before the restructured forward; benchmarks and tests compare the two.
+_REFERENCE = False
+
+
+@contextlib.contextmanager
+def _reference_etgc(on=True):
+    """Run eTGC layers through the straightforward reference forward (tests, benchmarks)."""
+    global _REFERENCE
+    previous, _REFERENCE = _REFERENCE, bool(on)
+    try:
+        yield
+    finally:
+        _REFERENCE = previous
+
+
 class ETGCLayer(nn.Module):
     """Edge-engaged transformer graph convolution, paper Eqs. 2-9.
 
@@ -74,11 +92,43 @@ class ETGCLayer(nn.Module):
         x' = x^ + BN(W_2 GELU(W_1 x^)),  e' likewise                (8, 9)
 
     The softmax runs over each centre's incoming edges (scatter softmax, no
-    loop over nodes). ``W_ke`` on the concatenation is computed as three
-    projections summed (the same linear map), the node parts once per node
-    instead of once per edge; ``[k | v]`` of a node goes through one Linear
-    (``W_ke W_k`` and ``W_ve W_v`` are both linear maps of ``x``, so this is
-    a reparametrisation, not a different model class).
+    loop over nodes). ``W_ke`` on the concatenation is three projections
+    summed (the same linear map), and ``[k | v]`` of a node goes through
+    one Linear (``W_ke W_k`` and ``W_ve W_v`` are both linear maps of
+    ``x``, so this is a reparametrisation, not a different model class).
+
+    How it is computed
+    ------------------
+    The function above is evaluated without forming ``k_ji`` and ``v_ji``
+    per edge (on the line graph, an edge is a bond pair: ~150 per atom, so
+    per-edge work dominates training). Products of linear maps are taken
+    on the weights, and sums over an edge's parts are split by what they
+    depend on:
+
+    * ``W_ke W_e`` and ``W_ve W_e`` are multiplied once per forward, so
+      the edge part of ``k_ji``, ``v_ji`` is one ``edge_dim``-wide
+      projection of ``e`` per edge (not ``e -> e' -> [k | v]``);
+    * ``q_i . (kc_i + b)`` (the centre's own key part and the biases) is a
+      per-node score, gathered per edge; only ``q_i . (kn_j + W e_ji)``
+      is a per-edge dot product;
+    * ``sum_j a_ji vc_i = vc_i sum_j a_ji`` (the centre's value part is
+      weighted by the per-node attention sum, 1 or 0), so only
+      ``vn_j + W e_ji`` is weighted and scattered per edge;
+    * the per-node projections ``W_q``, ``W_c W_kv``, ``W_n W_kv`` are one
+      matmul, associated whichever way costs fewer multiply-adds;
+    * the remaining per-edge work (gathered rows, the per-edge key and
+      value parts, the products) runs in cache-sized chunks of edges and
+      is recomputed in the backward pass rather than stored
+      (:class:`_EdgeAttention`);
+    * ``forward(..., update_edges=False)`` skips the edge update (Eqs. 7,
+      9) when nothing reads it: the model's last line-graph layer (the
+      angles are not used after it) and, without GwT, its last atom-graph
+      layer. That FFN's BatchNorm then keeps its initial running
+      statistics, which nothing reads either.
+
+    The outputs equal the straightforward evaluation (kept as
+    :meth:`_attention_reference`) to float32 rounding; the parameters are
+    the same, so gradients, optimiser state and checkpoints are too.
 
     Parameters
     ----------
@@ -115,16 +165,76 @@ class ETGCLayer(nn.Module):
         self.ffn_node = _BNFFN(node_dim, ffn_mult * node_dim)
         self.ffn_edge = _BNFFN(edge_dim, ffn_mult * edge_dim)
 
-    def attention(self, x, e, edge_index):
+    def attention(self, x, e, edge_index, edge_output=True):
         """Attention weights and the MHNA outputs.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n_nodes, node_dim)
+        e : Tensor, shape (n_edges, edge_dim)
+        edge_index : LongTensor, shape (2, n_edges)
+            Row 0 the centre (receiving) node, row 1 the neighbour.
+        edge_output : bool
+            False skips ``h_e`` (returned as None) when the caller does not
+            update the edges.
 
         Returns
         -------
         attn : Tensor, shape (n_edges, n_heads)
             Sums to 1 over the incoming edges of each centre node.
         h_x : Tensor, shape (n_nodes, n_heads * head_dim)
-        h_e : Tensor, shape (n_edges, n_heads * head_dim)
+        h_e : Tensor, shape (n_edges, n_heads * head_dim), or None
         """
+        if _REFERENCE:
+            return self._attention_reference(x, e, edge_index)
+        center, neighbor = edge_index[0], edge_index[1]
+        n = x.shape[0]
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        q, kc_k, kc_v, kn_k, kn_v = self._node_projections(x).split(d, dim=1)
+        # edge part of [k | v]: W_kve (W_e e + b_e), the weights multiplied first
+        w_edge = self.kv_edge.weight @ self.e_proj.weight  # (2d, edge_dim)
+        b_edge = self.kv_edge.weight @ self.e_proj.bias  # (2d,)
+        (wk_e, wv_e), (bk_e, bv_e) = w_edge.split(d), b_edge.split(d)
+        # per-head sums and broadcasts outside the edge core as matmuls with the 0/1
+        # head-membership matrix (d, H): their backward passes stay contiguous (a
+        # broadcast view's gradient is an expanded tensor that the next view copies
+        # strided, several times slower on (n_edges, d) tensors)
+        heads = _head_matrix(H, dh, x)
+        # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge];
+        # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
+        s_node = (q * (kc_k + bk_e)) @ heads
+        attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
+                                         neighbor, H, math.sqrt(dh))
+        weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
+        h_x = msg + (kc_v + bv_e) * weight
+        h_e = (attn @ heads.t()) * self.e_proj(e) if edge_output else None
+        return attn, h_x, h_e
+
+    def _node_projections(self, x):
+        """``[q | kc | kn]`` of every node, shape (n_nodes, 5 * n_heads * head_dim).
+
+        ``kc = W_c (W_kv x + b_kv) + b_c`` and ``kn = W_n (W_kv x + b_kv)``
+        (the centre and neighbour parts of Eq. 3), in one matmul either on
+        ``x`` with the weight products (when nodes outnumber the input
+        width, as on the line graph) or on ``W_kv x``.
+        """
+        n, d_in = x.shape
+        d2 = self.kv.out_features
+        w_cn = torch.cat([self.kv_center.weight, self.kv_neighbor.weight])  # (2 d2, d2)
+        b_cn = torch.cat([self.kv_center.bias, self.kv_center.bias.new_zeros(d2)])
+        fused = 2 * d2 * d2 * d_in + n * d_in * (d2 // 2 + 2 * d2)
+        chained = n * d_in * (d2 // 2 + d2) + n * d2 * 2 * d2
+        if fused < chained:
+            w = torch.cat([self.q.weight, w_cn @ self.kv.weight])
+            b = torch.cat([self.q.bias, w_cn @ self.kv.bias + b_cn])
+            return F.linear(x, w, b)
+        q, kv = F.linear(x, torch.cat([self.q.weight, self.kv.weight]),
+                         torch.cat([self.q.bias, self.kv.bias])).split([d2 // 2, d2], dim=1)
+        return torch.cat([q, F.linear(kv, w_cn, b_cn)], dim=1)
+
+    def _attention_reference(self, x, e, edge_index):
+        """:meth:`attention` evaluated as written (per-edge ``k_ji``, ``v_ji``)."""
         center, neighbor = edge_index[0], edge_index[1]
         H, dh = self.n_heads, self.head_dim
         d = H * dh
@@ -141,11 +251,147 @@ class ETGCLayer(nn.Module):
         h_e = (attn.unsqueeze(-1) * e_p.view(-1, H, dh)).reshape(-1, d)
         return attn, h_x, h_e
 
-    def forward(self, x, e, edge_index):
-        _, h_x, h_e = self.attention(x, e, edge_index)
+    def forward(self, x, e, edge_index, update_edges=True):
+        """Updated node and edge features (Eqs. 6-9).
+
+        ``update_edges=False`` (the edges' update is not used downstream)
+        returns None for the edges and skips their update, unless the
+        reference switch is on.
+        """
+        if _REFERENCE:
+            _, h_x, h_e = self._attention_reference(x, e, edge_index)
+            edge_in = self.out_edge(h_e)
+        else:
+            attn, h_x, _ = self.attention(x, e, edge_index, edge_output=False)
+            edge_in = self._edge_projection(e, attn) if update_edges else None
         x = x + self.ln_node(self.out_node(h_x))
-        e = e + self.ln_edge(self.out_edge(h_e))
-        return x + self.ffn_node(x), e + self.ffn_edge(e)
+        x = x + self.ffn_node(x)
+        if edge_in is None:
+            return x, None
+        e = e + self.ln_edge(edge_in)
+        return x, e + self.ffn_edge(e)
+
+    def _edge_projection(self, e, attn):
+        """``W_oe h_e + b_oe`` of Eq. 7 from the attention weights, shape (n_edges, edge_dim).
+
+        ``W_oe (a * (W_e e + b_e)) = sum_h a^h (M_h e + m_h)`` with ``M_h =
+        W_oe^h W_e^h`` (edge_dim x edge_dim per head): on narrow edges (the
+        line graph's angles, 30 wide, 8 heads of 24) that is fewer
+        multiply-adds and narrower per-edge tensors than ``h_e``.
+        """
+        H, dh = self.n_heads, self.head_dim
+        d, de = H * dh, e.shape[1]
+        if H * de * (de + 2) >= d * (2 * de + 3):
+            return self.out_edge((attn @ _head_matrix(H, dh, e).t()) * self.e_proj(e))
+        w_out = self.out_edge.weight.view(de, H, dh)
+        w_in = self.e_proj.weight.view(H, dh, de)
+        m = torch.einsum("ohk,hki->hoi", w_out, w_in).reshape(H * de, de)
+        b = torch.einsum("ohk,hk->ho", w_out, self.e_proj.bias.view(H, dh)).reshape(H * de)
+        z = F.linear(e, m, b).view(-1, H, de)
+        return (z * attn.unsqueeze(-1)).sum(1) + self.out_edge.bias
+
+
+def _head_matrix(n_heads, head_dim, like):
+    """0/1 membership of each of the ``n_heads * head_dim`` channels in its head,
+    shape (n_heads * head_dim, n_heads)."""
+    eye = torch.eye(n_heads, dtype=like.dtype, device=like.device)
+    return torch.repeat_interleave(eye, head_dim, 0)
+
+
+#: Edges per chunk of the eTGC edge core: ``2**18 / width`` rows keeps each chunk's
+#: (rows, width) temporaries at ~1 MB, inside the per-core cache.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+class _EdgeAttention(torch.autograd.Function):
+    """The per-edge part of :meth:`ETGCLayer.attention`, in chunks of edges.
+
+    ``score_ji = (s_i + q_i . (kn_j + W_k e_ji)) / sqrt(d_h)`` per head,
+    ``attn = softmax_j(score)``, ``msg_i = sum_j attn_ji (kn'_j + W_v e_ji)``.
+    The (n_edges, width) tensors (gathered rows, keys, values, products)
+    exist one chunk at a time and are recomputed in the backward pass
+    instead of stored: each chunk's temporaries stay in cache, where the
+    whole-edge-set tensors went to memory several times per layer (the
+    layer's cost on the line graph), and training stores per edge only
+    ``attn`` (n_heads floats) besides the inputs.
+
+    Parameters (of ``apply``)
+    -------------------------
+    q, k_node, v_node : Tensor, shape (n_nodes, width)
+        Centre query, neighbour key part, neighbour value part.
+    s_node : Tensor, shape (n_nodes, n_heads)
+        Per-node score part (``q_i . (kc_i + b)``).
+    e : Tensor, shape (n_edges, edge_dim)
+    w_k, w_v : Tensor, shape (width, edge_dim)
+        Edge parts of the key and value maps.
+    center, neighbor : LongTensor, shape (n_edges,)
+    n_heads : int
+        Heads; each owns ``width / n_heads`` consecutive channels.
+    sqrt_dh : float
+
+    Returns
+    -------
+    attn : Tensor, shape (n_edges, n_heads)
+    msg : Tensor, shape (n_nodes, width)
+    """
+
+    @staticmethod
+    def forward(ctx, q, k_node, v_node, s_node, e, w_k, w_v, center, neighbor, n_heads,
+                sqrt_dh):
+        n, width = q.shape
+        H = n_heads
+        chunk = max(64, _CHUNK_ELEMENTS // width)
+        score = e.new_empty((e.shape[0], H))
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
+            k.mul_(q.index_select(0, c))
+            score[lo:lo + chunk] = k.view(-1, H, width // H).sum(-1).add_(s_node[c])
+        attn = scatter_softmax(score.div_(sqrt_dh), center, n)
+        msg = q.new_zeros((n, width))
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
+            v.view(-1, H, width // H).mul_(attn[lo:lo + chunk, :, None])
+            msg.index_add_(0, c, v)
+        ctx.save_for_backward(q, k_node, v_node, e, w_k, w_v, center, neighbor, attn)
+        ctx.sqrt_dh, ctx.chunk = sqrt_dh, chunk
+        return attn, msg
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_attn, g_msg):
+        q, k_node, v_node, e, w_k, w_v, center, neighbor, attn = ctx.saved_tensors
+        (n, width), chunk, H = q.shape, ctx.chunk, attn.shape[1]
+        g_a = torch.zeros_like(attn) if g_attn is None else g_attn.clone()
+        g_v_node, g_w_v, g_e = torch.zeros_like(v_node), torch.zeros_like(w_v), torch.zeros_like(e)
+        if g_msg is not None:
+            for lo in range(0, e.shape[0], chunk):
+                c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+                g = g_msg.index_select(0, c)
+                v = torch.addmm(v_node.index_select(0, nb), ec, w_v.t())
+                g_a[lo:lo + chunk] += v.mul_(g).view(-1, H, width // H).sum(-1)
+                g.view(-1, H, width // H).mul_(attn[lo:lo + chunk, :, None])  # d msg / d value
+                g_v_node.index_add_(0, nb, g)
+                g_w_v.addmm_(g.t(), ec)
+                g_e[lo:lo + chunk].addmm_(g, w_v)
+        # softmax: d score = attn * (g_a - sum_j attn_j g_a_j), per centre and head
+        g_s = attn * (g_a - scatter_sum(attn * g_a, center, n).index_select(0, center))
+        g_s.div_(ctx.sqrt_dh)
+        g_s_node = scatter_sum(g_s, center, n)
+        g_q, g_k_node, g_w_k = torch.zeros_like(q), torch.zeros_like(k_node), torch.zeros_like(w_k)
+        for lo in range(0, e.shape[0], chunk):
+            c, nb, ec = center[lo:lo + chunk], neighbor[lo:lo + chunk], e[lo:lo + chunk]
+            gs = g_s[lo:lo + chunk, :, None]
+            k = torch.addmm(k_node.index_select(0, nb), ec, w_k.t())
+            k.view(-1, H, width // H).mul_(gs)
+            g_q.index_add_(0, c, k)
+            g = q.index_select(0, c)
+            g.view(-1, H, width // H).mul_(gs)  # d score / d key
+            g_k_node.index_add_(0, nb, g)
+            g_w_k.addmm_(g.t(), ec)
+            g_e[lo:lo + chunk].addmm_(g, w_k)
+        return g_q, g_k_node, g_v_node, g_s_node, g_e, g_w_k, g_w_v, None, None, None, None
 
 
 class _BNFFN(nn.Module):
@@ -467,11 +713,15 @@ class CrysToGraph(CrystalModel):
             # column 0 the receiving bond, column 1 the sending one, in both conventions
             lg_index = _need(batch, index).t()
             t = self.angle_in(self.rbf_angle(_need(batch, cos)))
+        last = len(self.atom_layers) - 1
         for i, atom_layer in enumerate(self.atom_layers):
+            # the last block's angle update is never read, nor its bond update without
+            # GwT (Eq. 11 reads the bonds): skip them (None)
             if self.use_line_graph:
                 # line graph: bonds are its nodes, bond pairs its edges
-                e, t = self.lg_layers[i](e, t, lg_index)
-            x, e = atom_layer(x, e, batch.edge_index)
+                e, t = self.lg_layers[i](e, t, lg_index, update_edges=i < last)
+            x, e = atom_layer(x, e, batch.edge_index,
+                              update_edges=i < last or bool(len(self.gwt_layers)))
         if len(self.gwt_layers):
             # Eq. 11: positional encodings and summed incoming edge features
             x = x + scatter_sum(self.gwt_edge(e), batch.center, x.shape[0])
