@@ -57,7 +57,8 @@ from torch import nn
 
 from skcrystal import CGCNNRegressor
 from skcrystal.datasets import load_perovskites
-from skcrystal.graphs import GraphBuilder, atom_feature_table, collate_graphs, get_graphs
+from skcrystal.atom_features import atom_feature_table
+from skcrystal.graphs import GraphBuilder, collate_graphs, get_graphs
 from skcrystal.nn.cgcnn import CGCNN
 
 RADIUS, MAX_NBR, STEP = 8.0, 12, 0.2
