@@ -110,19 +110,25 @@ def _fused_vs_per_edge(batch, training, dtype=torch.float64, steps=2):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_cgcnn_equals_per_edge_computation(nacl, training):
+@pytest.mark.parametrize("merged", [True, False])
+def test_fused_cgcnn_equals_per_edge_computation(nacl, training, merged):
     """The fused convolutions (merged duplicate edges, one row per distinct bond
     length, hand-written backward) compute the per-edge function: outputs,
     every parameter gradient and the running statistics agree (float64)."""
     from skcrystal.datasets import load_perovskites
+    from skcrystal.nn.cgcnn import EdgeIndex
 
-    structures = list(load_perovskites(n=24)[0]) + [nacl, nacl * (2, 1, 1)]
-    # a distorted cell: no two bonds of equal length, nothing to merge
+    # a distorted cell: few bonds of equal length, too little to merge
     rattled = (nacl * (2, 2, 1)).copy()
     rattled.perturb(0.05, min_distance=0.01)
-    structures.append(rattled)
+    structures = [rattled]
+    if merged:
+        structures += list(load_perovskites(n=24)[0]) + [nacl, nacl * (2, 1, 1)]
     graphs = [build_graph(s) for s in structures]
     batch = collate_graphs(graphs, dtype=torch.float64)
+    lengths, term = torch.unique(batch.distances, return_inverse=True)
+    edges = EdgeIndex.merged(batch.edge_index, batch.n_nodes, term, len(lengths))
+    assert (edges.count is not None) == merged
     fused = _fused_vs_per_edge(batch, training)
     if training:
         assert int(fused.convs[0].bn_edge.num_batches_tracked) == 2
@@ -149,6 +155,7 @@ def test_fused_cgcnn_merges_duplicate_edges_and_uses_fused_functions():
 
     model = CGCNN().train()
     names, todo = set(), [model(batch).grad_fn]
+    # (a batch without duplicates goes through _GatedAggregateBackward)
     while todo:
         fn = todo.pop()
         if fn is not None:

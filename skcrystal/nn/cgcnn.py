@@ -21,6 +21,10 @@ from .scatter import scatter_mean, scatter_sum
 __all__ = ["CGCNNConv", "CGCNNSimpleConv", "CGCNN", "EdgeIndex"]
 
 
+#: merge duplicate edges when that leaves at most this fraction of the rows
+_MERGE_BELOW = 0.75
+
+
 class EdgeIndex(NamedTuple):
     """Per-batch index vectors shared by the gated convolutions of a forward pass.
 
@@ -66,12 +70,12 @@ class EdgeIndex(NamedTuple):
         center, neighbor = edge_index[0], edge_index[1]
         if edge_term is None:
             edge_term = torch.arange(center.shape[0], device=center.device)
-        # atom terms (n_nodes, 4d) viewed as (2 n_nodes, 2d): row 2i is atom
-        # i's centre projection, row 2i + 1 its neighbour projection
         return cls._assemble(center, neighbor, edge_term, n_nodes)
 
     @classmethod
     def _assemble(cls, center, neighbor, edge_term, n_nodes, count=None, n_edges=None):
+        # atom terms (n_nodes, 4d) viewed as (2 n_nodes, 2d): row 2i is atom
+        # i's centre projection, row 2i + 1 its neighbour projection
         rows = torch.stack([2 * center, 2 * neighbor + 1, 2 * n_nodes + edge_term])
         return cls(center, neighbor, edge_term, rows.t().contiguous(), rows, count,
                    int(center.shape[0]) if n_edges is None else int(n_edges))
@@ -83,7 +87,9 @@ class EdgeIndex(NamedTuple):
         Edges with the same centre, the same neighbour atom and the same
         edge-term row (a periodic image of the neighbour at exactly the same
         distance, frequent in small cells) carry identical messages; one row
-        with a ``count`` stands for all of them.
+        with a ``count`` stands for all of them. When merging would leave
+        more than ``_MERGE_BELOW`` of the rows, the edges are kept as they
+        are (``count`` None): a merged row costs more than a plain one.
 
         Parameters
         ----------
@@ -100,10 +106,13 @@ class EdgeIndex(NamedTuple):
             return cls._assemble(center, neighbor, edge_term, n_nodes)
         key = (center * n_nodes + neighbor) * n_terms + edge_term
         key, count = torch.unique(key, return_counts=True)
+        if key.shape[0] > _MERGE_BELOW * n_edges:
+            # too few duplicates to pay for the weighted batch norm
+            return cls._assemble(center, neighbor, edge_term, n_nodes)
         edge_term = key % n_terms
         pair = key // n_terms
         return cls._assemble(pair // n_nodes, pair % n_nodes, edge_term, n_nodes, count,
-                         n_edges)
+                             n_edges)
 
 
 class _EdgeSum(torch.autograd.Function):
