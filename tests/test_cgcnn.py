@@ -165,8 +165,8 @@ def test_fused_cgcnn_merges_duplicate_edges_and_uses_fused_functions():
 
 
 def test_fused_cgcnn_falls_back_without_plain_batchnorm(nacl):
-    """A swapped batch-norm class (distributed fit) or autocast takes the
-    per-edge path, with the same values."""
+    """A swapped batch-norm class (distributed fit), a batch-norm hook or
+    autocast take the per-edge path, with the same values."""
     from skcrystal.nn.common import BatchNorm
 
     class OtherBatchNorm(BatchNorm):
@@ -176,6 +176,14 @@ def test_fused_cgcnn_falls_back_without_plain_batchnorm(nacl):
     torch.manual_seed(0)
     model = CGCNN(hidden=8, h_fea_len=8).eval()
     expected = model(batch)
+    conv = model.convs[0]
+    assert conv.fused()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not conv.fused()
+    # a hook (fine-tuning freezes batch norms with one) must run: per-edge path
+    hook = conv.bn_edge.register_forward_pre_hook(lambda module, inputs: None)
+    assert not conv.fused()
+    hook.remove()
     for conv in model.convs:
         conv.bn_edge.__class__ = OtherBatchNorm
         assert not conv.fused()

@@ -266,6 +266,14 @@ def _batch_norm_args(bn, n_rows):
     return batch_stats, momentum
 
 
+def _autocast_enabled():
+    """Whether autocast is on for the CPU or CUDA."""
+    try:
+        return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+    except TypeError:  # older torch: no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
 class CGCNNConv(nn.Module):
     """Gated convolution, paper Eq. 5 (the reference code's ``ConvLayer``).
 
@@ -311,11 +319,14 @@ class CGCNNConv(nn.Module):
 
         Not under autocast, and only with the plain
         :class:`~skcrystal.nn.common.BatchNorm` (a distributed fit swaps
-        in a synchronised one) with its default affine, tracked statistics.
+        in a synchronised one) with its default affine, tracked statistics
+        and no forward hooks (fine-tuning freezes a batch norm with one):
+        the fused path reads its parameters without calling it.
         """
         bn = self.bn_edge
         return (type(bn) is BatchNorm and bn.affine and bn.track_running_stats
-                and not torch.is_autocast_enabled())
+                and not (bn._forward_pre_hooks or bn._forward_hooks)
+                and not _autocast_enabled())
 
     def update(self, x, edge_terms, edges):
         """The convolution from projected edge terms.
