@@ -64,6 +64,160 @@ def test_gated_conv_matches_eq5_by_hand(nacl):
     torch.testing.assert_close(out, expected)
 
 
+def _per_edge_atom_features(model, batch):
+    """The convolutions as computed before the fused path: every edge on its
+    own row, autograd through BatchNorm1d, sigmoid, softplus and index_add."""
+    x = model.embedding(batch.atomic_numbers)
+    e = model.rbf(batch.distances)
+    c, n = batch.edge_index
+    for conv in model.convs:
+        pc, pn = conv.atom_proj(x).chunk(2, dim=1)
+        z = pc.index_select(0, c) + pn.index_select(0, n) + conv.edge_proj(e)
+        gate, core = conv.bn_edge(z).chunk(2, dim=1)
+        msg = torch.sigmoid(gate) * torch.nn.functional.softplus(core)
+        x = torch.nn.functional.softplus(x + conv.bn_node(scatter_sum(msg, c, x.shape[0])))
+    return x
+
+
+def _fused_vs_per_edge(batch, training, dtype=torch.float64, steps=2):
+    """Outputs, gradients and batch-norm buffers of the fused module and of a
+    copy running :func:`_per_edge_atom_features`, over ``steps`` passes."""
+    import copy
+    import types
+
+    torch.manual_seed(0)
+    fused = CGCNN(hidden=8, h_fea_len=8).to(dtype).train(training)
+    per_edge = copy.deepcopy(fused)
+    per_edge.atom_features = types.MethodType(_per_edge_atom_features, per_edge)
+    target = torch.randn(batch.n_graphs, 1, dtype=dtype)
+    for _ in range(steps):
+        outs = []
+        for m in (fused, per_edge):
+            m.zero_grad()
+            out = m(batch)
+            torch.nn.functional.mse_loss(out, target).backward()
+            outs.append(out.detach())
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-8)
+        for (name, p), q in zip(fused.named_parameters(), per_edge.parameters()):
+            # edge_proj.bias feeds a batch norm: its true gradient is 0 and
+            # both computations leave only rounding noise there
+            atol = 1e-8 if not name.endswith("edge_proj.bias") else 1e-6 * float(
+                q.grad.abs().max() + 1)
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=atol, msg=name)
+    for (name, b1), b2 in zip(fused.named_buffers(), per_edge.buffers()):
+        torch.testing.assert_close(b1, b2, rtol=1e-5, atol=1e-8, msg=name)
+    return fused
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("merged", [True, False])
+def test_fused_cgcnn_equals_per_edge_computation(nacl, training, merged):
+    """The fused convolutions (merged duplicate edges, one row per distinct bond
+    length, hand-written backward) compute the per-edge function: outputs,
+    every parameter gradient and the running statistics agree (float64)."""
+    from skcrystal.datasets import load_perovskites
+    from skcrystal.nn.cgcnn import EdgeIndex
+
+    # a distorted cell: few bonds of equal length, too little to merge
+    rattled = (nacl * (2, 2, 1)).copy()
+    rattled.perturb(0.05, min_distance=0.01)
+    structures = [rattled]
+    if merged:
+        structures += list(load_perovskites(n=24)[0]) + [nacl, nacl * (2, 1, 1)]
+    graphs = [build_graph(s) for s in structures]
+    batch = collate_graphs(graphs, dtype=torch.float64)
+    lengths, term = torch.unique(batch.distances, return_inverse=True)
+    edges = EdgeIndex.merged(batch.edge_index, batch.n_nodes, term, len(lengths))
+    assert (edges.count is not None) == merged
+    fused = _fused_vs_per_edge(batch, training)
+    if training:
+        assert int(fused.convs[0].bn_edge.num_batches_tracked) == 2
+
+
+def test_fused_cgcnn_merges_duplicate_edges_and_uses_fused_functions():
+    """Small cells repeat (centre, neighbour, length) through periodic images:
+    the module trains on fewer rows than edges, counts adding up to the edges,
+    through the merged autograd Function."""
+    from skcrystal.datasets import load_perovskites
+    from skcrystal.nn.cgcnn import EdgeIndex
+
+    graphs = [build_graph(s) for s in load_perovskites(n=16)[0]]
+    batch = collate_graphs(graphs)
+    lengths, term = torch.unique(batch.distances, return_inverse=True)
+    assert len(lengths) < batch.n_edges / 2
+    edges = EdgeIndex.merged(batch.edge_index, batch.n_nodes, term, len(lengths))
+    assert edges.n_edges == batch.n_edges and int(edges.count.sum()) == batch.n_edges
+    assert len(edges.center) < 0.6 * batch.n_edges
+    # every original edge is one of the merged rows
+    key = lambda c, n, t: set(zip(c.tolist(), n.tolist(), t.tolist()))  # noqa: E731
+    assert key(edges.center, edges.neighbor, edges.edge_term) == key(
+        batch.edge_index[0], batch.edge_index[1], term)
+
+    model = CGCNN().train()
+    names, todo = set(), [model(batch).grad_fn]
+    # (a batch without duplicates goes through _GatedAggregateBackward)
+    while todo:
+        fn = todo.pop()
+        if fn is not None:
+            names.add(type(fn).__name__)
+            todo.extend(f for f, _ in fn.next_functions)
+    assert {"_MergedGatedAggregateBackward", "_EdgeSumBackward"} <= names
+
+
+def test_fused_cgcnn_falls_back_without_plain_batchnorm(nacl):
+    """A swapped batch-norm class (distributed fit), a batch-norm hook or
+    autocast take the per-edge path, with the same values."""
+    from skcrystal.nn.common import BatchNorm
+
+    class OtherBatchNorm(BatchNorm):
+        pass
+
+    batch = collate_graphs([build_graph(nacl), build_graph(nacl * (2, 1, 1))])
+    torch.manual_seed(0)
+    model = CGCNN(hidden=8, h_fea_len=8).eval()
+    expected = model(batch)
+    conv = model.convs[0]
+    assert conv.fused()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not conv.fused()
+    # a hook (fine-tuning freezes batch norms with one) must run: per-edge path
+    hook = conv.bn_edge.register_forward_pre_hook(lambda module, inputs: None)
+    assert not conv.fused()
+    hook.remove()
+    for conv in model.convs:
+        conv.bn_edge.__class__ = OtherBatchNorm
+        assert not conv.fused()
+    torch.testing.assert_close(model(batch), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_conv_single_edge_uses_running_statistics():
+    """One edge in training mode: normalised with the running statistics, not
+    updated (as BatchNorm does for a single row), in both fused Functions."""
+    from skcrystal.nn.cgcnn import EdgeIndex
+
+    torch.manual_seed(0)
+    conv = CGCNNConv(4, 3).train()
+    with torch.no_grad():
+        conv.bn_edge.running_mean.normal_()
+        conv.bn_edge.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 4)
+    e = torch.randn(1, 3)
+    ei = torch.tensor([[0], [1]])
+    before = conv.bn_edge.running_mean.clone()
+    z = torch.cat([x[0:1], x[1:2], e], dim=1) @ torch.cat(
+        [*conv.atom_proj.weight.chunk(2, dim=0), conv.edge_proj.weight], dim=1).T \
+        + conv.edge_proj.bias
+    z = conv.bn_edge(z)  # BatchNorm's own single-row path
+    msg = torch.sigmoid(z[:, :4]) * torch.nn.functional.softplus(z[:, 4:])
+    agg = torch.zeros_like(x).index_add_(0, ei[0], msg)
+    expected = torch.nn.functional.softplus(x + conv.bn_node(agg))
+    torch.testing.assert_close(conv(x, e, ei), expected)
+    merged = EdgeIndex.merged(ei, 2, torch.tensor([0]), 1)
+    torch.testing.assert_close(conv.update(x, conv.edge_proj(e), merged), expected)
+    assert torch.equal(conv.bn_edge.running_mean, before)
+    assert int(conv.bn_edge.num_batches_tracked) == 0
+
+
 def test_module_pooling_modes_supercell(nacl):
     torch.manual_seed(0)
     prim = nacl.get_primitive_structure()

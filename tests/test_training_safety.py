@@ -124,3 +124,44 @@ def test_skorch_checkpoint_with_f_state(data, tmp_path):
     fresh = CGCNNRegressor(max_epochs=1, **SMALL)
     fresh.load_params(checkpoint=cp)
     np.testing.assert_allclose(fresh.predict(X), est.predict(X), rtol=1e-6)
+
+
+def test_nan_gradient_with_finite_loss_is_an_error(data):
+    """The gradient check (one concatenation of all gradients) catches a NaN
+    gradient behind a finite loss."""
+    X, y = data
+
+    class NaNGradLoss(torch.nn.MSELoss):
+        def forward(self, a, b):
+            # value 0, gradient 0 * inf = NaN
+            return super().forward(a, b) + 0.0 * torch.sqrt((a - a.detach()).abs()).sum()
+
+    est = CGCNNRegressor(max_epochs=1, criterion=NaNGradLoss, **SMALL)
+    with pytest.raises(NonFiniteError, match=r"non-finite \(NaN or inf\) gradient at epoch 1, "
+                                             r"training batch 1"):
+        est.fit(X, y)
+
+
+def test_train_mode_is_not_reset_every_batch(data):
+    """skorch asks for train mode before every batch; the module tree is only
+    walked when a module is not in that mode already."""
+    from skcrystal.nn.cgcnn import CGCNN
+
+    calls = []
+
+    class Counting(CGCNN):
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    X, y = data
+    est = CGCNNRegressor(module=Counting, max_epochs=3, batch_size=2, **SMALL)
+    est.fit(X, y)  # 6 batches per epoch, 18 in all, each asking for train mode
+    # built in train mode, never in eval mode during fit: never walked
+    assert calls.count(True) == 0
+    assert est.module_.training
+    # a module switched to eval by hand is switched back
+    est.module_.convs[0].eval()
+    calls.clear()
+    est.partial_fit(X, y, epochs=1)
+    assert calls.count(True) == 1 and est.module_.convs[0].training

@@ -763,11 +763,26 @@ class CrystalGraphNet(NeuralNet):
         finally:
             self.__dict__.pop("_phase_", None)
 
+    def _set_training(self, training=True):
+        """skorch's ``_set_training``, skipped when nothing would change.
+
+        skorch sets the mode before every training batch, walking the module
+        tree with a ``train()`` call per layer; between batches of an epoch
+        every module is already in that mode.
+        """
+        modules = [getattr(self, name + "_", None) for name in self._modules + self._criteria]
+        if all(m.training == training for module in modules
+               if isinstance(module, torch.nn.Module) for m in module.modules()):
+            return
+        super()._set_training(training)
+
     def train_step_single(self, batch, **fit_params):
         step = super().train_step_single(batch, **fit_params)
-        grads = [p.grad for p in self.module_.parameters() if p.grad is not None]
-        if grads and not bool(torch.isfinite(torch.stack(
-                [g.detach().abs().sum() for g in grads]).sum())):
+        grads = [p.grad.detach().reshape(-1) for p in self.module_.parameters()
+                 if p.grad is not None]
+        # one concatenation and one check instead of a reduction per
+        # parameter tensor (and no overflow of a sum of large finite values)
+        if grads and not bool(torch.isfinite(torch.cat(grads)).all()):
             raise NonFiniteError(
                 f"non-finite (NaN or inf) gradient{self._where()}; the batch holds "
                 f"{_batch_structures(batch[0])}; lower lr, or check these structures")
