@@ -1122,13 +1122,7 @@ def _file_listing(args, progress):
         for w in caught:  # a header row in id_prop.csv...
             if not issubclass(w.category, DeprecationWarning):
                 progress.say(f"  note: {w.message}")
-        files = []
-        for i, ident in enumerate(ids):
-            file = path / (f"{ident}.cif" if kind == "cgcnn" else ident)
-            if not file.is_file():
-                raise FileNotFoundError(
-                    f"{file} not found (row {i} of {id_prop} names id {ident!r})")
-            files.append(file)
+        files = _files._folder_files(path, kind, ids, id_prop)
         if y is not None:
             y2 = y.reshape(len(ids), -1)
             values = {name: y2[:, k] for k, name in enumerate(_files._target_names(y))}

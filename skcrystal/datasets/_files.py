@@ -238,9 +238,11 @@ def _parse_files(files, ids, where, n_jobs=None, on_error="raise"):
     return _resolve_errors(structures, errors, on_error, ids=ids, where=where)
 
 
-def _read_folder(folder, kind, n_jobs=None, on_error="raise", targets=True):
-    """(ids, structures, y or None) of a CGCNN or ALIGNN folder, rows kept."""
-    id_prop, ids, y = _read_id_prop(folder, targets=targets)
+def _folder_files(folder, kind, ids, id_prop):
+    """The structure file of each id of a CGCNN (``<id>.cif``) or ALIGNN folder.
+
+    Raises ``FileNotFoundError`` naming the file and the ``id_prop`` row.
+    """
     files = []
     for i, ident in enumerate(ids):
         file = folder / (f"{ident}.cif" if kind == "cgcnn" else ident)
@@ -248,6 +250,13 @@ def _read_folder(folder, kind, n_jobs=None, on_error="raise", targets=True):
             raise FileNotFoundError(
                 f"{file} not found (row {i} of {id_prop} names id {ident!r})")
         files.append(file)
+    return files
+
+
+def _read_folder(folder, kind, n_jobs=None, on_error="raise", targets=True):
+    """(ids, structures, y or None) of a CGCNN or ALIGNN folder, rows kept."""
+    id_prop, ids, y = _read_id_prop(folder, targets=targets)
+    files = _folder_files(folder, kind, ids, id_prop)
     # errors and skip reports name the file
     structures, keep = _parse_files(files, [f.name for f in files], f" of {id_prop}",
                                     n_jobs, on_error)
