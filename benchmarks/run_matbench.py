@@ -96,10 +96,10 @@ LABELS = {"cgcnn": "CGCNN", "crystalnet": "CrystalNet", "hybrid": "CGCNN+Descrip
 #: model sizes: "full" is the model's own default (the paper's size)
 SIZES = {
     "alignn": {"full": {},
-               "large": {"module__hidden_features": 128},
-               "medium": {"module__hidden_features": 128, "module__alignn_layers": 2,
+               "large": {"module__hidden": 128},
+               "medium": {"module__hidden": 128, "module__alignn_layers": 2,
                           "module__gcn_layers": 2},
-               "small": {"module__hidden_features": 64, "module__alignn_layers": 2,
+               "small": {"module__hidden": 64, "module__alignn_layers": 2,
                          "module__gcn_layers": 2}},
     "crystograph": {"full": {},
                     "medium": {"module__hidden": 128, "module__n_heads": 4,

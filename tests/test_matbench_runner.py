@@ -296,3 +296,20 @@ def test_task_validation_names_the_problem():
     with pytest.raises(ValueError, match=r"NaN/inf at rows \[1\]"):
         BenchmarkTask(name="t", structures=[None, None], y=[1.0, np.nan], ids=["a", "b"],
                       folds={0: ([0], [1])})
+
+
+def test_benchmark_script_sizes_are_valid_module_parameters():
+    """Every size of ``benchmarks/run_matbench.py`` builds a model (a wrong
+    ``module__`` name would only fail hours into a run)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_matbench.py"
+    spec = importlib.util.spec_from_file_location("run_matbench", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for model, sizes in script.SIZES.items():
+        for size in sizes:
+            est, _ = script.estimator(model, size, {})
+            est._check_params()
+            est.initialized_instance(est.module, est._module_kwargs())  # raises on a bad name
