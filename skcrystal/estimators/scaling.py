@@ -22,6 +22,8 @@ __all__ = ["TargetScaler", "LabelEncoder", "DescriptorScaler"]
 
 class _State:
     _fields = ()
+    #: fields that are lists of str, not arrays (restored as lists)
+    _list_fields = ()
 
     def get_state(self):
         """The fitted state as a dict of lists/numbers (JSON-friendly)."""
@@ -36,7 +38,11 @@ class _State:
         obj = cls.__new__(cls)
         for k in cls._fields:
             v = state[k]
-            setattr(obj, k, np.asarray(v) if isinstance(v, list) else v)
+            if k in cls._list_fields:
+                v = [str(x) for x in v]
+            elif isinstance(v, list):
+                v = np.asarray(v)
+            setattr(obj, k, v)
         return obj
 
 
@@ -122,6 +128,7 @@ class DescriptorScaler(_State):
     """
 
     _fields = ("names_", "mean_", "scale_")
+    _list_fields = ("names_",)
 
     def fit(self, D, names):
         D = self._check(D, names, fitting=True)
