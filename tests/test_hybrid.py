@@ -170,3 +170,21 @@ def test_skip_path_is_off_where_descriptors_do_not_carry_the_answer(perov):
     (head,) = on.module_.readout_modules()
     assert on.descriptor_skip_ and head.skip.weight.requires_grad
     assert clone(est).set_params(descriptor_skip=False).get_params()["descriptor_skip"] is False
+
+
+def test_saved_state_keeps_the_skip_path_choice(perov, tmp_path):
+    """A model loaded from f_params + f_state (or resumed) keeps the skip path off."""
+    X, y = perov[0][:40], perov[1][:40]
+    rng = np.random.default_rng(0)
+    noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
+    noise.insert(0, "structure", list(X))
+    est = CGCNNRegressor(max_epochs=2, **TINY).fit(noise, y)
+    assert not est.descriptor_skip_
+    est.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    new = CGCNNRegressor(max_epochs=2, **TINY)
+    new.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    assert new.descriptor_skip_ is False
+    assert new.descriptor_ridge_r2_ == pytest.approx(est.descriptor_ridge_r2_)
+    (head,) = new.module_.readout_modules()
+    assert not head.skip.weight.requires_grad
+    np.testing.assert_allclose(new.predict(noise), est.predict(noise), rtol=1e-6)

@@ -907,6 +907,11 @@ class CrystalGraphNet(NeuralNet):
             obj = getattr(self, name, None)
             if obj is not None:
                 state[name] = obj.get_state()
+        if hasattr(self, "descriptor_skip_"):
+            # a loaded or resumed model keeps the fit's choice (a skip path
+            # turned off stays frozen when training goes on)
+            state["descriptor_skip_"] = bool(self.descriptor_skip_)
+            state["descriptor_ridge_r2_"] = self.descriptor_ridge_r2_
         return state
 
     def _set_data_state(self, state, source):
@@ -923,6 +928,9 @@ class CrystalGraphNet(NeuralNet):
             setattr(self, name, cls.from_state(state[name]) if name in state else None)
         if self.label_encoder_ is not None:
             self.classes_ = self.label_encoder_.classes_
+        if "descriptor_skip_" in state:
+            self.descriptor_skip_ = bool(state["descriptor_skip_"])
+            self.descriptor_ridge_r2_ = state.get("descriptor_ridge_r2_")
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, f_state=None, **kwargs):
