@@ -153,11 +153,12 @@ class EdgeGatedGraphConv(nn.Module):
             # layer norm acts row by row, so the whole edge update can be done
             # here; batch norm needs the statistics of all edges first
             pieces.append(e_c + self.act(self.bn_edges(m)) if rowwise else m)
-        m = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        # rowwise: the updated edges; otherwise the pre-activations m
+        joined = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         x_new = self.act(self.bn_nodes(self.src_update(x) + num / (den + 1e-6)))
         if rowwise:
-            return x + x_new, m
-        e_new = self.act(self.bn_edges(m))
+            return x + x_new, joined
+        e_new = self.act(self.bn_edges(joined))
         if self.residual:
             return x + x_new, e + e_new
         return x_new, e_new
