@@ -52,8 +52,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from _reference_cgcnn import CrystalGraphConvNet, collate_pool  # noqa: E402 (beside this file)
 
 CHECKPOINT = "formation-energy-per-atom"
 # rows whose predictions differ by more than this count as disagreeing, eV/atom
@@ -191,85 +194,21 @@ class _RefData:
 
 
 def _ref_collate(items):
-    """``collate_pool``: concatenate atoms, shift neighbour indices, list crystals."""
-    import torch
-
-    atoms, nbrs, idx, crystal_idx, targets, ids = [], [], [], [], [], []
-    base = 0
-    for (atom_fea, nbr_fea, nbr_idx), target, cif_id in items:
-        n = atom_fea.shape[0]
-        atoms.append(atom_fea)
-        nbrs.append(nbr_fea)
-        idx.append(nbr_idx + base)
-        crystal_idx.append(torch.LongTensor(np.arange(n) + base))
-        targets.append(target)
-        ids.append(cif_id)
-        base += n
-    return ((torch.cat(atoms), torch.cat(nbrs), torch.cat(idx), crystal_idx),
-            torch.stack(targets), ids)
+    """``collate_pool``, carrying each item's id along."""
+    inputs, targets = collate_pool([(x, target) for x, target, _ in items])
+    return inputs, targets, [cif_id for *_, cif_id in items]
 
 
 def _ref_model(ckpt):
     """The reference ``CrystalGraphConvNet`` (classic layout) with the checkpoint loaded."""
-    import torch
-    from torch import nn
-
     args = ckpt["args"]
     state = ckpt["state_dict"]
-
-    class Conv(nn.Module):
-        def __init__(self, f, e):
-            super().__init__()
-            self.f = f
-            self.fc_full = nn.Linear(2 * f + e, 2 * f)
-            self.sigmoid, self.softplus1 = nn.Sigmoid(), nn.Softplus()
-            self.bn1, self.bn2 = nn.BatchNorm1d(2 * f), nn.BatchNorm1d(f)
-            self.softplus2 = nn.Softplus()
-
-        def forward(self, x, nbr_fea, nbr_idx):
-            n, m = nbr_idx.shape
-            total = torch.cat([x.unsqueeze(1).expand(n, m, self.f), x[nbr_idx, :], nbr_fea],
-                              dim=2)
-            gated = self.bn1(self.fc_full(total).view(-1, 2 * self.f)).view(n, m, 2 * self.f)
-            filt, core = gated.chunk(2, dim=2)
-            summed = self.bn2(torch.sum(self.sigmoid(filt) * self.softplus1(core), dim=1))
-            return self.softplus2(x + summed)
-
-    class Net(nn.Module):
-        def __init__(self, orig, e, f, n_conv, h, n_h, classification):
-            super().__init__()
-            self.classification = classification
-            self.embedding = nn.Linear(orig, f)
-            self.convs = nn.ModuleList([Conv(f, e) for _ in range(n_conv)])
-            self.conv_to_fc = nn.Linear(f, h)
-            self.conv_to_fc_softplus = nn.Softplus()
-            if n_h > 1:
-                self.fcs = nn.ModuleList([nn.Linear(h, h) for _ in range(n_h - 1)])
-                self.softpluses = nn.ModuleList([nn.Softplus() for _ in range(n_h - 1)])
-            self.fc_out = nn.Linear(h, 2 if classification else 1)
-            if classification:
-                self.logsoftmax, self.dropout = nn.LogSoftmax(dim=1), nn.Dropout()
-
-        def forward(self, atom_fea, nbr_fea, nbr_idx, crystal_atom_idx):
-            x = self.embedding(atom_fea)
-            for conv in self.convs:
-                x = conv(x, nbr_fea, nbr_idx)
-            # the reference pools with a Python loop over the crystals of the batch
-            crys = torch.cat([torch.mean(x[i], dim=0, keepdim=True)
-                              for i in crystal_atom_idx], dim=0)
-            crys = self.conv_to_fc_softplus(self.conv_to_fc(self.conv_to_fc_softplus(crys)))
-            if self.classification:
-                crys = self.dropout(crys)
-            for fc, sp in zip(getattr(self, "fcs", []), getattr(self, "softpluses", [])):
-                crys = sp(fc(crys))
-            out = self.fc_out(crys)
-            return self.logsoftmax(out) if self.classification else out
-
     orig = state["embedding.weight"].shape[1]
     f = state["embedding.weight"].shape[0]
     e = state["convs.0.fc_full.weight"].shape[1] - 2 * f
-    model = Net(orig, e, f, args["n_conv"], args["h_fea_len"], args["n_h"],
-                args["task"] == "classification")
+    model = CrystalGraphConvNet(orig, e, atom_fea_len=f, n_conv=args["n_conv"],
+                                h_fea_len=args["h_fea_len"], n_h=args["n_h"],
+                                classification=args["task"] == "classification")
     model.load_state_dict(state)
     return model.eval()
 

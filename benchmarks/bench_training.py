@@ -63,6 +63,8 @@ from skcrystal.atom_features import atom_feature_table
 from skcrystal.graphs import GraphBuilder, collate_graphs, get_graphs
 from skcrystal.nn.cgcnn import CGCNN
 
+from _reference_cgcnn import CrystalGraphConvNet, collate_pool  # noqa: E402 (beside this file)
+
 RADIUS, MAX_NBR, STEP = 8.0, 12, 0.2
 TARGET = 2.0  # CGCNNRegressor / reference, median structures/s
 
@@ -96,73 +98,6 @@ def reference_graph(structure, table):
     nbr_fea = np.exp(-((dist[..., None] - centers) ** 2) / STEP ** 2)
     nbr_fea[nbr_fea < 1e-30] = 0.0  # no float32 denormals (see module docstring)
     return (torch.Tensor(atom_fea), torch.Tensor(nbr_fea), torch.LongTensor(idx)), n_pad
-
-
-def collate_pool(dataset_list):
-    """The reference ``collate_pool``: concatenate, shift indices, list crystals."""
-    batch_atom_fea, batch_nbr_fea, batch_nbr_fea_idx = [], [], []
-    crystal_atom_idx, batch_target = [], []
-    base_idx = 0
-    for (atom_fea, nbr_fea, nbr_fea_idx), target in dataset_list:
-        n_i = atom_fea.shape[0]
-        batch_atom_fea.append(atom_fea)
-        batch_nbr_fea.append(nbr_fea)
-        batch_nbr_fea_idx.append(nbr_fea_idx + base_idx)
-        crystal_atom_idx.append(torch.LongTensor(np.arange(n_i) + base_idx))
-        batch_target.append(target)
-        base_idx += n_i
-    return ((torch.cat(batch_atom_fea, dim=0), torch.cat(batch_nbr_fea, dim=0),
-             torch.cat(batch_nbr_fea_idx, dim=0), crystal_atom_idx),
-            torch.stack(batch_target, dim=0))
-
-
-class ConvLayer(nn.Module):
-    """Eq. 5 in the reference layout: dense (N, M) neighbour tensors."""
-
-    def __init__(self, atom_fea_len, nbr_fea_len):
-        super().__init__()
-        self.atom_fea_len = atom_fea_len
-        self.fc_full = nn.Linear(2 * atom_fea_len + nbr_fea_len, 2 * atom_fea_len)
-        self.sigmoid = nn.Sigmoid()
-        self.softplus1 = nn.Softplus()
-        self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
-        self.bn2 = nn.BatchNorm1d(atom_fea_len)
-        self.softplus2 = nn.Softplus()
-
-    def forward(self, atom_in_fea, nbr_fea, nbr_fea_idx):
-        N, M = nbr_fea_idx.shape
-        atom_nbr_fea = atom_in_fea[nbr_fea_idx, :]
-        total_nbr_fea = torch.cat(
-            [atom_in_fea.unsqueeze(1).expand(N, M, self.atom_fea_len), atom_nbr_fea, nbr_fea],
-            dim=2)
-        total_gated_fea = self.fc_full(total_nbr_fea)
-        total_gated_fea = self.bn1(total_gated_fea.view(-1, self.atom_fea_len * 2)).view(
-            N, M, self.atom_fea_len * 2)
-        nbr_filter, nbr_core = total_gated_fea.chunk(2, dim=2)
-        nbr_sumed = torch.sum(self.sigmoid(nbr_filter) * self.softplus1(nbr_core), dim=1)
-        return self.softplus2(atom_in_fea + self.bn2(nbr_sumed))
-
-
-class CrystalGraphConvNet(nn.Module):
-    """The reference ``CrystalGraphConvNet`` (regression, n_h = 1)."""
-
-    def __init__(self, orig_atom_fea_len, nbr_fea_len, atom_fea_len=64, n_conv=3,
-                 h_fea_len=128):
-        super().__init__()
-        self.embedding = nn.Linear(orig_atom_fea_len, atom_fea_len)
-        self.convs = nn.ModuleList(ConvLayer(atom_fea_len, nbr_fea_len) for _ in range(n_conv))
-        self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
-        self.conv_to_fc_softplus = nn.Softplus()
-        self.fc_out = nn.Linear(h_fea_len, 1)
-
-    def forward(self, atom_fea, nbr_fea, nbr_fea_idx, crystal_atom_idx):
-        atom_fea = self.embedding(atom_fea)
-        for conv in self.convs:
-            atom_fea = conv(atom_fea, nbr_fea, nbr_fea_idx)
-        crys_fea = torch.cat([torch.mean(atom_fea[idx], dim=0, keepdim=True)
-                              for idx in crystal_atom_idx], dim=0)
-        crys_fea = self.conv_to_fc_softplus(self.conv_to_fc(self.conv_to_fc_softplus(crys_fea)))
-        return self.fc_out(crys_fea)
 
 
 # ---------------------------------------------------------------- prototype
