@@ -18,12 +18,10 @@ from .positional import positional_encodings
 
 # these import torch (batching) or the cache machinery: on first use
 _LAZY = {
-    "CrystalGraph": "graph", "GraphExtra": "extras", "GraphBuilder": "builder",
-    "build_graph": "builder", "GraphBatch": "batch", "collate_graphs": "batch",
+    "GraphBatch": "batch", "collate_graphs": "batch",
     "GraphCache": "cache", "get_graphs": "cache", "attach_extras": "cache",
     "clear_cache": "cache", "structure_key": "cache", "default_cache": "cache",
-    "line_graph": "line_graph", "GraphStore": "store", "LazyStructures": "store",
-    "positional_encodings": "positional", "reverse_edges": "reverse_edges",
+    "GraphStore": "store", "LazyStructures": "store",
 }
 
 __all__ = [
