@@ -29,7 +29,10 @@ class ReadoutHead(nn.Module):
     act : str
         Activation between layers.
     n_descriptors : int
-        Length of the descriptor vector concatenated to ``h`` (0: none).
+        Length of the descriptor vector concatenated to ``h`` (0: none). The
+        first layer's descriptor columns start at zero and its ``h`` columns
+        as without descriptors (same random draws), so a hybrid starts as the
+        plain model of the same seed.
     input_act : bool
         Apply the activation to ``h`` first (CGCNN does, after pooling).
     dropout : float
@@ -55,12 +58,27 @@ class ReadoutHead(nn.Module):
         super().__init__()
         self.n_descriptors = int(n_descriptors)
         self.input_act = activation(act) if input_act else nn.Identity()
-        self.mlp = MLP((in_dim + self.n_descriptors, *hidden, n_outputs), act=act,
-                       dropout=dropout)
+        self.mlp = MLP((in_dim, *hidden, n_outputs), act=act, dropout=dropout)
         self.skip = None
-        if self.n_descriptors and descriptor_skip:
-            self.skip = nn.Linear(self.n_descriptors, n_outputs, bias=False)
-            nn.init.zeros_(self.skip.weight)
+        if self.n_descriptors:
+            # The hybrid starts as the plain model: the MLP above took the
+            # same random draws as without descriptors, the descriptor
+            # columns start at zero and nothing below draws random numbers.
+            # With one random_state the hybrid and the plain model then start
+            # alike and see the same batches, so they differ only by what the
+            # descriptors add in training.
+            first = self.mlp[0]
+            wide = nn.utils.skip_init(nn.Linear, in_dim + self.n_descriptors,
+                                      first.out_features)
+            with torch.no_grad():
+                wide.weight.zero_()
+                wide.weight[:, :in_dim] = first.weight
+                wide.bias.copy_(first.bias)
+            self.mlp[0] = wide
+            if descriptor_skip:
+                self.skip = nn.utils.skip_init(nn.Linear, self.n_descriptors, n_outputs,
+                                               bias=False)
+                nn.init.zeros_(self.skip.weight)
 
     def forward(self, h, descriptors=None):
         h = self.input_act(h)
