@@ -126,7 +126,7 @@ def test_default_model_matches_reference_float32(batch):
 
 
 # ----------------------------------------------------------------- line-graph blocks
-def _line_graph(convention, seed, n_atoms=12):
+def _line_graph(convention, seed, n_atoms=12, max_degree=21):
     """Bonds of a random directed atom graph (varied degrees) and their bond pairs.
 
     Atom 0 receives bonds but sends none, so the bonds into it have no pairs in the
@@ -135,7 +135,7 @@ def _line_graph(convention, seed, n_atoms=12):
     """
     from skcrystal.graphs.line_graph import _pairs
     g = torch.Generator().manual_seed(seed)
-    degree = torch.randint(1, 22, (n_atoms,), generator=g)
+    degree = torch.randint(1, max_degree + 1, (n_atoms,), generator=g)
     degree[0], degree[1] = 0, 1
     center = torch.repeat_interleave(torch.arange(n_atoms), degree)
     neighbor = torch.randint(0, n_atoms, (center.shape[0],), generator=g)
@@ -226,3 +226,17 @@ def test_model_matches_reference_on_mixed_structures(lg_convention):
                         lg_convention=lg_convention).double()
     data = collate_graphs(graphs, extras=model.graph_extras, dtype=torch.float64)
     _assert_same(model, [], lambda mod: (mod(data),), 1e-9, 1e-10)
+
+
+def test_block_core_gradcheck():
+    """The hand-written backward of the per-block attention core, against finite differences."""
+    center, index = _line_graph("shared_center", 3, n_atoms=6, max_degree=6)
+    blocks = ctg._pair_blocks(index, center.index_select(0, index[1]), center.shape[0])
+    assert len(blocks.sizes) > 1
+    n, m, H, dh, de = center.shape[0], index.shape[1], 2, 3, 4
+    torch.manual_seed(0)
+    dd = dict(dtype=torch.float64, requires_grad=True)
+    args = (torch.randn(n, H * dh, **dd), torch.randn(n, H * de, **dd), torch.randn(n, H, **dd),
+            torch.randn(n, 2 * H * dh, **dd), torch.randn(m, de, **dd))
+    assert torch.autograd.gradcheck(
+        lambda *a: ctg._BlockCore.apply(*a, blocks, dh ** -0.5), args)

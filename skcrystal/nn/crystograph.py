@@ -120,6 +120,12 @@ class ETGCLayer(nn.Module):
       value parts, the products) runs in cache-sized chunks of edges and
       is recomputed in the backward pass rather than stored
       (:class:`_EdgeAttention`);
+    * on the line graph (``blocks``, see :func:`_pair_blocks`) it runs
+      instead as dense products over padded per-atom blocks (all bonds
+      into an atom x all bonds out of it), with the edge parts taken
+      through the edge features (:func:`_block_attention`), and Eq. 7's
+      projection and the edge FFN run in chunks of edges
+      (:class:`_EdgeProjection`, :class:`_ChunkedFFN`);
     * ``forward(..., update_edges=False)`` skips the edge update (Eqs. 7,
       9) when nothing reads it: the model's last line-graph layer (the
       angles are not used after it) and, without GwT, its last atom-graph
@@ -195,8 +201,7 @@ class ETGCLayer(nn.Module):
         n = x.shape[0]
         H, dh = self.n_heads, self.head_dim
         d = H * dh
-        proj = self._node_projections(x)
-        q, kc_k, kc_v, kn_k, kn_v = proj.split(d, dim=1)
+        q, kc_k, kc_v, kn = self._node_projections(x).split([d, d, d, 2 * d], dim=1)
         # edge part of [k | v]: W_kve (W_e e + b_e), the weights multiplied first
         w_edge = self.kv_edge.weight @ self.e_proj.weight  # (2d, edge_dim)
         b_edge = self.kv_edge.weight @ self.e_proj.bias  # (2d,)
@@ -210,11 +215,12 @@ class ETGCLayer(nn.Module):
         # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
         s_node = (q * (kc_k + bk_e)) @ heads
         if blocks is None:
+            kn_k, kn_v = kn.split(d, dim=1)
             attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
                                              neighbor, H, math.sqrt(dh))
             weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
         else:
-            attn, msg = _block_attention(q, proj[:, 3 * d:], s_node, e, wk_e, wv_e, blocks, H)
+            attn, msg = _block_attention(q, kn, s_node, e, wk_e, wv_e, blocks, H)
             # the attention sum is 1 or 0 whatever the scores (its gradient is 0)
             weight = blocks.has_edges.to(q.dtype).unsqueeze(1)
         h_x = msg + (kc_v + bv_e) * weight
@@ -624,9 +630,6 @@ def _block_attention(q, kv_node, s_node, e, w_k, w_v, blocks, n_heads):
       product and sum, not an edge_dim x head_dim projection;
     * the softmax is dense over each receiver's row, absent pairs masked.
 
-    The block tensors are a few node-width rows per block plus edge_dim +
-    a few floats per padded edge, so autograd keeps them.
-
     Parameters
     ----------
     q : Tensor, shape (n_nodes, width)
@@ -648,36 +651,123 @@ def _block_attention(q, kv_node, s_node, e, w_k, w_v, blocks, n_heads):
     dh = width // H
     if not blocks.sizes:
         return q.new_zeros((0, H)), q.new_zeros((n, width))
-    scale = 1.0 / math.sqrt(dh)
     u = torch.einsum("nhd,hdc->nhc", q.view(n, H, dh), w_k.view(H, dh, de))
-    # one gather each of receiver rows, sender rows and edge features, split per bucket
-    recv = torch.cat([q, u.reshape(n, H * de), s_node], dim=1).index_select(0, blocks.row_node)
-    send = kv_node.index_select(0, blocks.col_node)
-    e_pad = e.new_zeros((blocks.n_positions, de)).index_put((blocks.edge_position,), e)
-    sizes = blocks.sizes
-    rows, attn = [], []
-    for (nb, R, C), r, s, e_b, missing in zip(
-            sizes, recv.split([nb * R for nb, R, _ in sizes]),
-            send.split([nb * C for nb, _, C in sizes]),
-            e_pad.split([nb * R * C for nb, R, C in sizes]), blocks.missing):
-        q_b, u_b, s_b = r.split([width, H * de, H], dim=1)
-        k_b, v_b = s.view(nb, C, 2, H, dh).unbind(2)
-        e_b = e_b.view(nb * R, C, de)
-        score = torch.matmul(q_b.reshape(nb, R, H, dh).transpose(1, 2),
-                             k_b.permute(0, 2, 3, 1)).transpose(1, 2)  # (nb, R, H, C)
-        score = score + torch.bmm(u_b.reshape(nb * R, H, de), e_b.transpose(1, 2)).view(
-            nb, R, H, C) + s_b.reshape(nb, R, H, 1)
-        a = torch.softmax((score * scale).masked_fill(missing, float("-inf")), dim=-1)
-        m_node = torch.matmul(a.transpose(1, 2), v_b.transpose(1, 2)).transpose(1, 2)
-        m_edge = torch.bmm(a.view(nb * R, H, C), e_b)
-        rows.append(torch.cat([m_node.reshape(nb * R, width),
-                               m_edge.view(nb * R, H * de)], dim=1))
-        attn.append(a.transpose(2, 3).reshape(nb * R * C, H))
-    rows.append(q.new_zeros((1, width + H * de)))  # the row of nodes without edges
-    out = torch.cat(rows).index_select(0, blocks.node_row)
-    attn = torch.cat(attn).index_select(0, blocks.edge_position)
+    attn, out = _BlockCore.apply(q, u.reshape(n, H * de), s_node, kv_node, e, blocks,
+                                 1.0 / math.sqrt(dh))
     m_edge = torch.einsum("nhc,hdc->nhd", out[:, width:].view(n, H, de), w_v.view(H, dh, de))
     return attn, out[:, :width] + m_edge.reshape(n, width)
+
+
+def _bucket_slices(sizes):
+    """Per bucket: its slices of the padded receiver rows, sender columns and positions."""
+    r = c = p = 0
+    for nb, R, C in sizes:
+        yield slice(r, r + nb * R), slice(c, c + nb * C), slice(p, p + nb * R * C)
+        r, c, p = r + nb * R, c + nb * C, p + nb * R * C
+
+
+class _BlockCore(torch.autograd.Function):
+    """Attention and messages of :func:`_block_attention`, bucket by bucket.
+
+    A hand-written backward pass: autograd over the per-bucket products
+    zero-filled, split and concatenated (n_nodes, width)-sized gradients
+    once per bucket and operation, as much traffic as the products; here
+    every gradient goes straight into one buffer.
+
+    Parameters (of ``apply``)
+    -------------------------
+    q : Tensor, shape (n_nodes, width)
+    u : Tensor, shape (n_nodes, n_heads * edge_dim)
+        ``W_k^T q`` per head.
+    s : Tensor, shape (n_nodes, n_heads)
+    kv : Tensor, shape (n_nodes, 2 * width)
+    e : Tensor, shape (n_edges, edge_dim)
+    blocks : _PairBlocks
+    scale : float
+        ``1 / sqrt(head_dim)``.
+
+    Returns
+    -------
+    attn : Tensor, shape (n_edges, n_heads)
+    out : Tensor, shape (n_nodes, width + n_heads * edge_dim)
+        ``sum_j attn_ji vn_j`` and, per head, ``sum_j attn_ji e_ji``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, u, s, kv, e, blocks, scale):
+        (n, width), H, de = q.shape, s.shape[1], e.shape[1]
+        dh = width // H
+        qr, ur, sr = (t.index_select(0, blocks.row_node) for t in (q, u, s))
+        kvc = kv.index_select(0, blocks.col_node)
+        e_pad = e.new_zeros((blocks.n_positions, de))
+        e_pad[blocks.edge_position] = e
+        a_pad = e.new_empty((blocks.n_positions * H,))  # per bucket (nb, R, H, C)
+        rows = q.new_zeros((blocks.n_rows + 1, width + H * de))  # last: nodes without edges
+        for (nb, R, C), rs, cs, ps, missing in zip(blocks.sizes, *zip(*_bucket_slices(
+                blocks.sizes)), blocks.missing):
+            q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
+            k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)  # (nb, H, C, dh)
+            e_b = e_pad[ps].view(nb * R, C, de)
+            a = torch.bmm(ur[rs].view(nb * R, H, de), e_b.transpose(1, 2)).view(nb, R, H, C)
+            a += torch.matmul(q_b, k_b.transpose(2, 3)).transpose(1, 2)
+            a.add_(sr[rs].view(nb, R, H, 1)).mul_(scale).masked_fill_(missing, float("-inf"))
+            a = torch.softmax(a, dim=-1, out=a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C))
+            rows[rs, :width] = torch.matmul(a.transpose(1, 2), v_b).transpose(1, 2).reshape(
+                nb * R, width)
+            rows[rs, width:] = torch.bmm(a.view(nb * R, H, C), e_b).view(nb * R, H * de)
+        attn = torch.cat([a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C).transpose(2, 3)
+                          .reshape(nb * R * C, H)
+                          for (nb, R, C), (_, _, ps) in zip(blocks.sizes,
+                                                           _bucket_slices(blocks.sizes))])
+        ctx.save_for_backward(qr, ur, kvc, e_pad, a_pad)
+        ctx.blocks, ctx.scale, ctx.n = blocks, scale, n
+        return attn.index_select(0, blocks.edge_position), rows.index_select(0, blocks.node_row)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_attn, g_out):
+        qr, ur, kvc, e_pad, a_pad = ctx.saved_tensors
+        blocks, n = ctx.blocks, ctx.n
+        width, de = qr.shape[1], e_pad.shape[1]
+        H = ur.shape[1] // de
+        dh = width // H
+        g_rows = g_out.new_zeros((blocks.n_rows + 1, g_out.shape[1]))
+        g_rows.index_add_(0, blocks.node_row, g_out)  # rows of real receivers only
+        g_a_pos = g_attn.new_zeros((blocks.n_positions, H))
+        g_a_pos[blocks.edge_position] = g_attn
+        g_qr, g_ur, g_kvc = torch.empty_like(qr), torch.empty_like(ur), torch.empty_like(kvc)
+        g_sr = qr.new_empty((qr.shape[0], H))
+        g_e_pad = torch.empty_like(e_pad)
+        for (nb, R, C), rs, cs, ps in zip(blocks.sizes, *zip(*_bucket_slices(blocks.sizes))):
+            a = a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C)
+            q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
+            k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
+            g_kb, g_vb = g_kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
+            e_b = e_pad[ps].view(nb * R, C, de)
+            g_mn = g_rows[rs, :width].reshape(nb, R, H, dh).transpose(1, 2)  # (nb, H, R, dh)
+            g_me = g_rows[rs, width:].reshape(nb * R, H, de)
+            a_t = a.transpose(1, 2)  # (nb, H, R, C)
+            g_a = torch.bmm(g_me, e_b.transpose(1, 2)).view(nb, R, H, C)
+            g_a += torch.matmul(g_mn, v_b.transpose(2, 3)).transpose(1, 2)
+            g_a += g_a_pos[ps].view(nb, R, C, H).transpose(2, 3)
+            g_vb.copy_(torch.matmul(a_t.transpose(2, 3), g_mn))
+            g_eb = torch.bmm(a.view(nb * R, H, C).transpose(1, 2), g_me)  # (nb R, C, de)
+            # softmax: d score = a (g_a - sum_c a g_a), times the score scale
+            g_s = g_a.sub_((a * g_a).sum(-1, keepdim=True)).mul_(a).mul_(ctx.scale)
+            g_st = g_s.transpose(1, 2)  # (nb, H, R, C)
+            g_qr[rs].view(nb, R, H, dh).copy_(torch.matmul(g_st, k_b).transpose(1, 2))
+            g_kb.copy_(torch.matmul(g_st.transpose(2, 3), q_b))
+            g_s2 = g_s.view(nb * R, H, C)
+            g_ur[rs].view(nb * R, H, de).copy_(torch.bmm(g_s2, e_b))
+            g_eb.baddbmm_(g_s2.transpose(1, 2), ur[rs].view(nb * R, H, de))
+            g_e_pad[ps].view(nb * R, C, de).copy_(g_eb)
+            torch.sum(g_s, -1, out=g_sr[rs].view(nb, R, H))
+        # padded rows and columns carry zero gradients (no output read them)
+        g_q = qr.new_zeros((n, width)).index_add_(0, blocks.row_node, g_qr)
+        g_u = ur.new_zeros((n, ur.shape[1])).index_add_(0, blocks.row_node, g_ur)
+        g_s = g_sr.new_zeros((n, H)).index_add_(0, blocks.row_node, g_sr)
+        g_kv = kvc.new_zeros((n, kvc.shape[1])).index_add_(0, blocks.col_node, g_kvc)
+        return g_q, g_u, g_s, g_kv, g_e_pad[blocks.edge_position], None, None
 
 
 class _BNFFN(nn.Module):
