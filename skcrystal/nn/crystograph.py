@@ -490,13 +490,16 @@ class _PairBlocks:
         Each node's padded receiver row; ``n_rows`` (one past the last) for
         nodes without incoming edges.
     n_positions, n_rows : int
+    pad_rows : LongTensor
+        The padded rows without a receiver, and ``n_rows``.
     has_edges : BoolTensor, shape (n_nodes,)
         Nodes with incoming edges.
     """
 
     def __init__(self, sizes, row_node, col_node, missing, edge_position, node_row,
-                 n_positions):
+                 n_positions, pad_rows):
         self.sizes, self.row_node, self.col_node = sizes, row_node, col_node
+        self.pad_rows = pad_rows
         self.missing, self.edge_position, self.node_row = missing, edge_position, node_row
         self.n_positions, self.n_rows = n_positions, row_node.shape[0]
         self.has_edges = node_row < self.n_rows
@@ -553,7 +556,8 @@ def _pair_blocks(edge_index, block, n_nodes):
     device, n_edges = recv.device, recv.shape[0]
     empty = recv.new_zeros(0)
     if n_edges == 0:
-        return _PairBlocks([], empty, empty, [], empty, recv.new_zeros(n_nodes), 0)
+        return _PairBlocks([], empty, empty, [], empty, recv.new_zeros(n_nodes), 0,
+                           recv.new_zeros(1))
     n_blocks = int(block.max()) + 1
     node_block = torch.full((n_nodes,), -1, dtype=torch.long, device=device)
     node_block.scatter_(0, recv, block)
@@ -601,14 +605,16 @@ def _pair_blocks(edge_index, block, n_nodes):
         raise ValueError("an edge is repeated")
     row_node = torch.zeros(n_row, dtype=torch.long, device=device)
     row_node[node_row[receivers]] = receivers
-    real_row = torch.zeros(n_row, dtype=torch.bool, device=device)
+    real_row = torch.zeros(n_row + 1, dtype=torch.bool, device=device)
     real_row[node_row[receivers]] = True
+    pad_rows = torch.nonzero(~real_row).flatten()
     col_node = torch.zeros(n_col, dtype=torch.long, device=device)
     col_node[col_start.index_select(0, s_block) + col] = senders
     missing = [(c == 0).view(nb, R, 1, C) & r.view(nb, R, 1, 1) for (nb, R, C), c, r in zip(
         sizes, count.split([nb * R * C for nb, R, C in sizes]),
-        real_row.split([nb * R for nb, R, _ in sizes]))]
-    return _PairBlocks(sizes, row_node, col_node, missing, edge_position, node_row, n_pos)
+        real_row[:n_row].split([nb * R for nb, R, _ in sizes]))]
+    return _PairBlocks(sizes, row_node, col_node, missing, edge_position, node_row, n_pos,
+                       pad_rows)
 
 
 def _block_attention(q, kv_node, s_node, e, w_k, w_v, blocks, n_heads):
@@ -652,10 +658,10 @@ def _block_attention(q, kv_node, s_node, e, w_k, w_v, blocks, n_heads):
     if not blocks.sizes:
         return q.new_zeros((0, H)), q.new_zeros((n, width))
     u = torch.einsum("nhd,hdc->nhc", q.view(n, H, dh), w_k.view(H, dh, de))
-    attn, out = _BlockCore.apply(q, u.reshape(n, H * de), s_node, kv_node, e, blocks,
-                                 1.0 / math.sqrt(dh))
-    m_edge = torch.einsum("nhc,hdc->nhd", out[:, width:].view(n, H, de), w_v.view(H, dh, de))
-    return attn, out[:, :width] + m_edge.reshape(n, width)
+    attn, m_node, m_edge = _BlockCore.apply(q, u.reshape(n, H * de), s_node, kv_node, e,
+                                            blocks, 1.0 / math.sqrt(dh))
+    m_edge = torch.einsum("nhc,hdc->nhd", m_edge.view(n, H, de), w_v.view(H, dh, de))
+    return attn, m_node + m_edge.reshape(n, width)
 
 
 def _bucket_slices(sizes):
@@ -689,8 +695,10 @@ class _BlockCore(torch.autograd.Function):
     Returns
     -------
     attn : Tensor, shape (n_edges, n_heads)
-    out : Tensor, shape (n_nodes, width + n_heads * edge_dim)
-        ``sum_j attn_ji vn_j`` and, per head, ``sum_j attn_ji e_ji``.
+    m_node : Tensor, shape (n_nodes, width)
+        ``sum_j attn_ji vn_j``.
+    m_edge : Tensor, shape (n_nodes, n_heads * edge_dim)
+        ``sum_j attn_ji e_ji`` per head.
     """
 
     @staticmethod
@@ -702,7 +710,10 @@ class _BlockCore(torch.autograd.Function):
         e_pad = e.new_zeros((blocks.n_positions, de))
         e_pad[blocks.edge_position] = e
         a_pad = e.new_empty((blocks.n_positions * H,))  # per bucket (nb, R, H, C)
-        rows = q.new_zeros((blocks.n_rows + 1, width + H * de))  # last: nodes without edges
+        # padded receiver rows; the last one is read by the nodes without edges
+        rows_n = q.new_empty((blocks.n_rows + 1, width))
+        rows_e = q.new_empty((blocks.n_rows + 1, H * de))
+        rows_n[blocks.pad_rows], rows_e[blocks.pad_rows] = 0, 0
         for (nb, R, C), rs, cs, ps, missing in zip(blocks.sizes, *zip(*_bucket_slices(
                 blocks.sizes)), blocks.missing):
             q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
@@ -712,27 +723,31 @@ class _BlockCore(torch.autograd.Function):
             a += torch.matmul(q_b, k_b.transpose(2, 3)).transpose(1, 2)
             a.add_(sr[rs].view(nb, R, H, 1)).mul_(scale).masked_fill_(missing, float("-inf"))
             a = torch.softmax(a, dim=-1, out=a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C))
-            rows[rs, :width] = torch.matmul(a.transpose(1, 2), v_b).transpose(1, 2).reshape(
-                nb * R, width)
-            rows[rs, width:] = torch.bmm(a.view(nb * R, H, C), e_b).view(nb * R, H * de)
+            rows_n[rs].view(nb, R, H, dh).copy_(torch.matmul(a.transpose(1, 2), v_b)
+                                                .transpose(1, 2))
+            torch.bmm(a.view(nb * R, H, C), e_b, out=rows_e[rs].view(nb * R, H, de))
         attn = torch.cat([a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C).transpose(2, 3)
                           .reshape(nb * R * C, H)
                           for (nb, R, C), (_, _, ps) in zip(blocks.sizes,
                                                            _bucket_slices(blocks.sizes))])
         ctx.save_for_backward(qr, ur, kvc, e_pad, a_pad)
         ctx.blocks, ctx.scale, ctx.n = blocks, scale, n
-        return attn.index_select(0, blocks.edge_position), rows.index_select(0, blocks.node_row)
+        return (attn.index_select(0, blocks.edge_position),
+                rows_n.index_select(0, blocks.node_row), rows_e.index_select(0, blocks.node_row))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_attn, g_out):
+    def backward(ctx, g_attn, g_node, g_edge):
         qr, ur, kvc, e_pad, a_pad = ctx.saved_tensors
         blocks, n = ctx.blocks, ctx.n
         width, de = qr.shape[1], e_pad.shape[1]
         H = ur.shape[1] // de
         dh = width // H
-        g_rows = g_out.new_zeros((blocks.n_rows + 1, g_out.shape[1]))
-        g_rows.index_add_(0, blocks.node_row, g_out)  # rows of real receivers only
+        # gradients of the padded rows: only real receivers' rows were read
+        g_rows_n = g_node.new_zeros((blocks.n_rows + 1, width)).index_add_(
+            0, blocks.node_row, g_node)
+        g_rows_e = g_edge.new_zeros((blocks.n_rows + 1, H * de)).index_add_(
+            0, blocks.node_row, g_edge)
         g_a_pos = g_attn.new_zeros((blocks.n_positions, H))
         g_a_pos[blocks.edge_position] = g_attn
         g_qr, g_ur, g_kvc = torch.empty_like(qr), torch.empty_like(ur), torch.empty_like(kvc)
@@ -744,8 +759,8 @@ class _BlockCore(torch.autograd.Function):
             k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
             g_kb, g_vb = g_kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
             e_b = e_pad[ps].view(nb * R, C, de)
-            g_mn = g_rows[rs, :width].reshape(nb, R, H, dh).transpose(1, 2)  # (nb, H, R, dh)
-            g_me = g_rows[rs, width:].reshape(nb * R, H, de)
+            g_mn = g_rows_n[rs].view(nb, R, H, dh).transpose(1, 2)  # (nb, H, R, dh)
+            g_me = g_rows_e[rs].view(nb * R, H, de)
             a_t = a.transpose(1, 2)  # (nb, H, R, C)
             g_a = torch.bmm(g_me, e_b.transpose(1, 2)).view(nb, R, H, C)
             g_a += torch.matmul(g_mn, v_b.transpose(2, 3)).transpose(1, 2)
