@@ -1049,9 +1049,9 @@ class CrysToGraph(CrystalModel):
         Dropout in the readout MLP.
     """
 
-    #: measured training memory (25 KB per angle pair at the default widths and depth,
+    #: measured training memory (7.7 KB per angle pair at the default widths and depth,
     #: benchmarks/bench_training_memory.py; see CrystalModel.training_memory)
-    _training_memory = {"edge": 0, "angle": 25_400, "at": {"hidden": 256, "n_etgc": 3}}
+    _training_memory = {"edge": 0, "angle": 7_750, "at": {"hidden": 256, "n_etgc": 3}}
 
     _parameter_constraints = {
         **COMMON_CONSTRAINTS,
