@@ -714,8 +714,9 @@ class _BlockCore(torch.autograd.Function):
         rows_n = q.new_empty((blocks.n_rows + 1, width))
         rows_e = q.new_empty((blocks.n_rows + 1, H * de))
         rows_n[blocks.pad_rows], rows_e[blocks.pad_rows] = 0, 0
-        for (nb, R, C), rs, cs, ps, missing in zip(blocks.sizes, *zip(*_bucket_slices(
-                blocks.sizes)), blocks.missing):
+        attn = []
+        for (nb, R, C), (rs, cs, ps), missing in zip(
+                blocks.sizes, _bucket_slices(blocks.sizes), blocks.missing):
             q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
             k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)  # (nb, H, C, dh)
             e_b = e_pad[ps].view(nb * R, C, de)
@@ -726,10 +727,8 @@ class _BlockCore(torch.autograd.Function):
             rows_n[rs].view(nb, R, H, dh).copy_(torch.matmul(a.transpose(1, 2), v_b)
                                                 .transpose(1, 2))
             torch.bmm(a.view(nb * R, H, C), e_b, out=rows_e[rs].view(nb * R, H, de))
-        attn = torch.cat([a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C).transpose(2, 3)
-                          .reshape(nb * R * C, H)
-                          for (nb, R, C), (_, _, ps) in zip(blocks.sizes,
-                                                           _bucket_slices(blocks.sizes))])
+            attn.append(a.transpose(2, 3).reshape(nb * R * C, H))
+        attn = torch.cat(attn)  # (position, head), bucket after bucket
         ctx.save_for_backward(qr, ur, kvc, e_pad, a_pad)
         ctx.blocks, ctx.scale, ctx.n = blocks, scale, n
         return (attn.index_select(0, blocks.edge_position),
@@ -753,7 +752,7 @@ class _BlockCore(torch.autograd.Function):
         g_qr, g_ur, g_kvc = torch.empty_like(qr), torch.empty_like(ur), torch.empty_like(kvc)
         g_sr = qr.new_empty((qr.shape[0], H))
         g_e_pad = torch.empty_like(e_pad)
-        for (nb, R, C), rs, cs, ps in zip(blocks.sizes, *zip(*_bucket_slices(blocks.sizes))):
+        for (nb, R, C), (rs, cs, ps) in zip(blocks.sizes, _bucket_slices(blocks.sizes)):
             a = a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C)
             q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
             k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
