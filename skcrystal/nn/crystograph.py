@@ -120,6 +120,12 @@ class ETGCLayer(nn.Module):
       value parts, the products) runs in cache-sized chunks of edges and
       is recomputed in the backward pass rather than stored
       (:class:`_EdgeAttention`);
+    * on the line graph (``blocks``, see :func:`_pair_blocks`) it runs
+      instead as dense products over padded per-atom blocks (all bonds
+      into an atom x all bonds out of it), with the edge parts taken
+      through the edge features (:func:`_block_attention`), and Eq. 7's
+      projection and the edge FFN run in chunks of edges
+      (:class:`_EdgeProjection`, :class:`_ChunkedFFN`);
     * ``forward(..., update_edges=False)`` skips the edge update (Eqs. 7,
       9) when nothing reads it: the model's last line-graph layer (the
       angles are not used after it) and, without GwT, its last atom-graph
@@ -165,7 +171,7 @@ class ETGCLayer(nn.Module):
         self.ffn_node = _BNFFN(node_dim, ffn_mult * node_dim)
         self.ffn_edge = _BNFFN(edge_dim, ffn_mult * edge_dim)
 
-    def attention(self, x, e, edge_index, edge_output=True):
+    def attention(self, x, e, edge_index, edge_output=True, blocks=None):
         """Attention weights and the MHNA outputs.
 
         Parameters
@@ -177,6 +183,10 @@ class ETGCLayer(nn.Module):
         edge_output : bool
             False skips ``h_e`` (returned as None) when the caller does not
             update the edges.
+        blocks : PairBlocks, optional
+            The block structure of ``edge_index`` (:func:`_pair_blocks`; the
+            line graph's); the per-edge core then runs as dense per-block
+            products (:func:`_block_attention`). The outputs are the same.
 
         Returns
         -------
@@ -191,7 +201,7 @@ class ETGCLayer(nn.Module):
         n = x.shape[0]
         H, dh = self.n_heads, self.head_dim
         d = H * dh
-        q, kc_k, kc_v, kn_k, kn_v = self._node_projections(x).split(d, dim=1)
+        q, kc_k, kc_v, kn = self._node_projections(x).split([d, d, d, 2 * d], dim=1)
         # edge part of [k | v]: W_kve (W_e e + b_e), the weights multiplied first
         w_edge = self.kv_edge.weight @ self.e_proj.weight  # (2d, edge_dim)
         b_edge = self.kv_edge.weight @ self.e_proj.bias  # (2d,)
@@ -204,9 +214,15 @@ class ETGCLayer(nn.Module):
         # q_i . k_ji = q_i . (kc_i + b) [per node] + q_i . (kn_j + W e_ji) [per edge];
         # sum_j a_ji v_ji = (vc_i + b) sum_j a_ji [per node] + sum_j a_ji (vn_j + W e_ji)
         s_node = (q * (kc_k + bk_e)) @ heads
-        attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
-                                         neighbor, H, math.sqrt(dh))
-        weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
+        if blocks is None:
+            kn_k, kn_v = kn.split(d, dim=1)
+            attn, msg = _EdgeAttention.apply(q, kn_k, kn_v, s_node, e, wk_e, wv_e, center,
+                                             neighbor, H, math.sqrt(dh))
+            weight = scatter_sum(attn, center, n) @ heads.t()  # 1, or 0 without incoming edges
+        else:
+            attn, msg = _block_attention(q, kn, s_node, e, wk_e, wv_e, blocks, H)
+            # the attention sum is 1 or 0 whatever the scores (its gradient is 0)
+            weight = blocks.has_edges.to(q.dtype).unsqueeze(1)
         h_x = msg + (kc_v + bv_e) * weight
         h_e = (attn @ heads.t()) * self.e_proj(e) if edge_output else None
         return attn, h_x, h_e
@@ -251,18 +267,18 @@ class ETGCLayer(nn.Module):
         h_e = (attn.unsqueeze(-1) * e_p.view(-1, H, dh)).reshape(-1, d)
         return attn, h_x, h_e
 
-    def forward(self, x, e, edge_index, update_edges=True):
+    def forward(self, x, e, edge_index, update_edges=True, blocks=None):
         """Updated node and edge features (Eqs. 6-9).
 
         ``update_edges=False`` (the edges' update is not used downstream)
         returns None for the edges and skips their update, unless the
-        reference switch is on.
+        reference switch is on. ``blocks``: see :meth:`attention`.
         """
         if _REFERENCE:
             _, h_x, h_e = self._attention_reference(x, e, edge_index)
             edge_in = self.out_edge(h_e)
         else:
-            attn, h_x, _ = self.attention(x, e, edge_index, edge_output=False)
+            attn, h_x, _ = self.attention(x, e, edge_index, edge_output=False, blocks=blocks)
             edge_in = self._edge_projection(e, attn) if update_edges else None
         x = x + self.ln_node(self.out_node(h_x))
         x = x + self.ffn_node(x)
@@ -277,7 +293,8 @@ class ETGCLayer(nn.Module):
         ``W_oe (a * (W_e e + b_e)) = sum_h a^h (M_h e + m_h)`` with ``M_h =
         W_oe^h W_e^h`` (edge_dim x edge_dim per head): on narrow edges (the
         line graph's angles, 30 wide, 8 heads of 24) that is fewer
-        multiply-adds and narrower per-edge tensors than ``h_e``.
+        multiply-adds and narrower per-edge tensors than ``h_e``; it runs
+        in chunks of edges (:class:`_EdgeProjection`).
         """
         H, dh = self.n_heads, self.head_dim
         d, de = H * dh, e.shape[1]
@@ -285,10 +302,9 @@ class ETGCLayer(nn.Module):
             return self.out_edge((attn @ _head_matrix(H, dh, e).t()) * self.e_proj(e))
         w_out = self.out_edge.weight.view(de, H, dh)
         w_in = self.e_proj.weight.view(H, dh, de)
-        m = torch.einsum("ohk,hki->hoi", w_out, w_in).reshape(H * de, de)
-        b = torch.einsum("ohk,hk->ho", w_out, self.e_proj.bias.view(H, dh)).reshape(H * de)
-        z = F.linear(e, m, b).view(-1, H, de)
-        return (z * attn.unsqueeze(-1)).sum(1) + self.out_edge.bias
+        m = torch.einsum("ohk,hki->hio", w_out, w_in).reshape(H * de, de)
+        b = torch.einsum("ohk,hk->ho", w_out, self.e_proj.bias.view(H, dh))
+        return _EdgeProjection.apply(e, attn, m, b) + self.out_edge.bias
 
 
 def _head_matrix(n_heads, head_dim, like):
@@ -394,8 +410,386 @@ class _EdgeAttention(torch.autograd.Function):
         return g_q, g_k_node, g_v_node, g_s_node, g_e, g_w_k, g_w_v, None, None, None, None
 
 
+class _EdgeProjection(torch.autograd.Function):
+    """``out = sum_h a^h (M_h e + m_h)`` per edge (Eq. 7's ``W_oe h_e``), in chunks of edges.
+
+    Evaluated as ``(a (x) e) @ M + a @ m`` with ``a (x) e`` the per-edge
+    outer product (n_heads x edge_dim), which exists one cache-sized chunk
+    at a time and is recomputed in the backward pass: evaluated whole it
+    was several (n_edges, n_heads * edge_dim) tensors written to and read
+    from memory, the line-graph layer's largest cost after the attention.
+
+    Parameters (of ``apply``)
+    -------------------------
+    e : Tensor, shape (n_edges, edge_dim)
+    attn : Tensor, shape (n_edges, n_heads)
+    m : Tensor, shape (n_heads * edge_dim, out_dim)
+        Row ``h * edge_dim + i`` is column ``i`` of ``M_h``.
+    b : Tensor, shape (n_heads, out_dim)
+        ``m_h`` per head.
+
+    Returns
+    -------
+    Tensor, shape (n_edges, out_dim)
+    """
+
+    @staticmethod
+    def forward(ctx, e, attn, m, b):
+        (n, de), H = e.shape, attn.shape[1]
+        chunk = max(64, _CHUNK_ELEMENTS // (H * de))
+        out = torch.mm(attn, b)
+        outer = e.new_empty((min(chunk, n), H, de))  # one buffer for every chunk
+        for lo in range(0, n, chunk):
+            a, ec = attn[lo:lo + chunk], e[lo:lo + chunk]
+            o = torch.mul(a.unsqueeze(2), ec.unsqueeze(1), out=outer[:a.shape[0]])
+            out[lo:lo + chunk].addmm_(o.view(-1, H * de), m)
+        ctx.save_for_backward(e, attn, m, b)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        e, attn, m, b = ctx.saved_tensors
+        (n, de), H, chunk = e.shape, attn.shape[1], ctx.chunk
+        g_e, g_m = torch.empty_like(e), torch.zeros_like(m)
+        g_attn = torch.mm(g, b.t())
+        outer, g_outer, prod = (e.new_empty((min(chunk, n), H, de)) for _ in range(3))
+        for lo in range(0, n, chunk):
+            a, ec, gc = attn[lo:lo + chunk], e[lo:lo + chunk], g[lo:lo + chunk]
+            rows = a.shape[0]
+            o = torch.mul(a.unsqueeze(2), ec.unsqueeze(1), out=outer[:rows])
+            g_m.addmm_(o.view(-1, H * de).t(), gc)
+            go = torch.mm(gc, m.t(), out=g_outer[:rows].view(rows, H * de)).view(rows, H, de)
+            g_attn[lo:lo + chunk] += torch.bmm(go, ec.unsqueeze(2)).squeeze(2)
+            torch.mul(go, a.unsqueeze(2), out=prod[:rows])
+            torch.sum(prod[:rows], 1, out=g_e[lo:lo + chunk])
+        return g_e, g_attn, g_m, attn.t() @ g
+
+
+class _PairBlocks:
+    """Block structure of a graph's edges (built by :func:`_pair_blocks`).
+
+    Blocks are padded to a few sizes (buckets); bucket after bucket, each
+    block holds ``rows`` receivers and ``cols`` senders, and its padded
+    edge positions are (receiver, sender) row-major.
+
+    Attributes
+    ----------
+    sizes : list of (int, int, int)
+        ``(n_blocks, rows, cols)`` per bucket.
+    row_node, col_node : LongTensor, shape (n_rows,), (n_cols,)
+        The node of each padded receiver row and sender column (padding:
+        node 0, masked or never read).
+    missing : list of BoolTensor, shape (n_blocks, rows, 1, cols)
+        Per bucket: True where a real receiver has no edge from the
+        column's sender (padded columns, pairs absent from the graph).
+    edge_position : LongTensor, shape (n_edges,)
+        Each edge's padded position.
+    node_row : LongTensor, shape (n_nodes,)
+        Each node's padded receiver row; ``n_rows`` (one past the last) for
+        nodes without incoming edges.
+    n_positions, n_rows : int
+    pad_rows : LongTensor
+        The padded rows without a receiver, and ``n_rows``.
+    has_edges : BoolTensor, shape (n_nodes,)
+        Nodes with incoming edges.
+    """
+
+    def __init__(self, sizes, row_node, col_node, missing, edge_position, node_row,
+                 n_positions, pad_rows):
+        self.sizes, self.row_node, self.col_node = sizes, row_node, col_node
+        self.pad_rows = pad_rows
+        self.missing, self.edge_position, self.node_row = missing, edge_position, node_row
+        self.n_positions, self.n_rows = n_positions, row_node.shape[0]
+        self.has_edges = node_row < self.n_rows
+
+
+def _size_class(n):
+    """Padded-size class of block sizes ``n`` (>= 1): 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
+
+    Consecutive classes differ by at most 1.5x, so padding a block to the
+    largest of its class wastes at most a third of it, with two classes per
+    doubling of the size (few buckets, each one Python-level pass).
+    """
+    p = torch.pow(2, torch.floor(torch.log2(n.to(torch.float64)))).to(torch.long)
+    return torch.where(n == p, p, torch.where(2 * n <= 3 * p, (3 * p + 1) // 2, 2 * p))
+
+
+#: Fewest padded senders per block: torch's CPU softmax over a last dimension shorter
+#: than one AVX-512 vector of floats (16) takes a scalar path ~15x slower per element.
+_MIN_COLS = 16
+
+
+def _pair_blocks(edge_index, block, n_nodes):
+    """Group a graph's edges into dense blocks: the receivers of a block x its senders.
+
+    A line graph is block-structured: the bonds into an atom send to the
+    bonds out of it (or, in the shared-centre convention, to the other
+    bonds at that atom), so an atom's pairs are all, or all but the
+    diagonal, of (its receiving bonds) x (its sending bonds). Laid out as
+    padded dense blocks, :class:`ETGCLayer`'s attention is batched matrix
+    products per block instead of gathers of wide rows per pair
+    (:func:`_block_attention`); positions without an edge are masked.
+    Blocks are bucketed by the size class of their receiver count
+    (:func:`_size_class`), each bucket padded to its largest block.
+
+    Parameters
+    ----------
+    edge_index : LongTensor, shape (2, n_edges)
+        Row 0 the receiving node, row 1 the sending node.
+    block : LongTensor, shape (n_edges,)
+        Block of each edge (for a line graph: the atom where its two bonds
+        meet). All edges into one node must be in one block.
+    n_nodes : int
+
+    Returns
+    -------
+    _PairBlocks
+
+    Raises
+    ------
+    ValueError
+        If a node receives edges in two blocks or an edge is repeated.
+    """
+    recv, send = edge_index[0], edge_index[1]
+    device, n_edges = recv.device, recv.shape[0]
+    empty = recv.new_zeros(0)
+    if n_edges == 0:
+        return _PairBlocks([], empty, empty, [], empty, recv.new_zeros(n_nodes), 0,
+                           recv.new_zeros(1))
+    n_blocks = int(block.max()) + 1
+    node_block = torch.full((n_nodes,), -1, dtype=torch.long, device=device)
+    node_block.scatter_(0, recv, block)
+    if bool((node_block.index_select(0, recv) != block).any()):
+        raise ValueError("a node receives edges in more than one block")
+    arange = torch.arange(max(n_nodes, n_edges), device=device)
+
+    # rows: the receivers of each block (in node order); columns: its distinct senders
+    receivers = torch.nonzero(node_block >= 0).flatten()
+    r_block, order = torch.sort(node_block.index_select(0, receivers), stable=True)
+    receivers = receivers.index_select(0, order)
+    n_rows = torch.bincount(r_block, minlength=n_blocks)
+    row = arange[:receivers.shape[0]] - (torch.cumsum(n_rows, 0) - n_rows).index_select(0, r_block)
+    senders, edge_col = torch.unique(block * n_nodes + send, return_inverse=True)
+    s_block, senders = senders // n_nodes, senders % n_nodes
+    n_cols = torch.bincount(s_block, minlength=n_blocks)
+    col = arange[:senders.shape[0]] - (torch.cumsum(n_cols, 0) - n_cols).index_select(0, s_block)
+    edge_col = col.index_select(0, edge_col)
+
+    used = torch.nonzero(n_rows).flatten()
+    size = _size_class(n_rows.index_select(0, used))
+    cols_pad, row_start, col_start, pos_start = (
+        torch.zeros(n_blocks, dtype=torch.long, device=device) for _ in range(4))
+    sizes, n_pos, n_row, n_col = [], 0, 0, 0
+    for c in torch.unique(size).tolist():  # a handful of size classes
+        members = used[size == c]
+        nb = members.shape[0]
+        R = int(n_rows.index_select(0, members).max())
+        C = max(int(n_cols.index_select(0, members).max()), _MIN_COLS)
+        k = arange[:nb]
+        cols_pad[members] = C
+        row_start[members], col_start[members] = n_row + k * R, n_col + k * C
+        pos_start[members] = n_pos + k * R * C
+        sizes.append((nb, R, C))
+        n_pos, n_row, n_col = n_pos + nb * R * C, n_row + nb * R, n_col + nb * C
+
+    node_row = torch.full((n_nodes,), n_row, dtype=torch.long, device=device)
+    node_row[receivers] = row_start.index_select(0, r_block) + row
+    edge_row = node_row.index_select(0, recv) - row_start.index_select(0, block)
+    edge_position = (pos_start.index_select(0, block)
+                     + edge_row * cols_pad.index_select(0, block) + edge_col)
+    count = torch.zeros(n_pos, dtype=torch.long, device=device)
+    count.index_add_(0, edge_position, torch.ones_like(edge_position))
+    if int(count.max()) > 1:
+        raise ValueError("an edge is repeated")
+    row_node = torch.zeros(n_row, dtype=torch.long, device=device)
+    row_node[node_row[receivers]] = receivers
+    real_row = torch.zeros(n_row + 1, dtype=torch.bool, device=device)
+    real_row[node_row[receivers]] = True
+    pad_rows = torch.nonzero(~real_row).flatten()
+    col_node = torch.zeros(n_col, dtype=torch.long, device=device)
+    col_node[col_start.index_select(0, s_block) + col] = senders
+    missing = [(c == 0).view(nb, R, 1, C) & r.view(nb, R, 1, 1) for (nb, R, C), c, r in zip(
+        sizes, count.split([nb * R * C for nb, R, C in sizes]),
+        real_row[:n_row].split([nb * R for nb, R, _ in sizes]))]
+    return _PairBlocks(sizes, row_node, col_node, missing, edge_position, node_row, n_pos,
+                       pad_rows)
+
+
+def _block_attention(q, kv_node, s_node, e, w_k, w_v, blocks, n_heads):
+    """The per-edge part of :meth:`ETGCLayer.attention` on a block-structured graph.
+
+    The same function as :class:`_EdgeAttention` (``score_ji = (s_i + q_i .
+    (kn_j + W_k e_ji)) / sqrt(d_h)``, ``attn = softmax_j(score)``, ``msg_i
+    = sum_j attn_ji (vn_j + W_v e_ji)``, per head), evaluated per padded
+    block (:func:`_pair_blocks`):
+
+    * ``q_i . kn_j`` of a block is one (receivers x d_h) @ (d_h x senders)
+      product per head, and ``sum_j attn_ji vn_j`` one (receivers x
+      senders) @ (senders x d_h): node rows are gathered once per block,
+      not once per edge;
+    * the edge parts go through the edge features, not their projections:
+      ``q_i . W_k e_ji = (W_k^T q_i) . e_ji`` (``W_k^T q_i`` per node and
+      head, edge_dim wide) and ``sum_j attn_ji W_v e_ji = W_v sum_j
+      attn_ji e_ji``, so per edge and head it is an edge_dim-long dot
+      product and sum, not an edge_dim x head_dim projection;
+    * the softmax is dense over each receiver's row, absent pairs masked.
+
+    Parameters
+    ----------
+    q : Tensor, shape (n_nodes, width)
+    kv_node : Tensor, shape (n_nodes, 2 * width)
+        Neighbour key and value parts side by side.
+    s_node : Tensor, shape (n_nodes, n_heads)
+    e : Tensor, shape (n_edges, edge_dim)
+    w_k, w_v : Tensor, shape (width, edge_dim)
+    blocks : _PairBlocks
+    n_heads : int
+
+    Returns
+    -------
+    attn : Tensor, shape (n_edges, n_heads)
+    msg : Tensor, shape (n_nodes, width)
+    """
+    n, width = q.shape
+    H, de = n_heads, e.shape[1]
+    dh = width // H
+    if not blocks.sizes:
+        return q.new_zeros((0, H)), q.new_zeros((n, width))
+    u = torch.einsum("nhd,hdc->nhc", q.view(n, H, dh), w_k.view(H, dh, de))
+    attn, m_node, m_edge = _BlockCore.apply(q, u.reshape(n, H * de), s_node, kv_node, e,
+                                            blocks, 1.0 / math.sqrt(dh))
+    m_edge = torch.einsum("nhc,hdc->nhd", m_edge.view(n, H, de), w_v.view(H, dh, de))
+    return attn, m_node + m_edge.reshape(n, width)
+
+
+def _bucket_slices(sizes):
+    """Per bucket: its slices of the padded receiver rows, sender columns and positions."""
+    r = c = p = 0
+    for nb, R, C in sizes:
+        yield slice(r, r + nb * R), slice(c, c + nb * C), slice(p, p + nb * R * C)
+        r, c, p = r + nb * R, c + nb * C, p + nb * R * C
+
+
+class _BlockCore(torch.autograd.Function):
+    """Attention and messages of :func:`_block_attention`, bucket by bucket.
+
+    A hand-written backward pass: autograd over the per-bucket products
+    zero-filled, split and concatenated (n_nodes, width)-sized gradients
+    once per bucket and operation, as much traffic as the products; here
+    every gradient goes straight into one buffer.
+
+    Parameters (of ``apply``)
+    -------------------------
+    q : Tensor, shape (n_nodes, width)
+    u : Tensor, shape (n_nodes, n_heads * edge_dim)
+        ``W_k^T q`` per head.
+    s : Tensor, shape (n_nodes, n_heads)
+    kv : Tensor, shape (n_nodes, 2 * width)
+    e : Tensor, shape (n_edges, edge_dim)
+    blocks : _PairBlocks
+    scale : float
+        ``1 / sqrt(head_dim)``.
+
+    Returns
+    -------
+    attn : Tensor, shape (n_edges, n_heads)
+    m_node : Tensor, shape (n_nodes, width)
+        ``sum_j attn_ji vn_j``.
+    m_edge : Tensor, shape (n_nodes, n_heads * edge_dim)
+        ``sum_j attn_ji e_ji`` per head.
+    """
+
+    @staticmethod
+    def forward(ctx, q, u, s, kv, e, blocks, scale):
+        (n, width), H, de = q.shape, s.shape[1], e.shape[1]
+        dh = width // H
+        qr, ur, sr = (t.index_select(0, blocks.row_node) for t in (q, u, s))
+        kvc = kv.index_select(0, blocks.col_node)
+        e_pad = e.new_zeros((blocks.n_positions, de))
+        e_pad[blocks.edge_position] = e
+        a_pad = e.new_empty((blocks.n_positions * H,))  # per bucket (nb, R, H, C)
+        # padded receiver rows; the last one is read by the nodes without edges
+        rows_n = q.new_empty((blocks.n_rows + 1, width))
+        rows_e = q.new_empty((blocks.n_rows + 1, H * de))
+        rows_n[blocks.pad_rows], rows_e[blocks.pad_rows] = 0, 0
+        attn = []
+        for (nb, R, C), (rs, cs, ps), missing in zip(
+                blocks.sizes, _bucket_slices(blocks.sizes), blocks.missing):
+            q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
+            k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)  # (nb, H, C, dh)
+            e_b = e_pad[ps].view(nb * R, C, de)
+            a = torch.bmm(ur[rs].view(nb * R, H, de), e_b.transpose(1, 2)).view(nb, R, H, C)
+            a += torch.matmul(q_b, k_b.transpose(2, 3)).transpose(1, 2)
+            a.add_(sr[rs].view(nb, R, H, 1)).mul_(scale).masked_fill_(missing, float("-inf"))
+            a = torch.softmax(a, dim=-1, out=a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C))
+            rows_n[rs].view(nb, R, H, dh).copy_(torch.matmul(a.transpose(1, 2), v_b)
+                                                .transpose(1, 2))
+            torch.bmm(a.view(nb * R, H, C), e_b, out=rows_e[rs].view(nb * R, H, de))
+            attn.append(a.transpose(2, 3).reshape(nb * R * C, H))
+        attn = torch.cat(attn)  # (position, head), bucket after bucket
+        ctx.save_for_backward(qr, ur, kvc, e_pad, a_pad)
+        ctx.blocks, ctx.scale, ctx.n = blocks, scale, n
+        return (attn.index_select(0, blocks.edge_position),
+                rows_n.index_select(0, blocks.node_row), rows_e.index_select(0, blocks.node_row))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_attn, g_node, g_edge):
+        qr, ur, kvc, e_pad, a_pad = ctx.saved_tensors
+        blocks, n = ctx.blocks, ctx.n
+        width, de = qr.shape[1], e_pad.shape[1]
+        H = ur.shape[1] // de
+        dh = width // H
+        # gradients of the padded rows: only real receivers' rows were read
+        g_rows_n = g_node.new_zeros((blocks.n_rows + 1, width)).index_add_(
+            0, blocks.node_row, g_node)
+        g_rows_e = g_edge.new_zeros((blocks.n_rows + 1, H * de)).index_add_(
+            0, blocks.node_row, g_edge)
+        g_a_pos = g_attn.new_zeros((blocks.n_positions, H))
+        g_a_pos[blocks.edge_position] = g_attn
+        g_qr, g_ur, g_kvc = torch.empty_like(qr), torch.empty_like(ur), torch.empty_like(kvc)
+        g_sr = qr.new_empty((qr.shape[0], H))
+        g_e_pad = torch.empty_like(e_pad)
+        for (nb, R, C), (rs, cs, ps) in zip(blocks.sizes, _bucket_slices(blocks.sizes)):
+            a = a_pad[ps.start * H:ps.stop * H].view(nb, R, H, C)
+            q_b = qr[rs].view(nb, R, H, dh).transpose(1, 2)
+            k_b, v_b = kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
+            g_kb, g_vb = g_kvc[cs].view(nb, C, 2, H, dh).permute(2, 0, 3, 1, 4)
+            e_b = e_pad[ps].view(nb * R, C, de)
+            g_mn = g_rows_n[rs].view(nb, R, H, dh).transpose(1, 2)  # (nb, H, R, dh)
+            g_me = g_rows_e[rs].view(nb * R, H, de)
+            a_t = a.transpose(1, 2)  # (nb, H, R, C)
+            g_a = torch.bmm(g_me, e_b.transpose(1, 2)).view(nb, R, H, C)
+            g_a += torch.matmul(g_mn, v_b.transpose(2, 3)).transpose(1, 2)
+            g_a += g_a_pos[ps].view(nb, R, C, H).transpose(2, 3)
+            g_vb.copy_(torch.matmul(a_t.transpose(2, 3), g_mn))
+            g_eb = torch.bmm(a.view(nb * R, H, C).transpose(1, 2), g_me)  # (nb R, C, de)
+            # softmax: d score = a (g_a - sum_c a g_a), times the score scale
+            g_s = g_a.sub_((a * g_a).sum(-1, keepdim=True)).mul_(a).mul_(ctx.scale)
+            g_st = g_s.transpose(1, 2)  # (nb, H, R, C)
+            g_qr[rs].view(nb, R, H, dh).copy_(torch.matmul(g_st, k_b).transpose(1, 2))
+            g_kb.copy_(torch.matmul(g_st.transpose(2, 3), q_b))
+            g_s2 = g_s.view(nb * R, H, C)
+            g_ur[rs].view(nb * R, H, de).copy_(torch.bmm(g_s2, e_b))
+            g_eb.baddbmm_(g_s2.transpose(1, 2), ur[rs].view(nb * R, H, de))
+            g_e_pad[ps].view(nb * R, C, de).copy_(g_eb)
+            torch.sum(g_s, -1, out=g_sr[rs].view(nb, R, H))
+        # padded rows and columns carry zero gradients (no output read them)
+        g_q = qr.new_zeros((n, width)).index_add_(0, blocks.row_node, g_qr)
+        g_u = ur.new_zeros((n, ur.shape[1])).index_add_(0, blocks.row_node, g_ur)
+        g_s = g_sr.new_zeros((n, H)).index_add_(0, blocks.row_node, g_sr)
+        g_kv = kvc.new_zeros((n, kvc.shape[1])).index_add_(0, blocks.col_node, g_kvc)
+        return g_q, g_u, g_s, g_kv, g_e_pad[blocks.edge_position], None, None
+
+
 class _BNFFN(nn.Module):
-    """``BN(W_2 GELU(W_1 x + b_1) + b_2)`` (Eqs. 8-9 without the residual)."""
+    """``BN(W_2 GELU(W_1 x + b_1) + b_2)`` (Eqs. 8-9 without the residual).
+
+    On many rows (the line graph's bond pairs) the two Linear layers and
+    the GELU run in chunks of rows (:class:`_ChunkedFFN`).
+    """
 
     def __init__(self, dim, hidden):
         super().__init__()
@@ -404,7 +798,66 @@ class _BNFFN(nn.Module):
         self.bn = BatchNorm(dim)
 
     def forward(self, x):
-        return self.bn(self.lin2(F.gelu(self.lin1(x))))
+        if _REFERENCE or x.shape[0] * self.lin1.out_features <= 2 * _CHUNK_ELEMENTS:
+            return self.bn(self.lin2(F.gelu(self.lin1(x))))
+        return self.bn(_ChunkedFFN.apply(x, self.lin1.weight, self.lin1.bias,
+                                         self.lin2.weight, self.lin2.bias))
+
+
+class _ChunkedFFN(torch.autograd.Function):
+    """``W_2 GELU(W_1 x + b_1) + b_2`` in chunks of rows, the hidden layer recomputed.
+
+    The (rows, hidden) pre-activation and activation exist one cache-sized
+    chunk at a time, in forward and backward, instead of two
+    (n_rows, hidden) tensors stored between them (12 MB each for the 25k
+    bond pairs of a 32-crystal batch, hidden 120): the GELU and its
+    gradient run in cache, and the backward pass recomputes ``W_1 x + b_1``
+    (one narrow matmul per chunk).
+
+    Parameters (of ``apply``)
+    -------------------------
+    x : Tensor, shape (n_rows, dim)
+    w1, b1, w2, b2 : Tensor
+        The two Linear layers' weights, shapes (hidden, dim), (hidden,),
+        (dim_out, hidden), (dim_out,).
+
+    Returns
+    -------
+    Tensor, shape (n_rows, dim_out)
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2):
+        n, hidden = x.shape[0], w1.shape[0]
+        chunk = max(64, _CHUNK_ELEMENTS // hidden)
+        out = x.new_empty((n, w2.shape[0]))
+        h = x.new_empty((min(chunk, n), hidden))  # one buffer for every chunk
+        for lo in range(0, n, chunk):
+            xc = x[lo:lo + chunk]
+            hc = torch.addmm(b1, xc, w1.t(), out=h[:xc.shape[0]])
+            torch.addmm(b2, F.gelu(hc), w2.t(), out=out[lo:lo + chunk])
+        ctx.save_for_backward(x, w1, b1, w2)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, w1, b1, w2 = ctx.saved_tensors
+        n, hidden, chunk = x.shape[0], w1.shape[0], ctx.chunk
+        g_x, g_w1, g_b1, g_w2 = (torch.empty_like(x), torch.zeros_like(w1),
+                                 torch.zeros_like(b1), torch.zeros_like(w2))
+        h, g_a = (x.new_empty((min(chunk, n), hidden)) for _ in range(2))
+        for lo in range(0, n, chunk):
+            xc, gc = x[lo:lo + chunk], g[lo:lo + chunk]
+            rows = xc.shape[0]
+            hc = torch.addmm(b1, xc, w1.t(), out=h[:rows])
+            g_w2.addmm_(gc.t(), F.gelu(hc))
+            g_h = torch.ops.aten.gelu_backward(torch.mm(gc, w2, out=g_a[:rows]), hc)
+            g_w1.addmm_(g_h.t(), xc)
+            g_b1 += g_h.sum(0)
+            torch.mm(g_h, w1, out=g_x[lo:lo + chunk])
+        return g_x, g_w1, g_b1, g_w2, g.sum(0)
 
 
 def _size_buckets(n_per_graph, min_size=8):
@@ -595,9 +1048,9 @@ class CrysToGraph(CrystalModel):
         Dropout in the readout MLP.
     """
 
-    #: measured training memory (25 KB per angle pair at the default widths and depth,
+    #: measured training memory (7.7 KB per angle pair at the default widths and depth,
     #: benchmarks/bench_training_memory.py; see CrystalModel.training_memory)
-    _training_memory = {"edge": 0, "angle": 25_400, "at": {"hidden": 256, "n_etgc": 3}}
+    _training_memory = {"edge": 0, "angle": 7_750, "at": {"hidden": 256, "n_etgc": 3}}
 
     _parameter_constraints = {
         **COMMON_CONSTRAINTS,
@@ -713,13 +1166,16 @@ class CrysToGraph(CrystalModel):
             # column 0 the receiving bond, column 1 the sending one, in both conventions
             lg_index = _need(batch, index).t()
             t = self.angle_in(self.rbf_angle(_need(batch, cos)))
+            # both conventions pair bonds meeting at one atom, the sending bond's centre
+            blocks = _pair_blocks(lg_index, batch.edge_index[0].index_select(0, lg_index[1]),
+                                  e.shape[0])
         last = len(self.atom_layers) - 1
         for i, atom_layer in enumerate(self.atom_layers):
             # the last block's angle update is never read, nor its bond update without
             # GwT (Eq. 11 reads the bonds): skip them (None)
             if self.use_line_graph:
                 # line graph: bonds are its nodes, bond pairs its edges
-                e, t = self.lg_layers[i](e, t, lg_index, update_edges=i < last)
+                e, t = self.lg_layers[i](e, t, lg_index, update_edges=i < last, blocks=blocks)
             x, e = atom_layer(x, e, batch.edge_index,
                               update_edges=i < last or bool(len(self.gwt_layers)))
         if len(self.gwt_layers):
