@@ -49,6 +49,7 @@ from skorch.utils import is_dataset
 
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
@@ -400,8 +401,10 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ params
     def _check_params(self):
         """Check every parameter (the estimator's and ``module__``'s); errors name it."""
+        # model constraints (merged into some estimators' own) are records
+        # that become scikit-learn's objects here
         validate_parameter_constraints(
-            self._parameter_constraints,
+            sklearn_constraints(self._parameter_constraints),
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
         parse_bytes(self.max_memory, "max_memory")
