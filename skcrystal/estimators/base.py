@@ -49,6 +49,7 @@ from skorch.utils import is_dataset
 
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from ..inference import DEFAULT_BATCH_SIZE
 from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
@@ -373,7 +374,7 @@ class CrystalGraphNet(NeuralNet):
         cls.__init__ = __init__
 
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
-                 max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
+                 max_epochs=100, batch_size=DEFAULT_BATCH_SIZE, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
                  descriptors=None, descriptor_skip="auto",
                  structure_column="structure", random_state=None, n_jobs=None,
