@@ -1064,6 +1064,14 @@ def cmd_predict(args, progress):
     device = resolve_device(args.device) if args.device else None
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
+    workers_ready = None
+    if Path(args.data).is_dir() and args.n_jobs not in (None, 1):
+        # the graph workers start while this process imports torch and
+        # loads the model
+        from skcrystal._parallel import start_workers
+        from skcrystal.graphs.files import prepare_worker
+
+        workers_ready = start_workers(args.n_jobs, prepare_worker)
     loaded = _load_predictor(args, device or resolve_device("auto")) \
         if Path(args.data).is_dir() else None
     if loaded is not None:
@@ -1092,6 +1100,8 @@ def cmd_predict(args, progress):
             est.n_jobs = args.n_jobs
         est.device = device or resolve_device("auto")
         est.module_.to(est.device)
+    if workers_ready is not None:
+        workers_ready()
     if listing is not None:
         # a folder of structure files: parse, build graphs and predict in
         # chunks (workers with --n-jobs), no pymatgen Structure kept
