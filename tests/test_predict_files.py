@@ -235,3 +235,24 @@ def test_mae_line_is_sklearns(shape):
     y[0] = np.nan
     with pytest.raises(ValueError):
         _score_line("regression", y, p)
+
+
+def test_large_folders_get_workers_by_default(cif_folder, tmp_path, monkeypatch):
+    import os
+
+    from skcrystal import cli
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count()
+    assert cli._auto_n_jobs(cif_folder) is None  # a few files: this process
+    assert cli._auto_n_jobs(tmp_path / "missing") is None
+    monkeypatch.setattr(cli, "AUTO_WORKERS_MIN_FILES", 3)
+    assert cli._auto_n_jobs(cif_folder) == (min(n_cores, 8) if n_cores >= 2 else None)
+    (tmp_path / "notes.txt").write_text("")
+    assert cli._auto_n_jobs(tmp_path) is None  # counts structure files only
+    # the predictions do not depend on it
+    out = tmp_path / "auto.csv"
+    assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(out), "-q"]) == 0
+    serial = tmp_path / "serial.csv"
+    assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(serial), "-q",
+                 "--n-jobs", "1"]) == 0
+    assert out.read_bytes() == serial.read_bytes()
