@@ -1087,6 +1087,18 @@ def _baseline(task, y_train, y_eval):
 
 
 def cmd_predict(args, progress):
+    started = []
+    try:
+        return _cmd_predict(args, progress, started)
+    finally:
+        # an error before the files were read: collect the worker start-up
+        # tasks all the same (joblib warns about results never collected)
+        for workers_ready in started:
+            with contextlib.suppress(Exception):
+                workers_ready()
+
+
+def _cmd_predict(args, progress, started):
     import numpy as np
 
     _check_out(args.out)
@@ -1103,6 +1115,7 @@ def cmd_predict(args, progress):
         from skcrystal.graphs.files import prepare_worker
 
         workers_ready = start_workers(n_jobs, prepare_worker)
+        started.append(workers_ready)
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
     loaded = _load_predictor(args, device or resolve_device("auto"), n_jobs) \

@@ -256,3 +256,15 @@ def test_large_folders_get_workers_by_default(cif_folder, tmp_path, monkeypatch)
     assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(serial), "-q",
                  "--n-jobs", "1"]) == 0
     assert out.read_bytes() == serial.read_bytes()
+
+
+def test_an_error_after_the_workers_started_is_one_line(cif_folder, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "skcrystal", "predict",
+                           str(tmp_path / "missing.pth.tar"), str(cif_folder), "--n-jobs", "2",
+                           "-o", str(tmp_path / "p.csv")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"skcrystal: error: checkpoint file not found: {tmp_path / 'missing.pth.tar'}"]
