@@ -1,7 +1,7 @@
 """The one way the library spreads per-item work over joblib workers."""
 from __future__ import annotations
 
-__all__ = ["map_chunks", "imap_chunks"]
+__all__ = ["map_chunks", "imap_chunks", "start_workers"]
 
 
 def map_chunks(fn, items, n_jobs=None, min_items=2):
@@ -62,3 +62,38 @@ def imap_chunks(fn, chunks, n_jobs=None, **kwargs):
 
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(fn)(chunk, **kwargs) for chunk in chunks)
+
+
+def start_workers(n_jobs, prepare):
+    """Start the joblib workers now and have each run ``prepare()``; do not wait.
+
+    Worker processes take about half a second to start and import what
+    they need. Started before the caller's own slow start-up (importing
+    torch, loading a model), they get ready meanwhile; joblib then reuses
+    the same processes for the next ``Parallel`` call with these
+    ``n_jobs`` (:func:`imap_chunks`).
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        joblib's meaning; ``None`` and 1 start nothing.
+    prepare : callable
+        Run once in each worker (imports, tables), no arguments.
+
+    Returns
+    -------
+    callable
+        Waits until every worker has run ``prepare``. Call it before the
+        real work: joblib aborts the start-up tasks if their results are
+        never collected.
+    """
+    if n_jobs in (None, 1):
+        return lambda: None
+    from joblib import Parallel, delayed, effective_n_jobs
+    n_workers = effective_n_jobs(n_jobs)
+    if n_workers == 1:
+        return lambda: None
+    # the generator form returns at once, the tasks already dispatched
+    pending = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(prepare)() for _ in range(n_workers))
+    return lambda: list(pending)

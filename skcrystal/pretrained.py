@@ -46,10 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .estimators.cgcnn import CGCNNClassifier, CGCNNRegressor
-
 __all__ = ["load", "available", "describe", "path_of", "load_cgcnn_checkpoint",
-           "read_checkpoint", "is_checkpoint_reference", "UnsafeCheckpointError"]
+           "load_cgcnn_predictor", "read_checkpoint", "is_checkpoint_reference",
+           "UnsafeCheckpointError"]
 
 _HERE = Path(__file__).resolve().parent / "pretrained_models" / "cgcnn"
 
@@ -71,7 +70,14 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
     """A checkpoint that cannot be loaded as plain data (weights and options)."""
 
 
+#: the estimator class a checkpoint becomes, by task (named here so that
+#: predicting without the estimator imports no scikit-learn)
+_ESTIMATOR_NAMES = {False: "CGCNNRegressor", True: "CGCNNClassifier"}
+
+
 def _estimator_class(classification):
+    from .estimators.cgcnn import CGCNNClassifier, CGCNNRegressor
+
     return CGCNNClassifier if classification else CGCNNRegressor
 
 
@@ -238,6 +244,40 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
         The weights do not fit a reference ``CrystalGraphConvNet`` or the
         atom table.
     """
+    spec = _checkpoint_spec(path, atom_init)
+    cls = _estimator_class(spec["classification"])
+    kw = {f"module__{k}": v for k, v in spec["module"].items()}
+    kw.update(spec["builder"])
+    kw.update(params)
+    est = cls(**kw)
+    # the fitted data state as a saved estimator state holds it
+    data_state = {"format": "skcrystal-estimator-state", "version": 1, "n_descriptors_": 0}
+    if spec["classification"]:
+        data_state.update(n_outputs_=2, label_encoder_={"classes_": [0, 1]})
+    else:
+        data_state.update(n_outputs_=1, target_scaler_={
+            "mean_": [spec["mean"]], "scale_": [spec["std"]], "ndim_": 1})
+    est._set_data_state(data_state, path)
+    # the optimizer is built when training starts (fine-tuning), not to predict
+    est.initialize_for_inference()
+    est.module_.load_state_dict(_transplant(spec["state"], est.module_, spec["n_conv"],
+                                            spec["n_h"], path))
+    est.module_.eval()
+    est.checkpoint_info_ = spec["info"]
+    return est
+
+
+def _checkpoint_spec(path, atom_init=None):
+    """What a reference checkpoint holds, checked, in skcrystal's terms.
+
+    Returns
+    -------
+    dict
+        ``classification``; ``module`` (CGCNN parameters, without
+        ``n_outputs``); ``builder`` (graph parameters); ``mean``, ``std``
+        (the normalizer); ``state`` (the reference weights), ``n_conv``,
+        ``n_h``; ``info`` (``checkpoint_info_``).
+    """
     ckpt = read_checkpoint(path)
     args = ckpt.get("args") or {}
     if not isinstance(args, dict):
@@ -273,36 +313,61 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
         raise ValueError(f"{path}: the embedding expects {orig} atom features, the "
                          f"atom table has {table.shape[1]}")
     normalizer = ckpt.get("normalizer") or {"mean": 0.0, "std": 1.0}
+    module = dict(atom_features=table, hidden=atom, n_conv=n_conv, h_fea_len=h, n_h=n_h,
+                  cutoff=radius, gaussian_step=step, gaussian_width=step)
+    if classification:
+        module["dropout"] = 0.5  # the reference's nn.Dropout() (training only)
+    info = {"path": str(path), "epoch": ckpt.get("epoch"),
+            "best_mae_error": None if ckpt.get("best_mae_error") is None
+            else float(ckpt["best_mae_error"]),
+            "args": dict(args)}
+    return {"classification": classification, "module": module,
+            "builder": dict(radius=radius, max_neighbors=max_nbr, neighbor_mode="reference"),
+            "mean": float(normalizer["mean"]), "std": float(normalizer["std"]),
+            "state": state, "n_conv": n_conv, "n_h": n_h, "info": info}
 
-    cls = _estimator_class(classification)
-    kw = dict(module__atom_features=table, module__hidden=atom,
-              module__n_conv=n_conv, module__h_fea_len=h, module__n_h=n_h,
-              module__cutoff=radius, module__gaussian_step=step,
-              module__gaussian_width=step, radius=radius, max_neighbors=max_nbr,
-              neighbor_mode="reference")
-    if classification:
-        kw["module__dropout"] = 0.5  # the reference's nn.Dropout() (training only)
-    kw.update(params)
-    est = cls(**kw)
-    # the fitted data state as a saved estimator state holds it
-    data_state = {"format": "skcrystal-estimator-state", "version": 1, "n_descriptors_": 0}
-    if classification:
-        data_state.update(n_outputs_=2, label_encoder_={"classes_": [0, 1]})
-    else:
-        data_state.update(n_outputs_=1, target_scaler_={
-            "mean_": [float(normalizer["mean"])], "scale_": [float(normalizer["std"])],
-            "ndim_": 1})
-    est._set_data_state(data_state, path)
-    # the optimizer is built when training starts (fine-tuning), not to predict
-    est.initialize_for_inference()
-    est.module_.load_state_dict(_transplant(state, est.module_, n_conv, n_h, path))
-    est.module_.eval()
-    est.checkpoint_info_ = {
-        "path": str(path), "epoch": ckpt.get("epoch"),
-        "best_mae_error": None if ckpt.get("best_mae_error") is None
-        else float(ckpt["best_mae_error"]),
-        "args": dict(args)}
-    return est
+
+def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):
+    """A regression checkpoint as a :class:`~skcrystal.inference.GraphPredictor`.
+
+    What :func:`load_cgcnn_checkpoint` builds, without the estimator (so
+    without importing scikit-learn, scipy or skorch): the same module with
+    the same weights, graph parameters, batch size and target scaling, so
+    its predictions equal the estimator's.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A reference checkpoint, or the name of a shipped one.
+    atom_init : str, path-like or ndarray, optional
+        See :func:`load_cgcnn_checkpoint`.
+    n_jobs : int, optional
+        Worker processes for reading files into graphs.
+
+    Returns
+    -------
+    (GraphPredictor or None, dict)
+        None for a classification checkpoint (use the estimator); the
+        ``checkpoint_info_`` the estimator would carry.
+    """
+    from .graphs.builder import GraphBuilder
+    from .inference import DEFAULT_BATCH_SIZE, GraphPredictor
+    from .nn.cgcnn import CGCNN
+
+    name = str(path) if str(path) in _SHIPPED and not os.path.exists(str(path)) else None
+    spec = _checkpoint_spec(path_of(name) if name else path, atom_init)
+    info = spec["info"]
+    if name:
+        info["name"] = name
+    if spec["classification"]:
+        return None, info
+    # as the estimator builds it: module__ parameters plus n_outputs
+    module = CGCNN(n_outputs=1, **spec["module"])
+    module.load_state_dict(_transplant(spec["state"], module, spec["n_conv"], spec["n_h"],
+                                       path))
+    builder = GraphBuilder(**spec["builder"])
+    return GraphPredictor(module, builder, DEFAULT_BATCH_SIZE, [spec["mean"]], [spec["std"]],
+                          1, n_jobs, _ESTIMATOR_NAMES[False]), info
 
 
 def available():

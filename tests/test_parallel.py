@@ -32,3 +32,26 @@ def test_imap_chunks_streams_in_order():
         assert not isinstance(out, list)  # a generator: consumed chunk by chunk
         got = [r for chunk in out for r in chunk]
         assert [v for v, _ in got] == [x * x for x in range(15)]
+
+
+def _pid():
+    import time
+
+    time.sleep(0.2)  # long enough for both workers to take one
+    return os.getpid()
+
+
+def _pids(chunk):
+    return [os.getpid() for _ in chunk]
+
+
+def test_started_workers_are_the_ones_imap_chunks_uses():
+    from skcrystal._parallel import imap_chunks, start_workers
+
+    assert start_workers(None, _pid)() is None  # nothing to start
+    ready = start_workers(2, _pid)
+    warmed = set(ready())
+    assert warmed and os.getpid() not in warmed
+    # the same processes (joblib reuses its workers), started already
+    used = {pid for chunk in imap_chunks(_pids, [[0, 1]] * 6, n_jobs=2) for pid in chunk}
+    assert used & warmed and os.getpid() not in used

@@ -167,3 +167,104 @@ def test_elements_without_features_are_named(tmp_path):
     [(graph, err)] = read_file_graphs([str(tmp_path / "nacl.cif")], _params("reference"),
                                       supported={11})
     assert graph is None and "no atom features: Cl" in err.reason
+
+
+def _cli_csv(args, path):
+    assert main([*args, "-o", str(path), "-q"]) == 0
+    return path.read_bytes()
+
+
+def test_checkpoint_without_estimator_writes_the_estimator_paths_csv(cif_folder, tmp_path):
+    """A reference checkpoint on a folder is predicted without the estimator
+    (no scikit-learn); the CSV is byte for byte the one the estimator path
+    writes (the same checkpoint pickled as an estimator, as `skcrystal fit`
+    saves models), serial or with workers."""
+    import pickle
+
+    from skcrystal import pretrained
+    folder = tmp_path / "data"
+    shutil.copytree(cif_folder, folder)
+    names = sorted(p.name[:-len(".cif")] for p in folder.glob("*.cif"))
+    # an id_prop.csv with targets: the MAE line is computed too
+    (folder / "id_prop.csv").write_text("".join(f"{n},{0.1 * k}\n" for k, n in
+                                                enumerate(names)))
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps(pretrained.load(CHECKPOINT)))
+    expected = _cli_csv(["predict", str(model), str(folder)], tmp_path / "est.csv")
+    for extra in ([], ["--n-jobs", "2"]):
+        got = _cli_csv(["predict", CHECKPOINT, str(folder), *extra], tmp_path / "lean.csv")
+        assert got == expected, extra
+    path = pretrained.path_of(CHECKPOINT)
+    assert _cli_csv(["predict", str(path), str(folder)], tmp_path / "path.csv") == expected
+
+
+def test_checkpoint_predict_imports_no_sklearn(cif_folder, tmp_path):
+    # (scipy may come with pymatgen's CIF parser, which reads the sample's
+    # CIFs with symmetry operations)
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.csv"
+    code = ("import sys; from skcrystal.cli import main; "
+            f"code = main(['predict', {CHECKPOINT!r}, {str(cif_folder)!r}, '-o', {str(out)!r}]); "
+            "print(code, sorted(m for m in ('sklearn', 'skorch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip() == "0 []", proc.stderr
+
+
+def test_non_finite_batches_go_to_the_estimator(cif_folder, tmp_path, monkeypatch):
+    """Where the predictor sees a non-finite output it hands the batch to the
+    estimator (whose error names the structures): here it finds none, so the
+    predictions are unchanged."""
+    from skcrystal.inference import GraphPredictor
+    expected = _cli_csv(["predict", CHECKPOINT, str(cif_folder)], tmp_path / "a.csv")
+    monkeypatch.setattr(GraphPredictor, "predict", lambda self, graphs: None)
+    assert _cli_csv(["predict", CHECKPOINT, str(cif_folder)], tmp_path / "b.csv") == expected
+
+
+@pytest.mark.parametrize("shape", [(50,), (50, 3)])
+def test_mae_line_is_sklearns(shape):
+    from sklearn.metrics import mean_absolute_error
+
+    from skcrystal.cli import _score_line
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=shape), rng.normal(size=shape)
+    assert _score_line("regression", y, p) == ("MAE", float(mean_absolute_error(y, p)))
+    # non-finite targets: scikit-learn's checks decide (here: an error)
+    y[0] = np.nan
+    with pytest.raises(ValueError):
+        _score_line("regression", y, p)
+
+
+def test_large_folders_get_workers_by_default(cif_folder, tmp_path, monkeypatch):
+    import os
+
+    from skcrystal import cli
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count()
+    assert cli._auto_n_jobs(cif_folder) is None  # a few files: this process
+    assert cli._auto_n_jobs(tmp_path / "missing") is None
+    monkeypatch.setattr(cli, "AUTO_WORKERS_MIN_FILES", 3)
+    assert cli._auto_n_jobs(cif_folder) == (min(n_cores, 8) if n_cores >= 2 else None)
+    (tmp_path / "notes.txt").write_text("")
+    assert cli._auto_n_jobs(tmp_path) is None  # counts structure files only
+    # the predictions do not depend on it
+    out = tmp_path / "auto.csv"
+    assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(out), "-q"]) == 0
+    serial = tmp_path / "serial.csv"
+    assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(serial), "-q",
+                 "--n-jobs", "1"]) == 0
+    assert out.read_bytes() == serial.read_bytes()
+
+
+def test_an_error_after_the_workers_started_is_one_line(cif_folder, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "skcrystal", "predict",
+                           str(tmp_path / "missing.pth.tar"), str(cif_folder), "--n-jobs", "2",
+                           "-o", str(tmp_path / "p.csv")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"skcrystal: error: checkpoint file not found: {tmp_path / 'missing.pth.tar'}"]

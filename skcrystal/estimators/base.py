@@ -49,6 +49,8 @@ from skorch.utils import is_dataset
 
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from ..inference import DEFAULT_BATCH_SIZE
+from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
@@ -372,7 +374,7 @@ class CrystalGraphNet(NeuralNet):
         cls.__init__ = __init__
 
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
-                 max_epochs=100, batch_size=64, radius=8.0, max_neighbors=12,
+                 max_epochs=100, batch_size=DEFAULT_BATCH_SIZE, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
                  descriptors=None, descriptor_skip="auto",
                  structure_column="structure", random_state=None, n_jobs=None,
@@ -400,8 +402,10 @@ class CrystalGraphNet(NeuralNet):
     # ------------------------------------------------------------------ params
     def _check_params(self):
         """Check every parameter (the estimator's and ``module__``'s); errors name it."""
+        # model constraints (merged into some estimators' own) are records
+        # that become scikit-learn's objects here
         validate_parameter_constraints(
-            self._parameter_constraints,
+            sklearn_constraints(self._parameter_constraints),
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
         parse_bytes(self.max_memory, "max_memory")

@@ -31,7 +31,7 @@ from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
 from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
 from .builder import GraphBuilder
 
-__all__ = ["graphs_from_files", "read_file_graphs"]
+__all__ = ["graphs_from_files", "read_file_graphs", "prepare_worker"]
 
 _X0 = re.compile(r"^X\[0\]\s*")
 _NUMBERS = {}
@@ -187,6 +187,17 @@ def read_file_graphs(paths, builder_params, supported=None):
                 reason = re.sub(r"^structure ", "", _X0.sub("", _first_line(exc)))
                 out.append((None, FileError(path, reason)))
     return out
+
+
+def prepare_worker():
+    """What a worker of :func:`graphs_from_files` needs before its first file:
+    the element table of the fast CIF reader and pymatgen's neighbour search
+    (for :func:`skcrystal._parallel.start_workers`)."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres  # noqa: F401
+
+    from ..datasets._cif import _electronegativities
+
+    _electronegativities()
 
 
 def _builder_params(builder):

@@ -50,10 +50,10 @@ import os
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ..graphs.line_graph import DEFAULT_MAX_TRIPLETS, line_graph_extra
+from ._constraints import Interval, StrOptions
 from .basis import GaussianExpansion
 from .common import _ACTIVATIONS, BatchNorm, activation
 from .embedding import AtomEmbedding

@@ -6,10 +6,10 @@ import numbers
 from typing import NamedTuple, Optional
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
+from ._constraints import Interval, StrOptions
 from .basis import GaussianExpansion
 from .common import MLP, BatchNorm, activation
 from .embedding import AtomEmbedding

@@ -92,11 +92,11 @@ with ``rev_edge_ok = False``.
 import numbers
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
 from ..graphs.reverse_edges import REVERSE_EDGES_EXTRA
+from ._constraints import Interval, StrOptions
 from .basis import GaussianExpansion
 from .embedding import AtomEmbedding
 from .head import ReadoutHead

@@ -41,12 +41,12 @@ import math
 import numbers
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
 from ..graphs.line_graph import CONVENTIONS, DEFAULT_MAX_TRIPLETS, line_graph_extra
 from ..graphs.positional import positional_extra
+from ._constraints import Interval, StrOptions
 from .basis import GaussianExpansion
 from .common import BatchNorm
 from .embedding import AtomEmbedding

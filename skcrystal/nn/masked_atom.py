@@ -13,9 +13,9 @@ from __future__ import annotations
 import numbers
 
 import torch
-from sklearn.utils._param_validation import Interval
 from torch import nn
 
+from ._constraints import Interval
 from .basis import GaussianExpansion
 from .cgcnn import CGCNNConv
 from .embedding import N_ELEMENTS

@@ -42,8 +42,8 @@ import numbers
 import torch
 from torch import nn
 from torch.nn import functional as F
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._constraints import Interval, StrOptions
 from .basis import GaussianExpansion
 from .common import _ACTIVATIONS, MLP, activation
 from .embedding import AtomEmbedding

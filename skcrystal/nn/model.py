@@ -33,12 +33,12 @@ import os
 
 from torch import nn
 
+from ._constraints import Interval, StrOptions, validate
+
 __all__ = ["CrystalModel", "COMMON_CONSTRAINTS"]
 
 
 def _constraints():
-    from sklearn.utils._param_validation import Interval, StrOptions
-
     return {
         "n_outputs": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_descriptors": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -167,13 +167,16 @@ class CrystalModel(nn.Module):
         ------
         sklearn.utils._param_validation.InvalidParameterError
             (a ``ValueError``/``TypeError``) naming ``prefix + name``.
-        """
-        from sklearn.utils._param_validation import validate_parameter_constraints
 
+        Notes
+        -----
+        Plainly valid values (plain numbers and strings in range, arrays...)
+        are accepted without importing scikit-learn; scikit-learn judges
+        every other value (see :mod:`skcrystal.nn._constraints`).
+        """
         constraints = {prefix + k: v for k, v in cls._parameter_constraints.items()}
-        validate_parameter_constraints(
-            constraints, {prefix + k: v for k, v in params.items()},
-            caller_name=cls.__name__)
+        validate(constraints, {prefix + k: v for k, v in params.items()},
+                 caller_name=cls.__name__)
 
     def embed(self, batch):  # pragma: no cover - abstract
         """Crystal representations, shape (n_graphs, d)."""

@@ -1,0 +1,142 @@
+"""Predictions of a fitted regression model from graphs, in torch and numpy only.
+
+``CrystalGraphNet.predict`` goes through skorch (dataset, data loader,
+evaluation step) and so needs scikit-learn, scipy and skorch imported:
+about a second and a half before the first structure is read, more than
+the network then spends on thousands of structures. A command that only
+predicts from a saved model (``skcrystal predict CHECKPOINT FOLDER``) uses
+:class:`GraphPredictor` instead: the same module, the same batches of the
+estimator's ``batch_size``, the same collation
+(:func:`~skcrystal.graphs.batch.collate_graphs`), the forward in eval mode
+without gradients and the same inverse target scaling, so the predictions
+equal the estimator's bit for bit (``tests/test_inference.py``).
+
+It covers regression on graphs alone on the CPU. Anything else
+(classifiers, descriptor hybrids, mixed precision, GPUs) stays with the
+estimator, and so does a batch with a non-finite output:
+:meth:`GraphPredictor.predict` returns None and the caller asks the
+estimator, whose error names the structures.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["GraphPredictor", "DEFAULT_BATCH_SIZE"]
+
+#: The estimators' default ``batch_size`` (one definition for both paths).
+DEFAULT_BATCH_SIZE = 64
+
+
+class GraphPredictor:
+    """A fitted regression module with what turns its outputs into predictions.
+
+    Parameters
+    ----------
+    module : skcrystal.nn.model.CrystalModel
+        The fitted module (put in eval mode here).
+    builder : skcrystal.graphs.GraphBuilder
+        The graph parameters the module was fitted with.
+    batch_size : int
+        Structures per forward pass (the estimator's ``batch_size``; -1: all).
+    target_mean, target_scale : array-like, shape (n_targets,)
+        The target scaling: predictions are ``output * scale + mean``.
+    target_ndim : {1, 2}
+        1: predictions of shape (n,) (a single 1-D target), else (n, n_targets).
+    n_jobs : int, optional
+        Worker processes for reading files into graphs.
+    name : str
+        What the model is called in messages (the estimator's class name).
+    """
+
+    def __init__(self, module, builder, batch_size, target_mean, target_scale,
+                 target_ndim=1, n_jobs=None, name="model"):
+        self.module = module.eval()
+        self.builder = builder
+        self.batch_size = batch_size
+        self.target_mean = np.asarray(target_mean, dtype=np.float64)
+        self.target_scale = np.asarray(target_scale, dtype=np.float64)
+        self.target_ndim = int(target_ndim)
+        self.n_jobs = n_jobs
+        self.name = name
+
+    @classmethod
+    def from_estimator(cls, est):
+        """The predictor of a fitted estimator, or None where it does not apply.
+
+        Parameters
+        ----------
+        est : CrystalGraphNet
+
+        Returns
+        -------
+        GraphPredictor or None
+            None for a classifier, an unfitted estimator, descriptors, mixed
+            precision, a distributed setup, a device other than the CPU, or
+            data-loader options of its own.
+        """
+        scaler = getattr(est, "target_scaler_", None)
+        module = getattr(est, "module_", None)
+        if (scaler is None or module is None or not est.__sklearn_is_fitted__()
+                or getattr(est, "classes_", None) is not None
+                or getattr(est, "n_descriptors_", 0) or est.descriptors is not None
+                or getattr(est, "descriptor_scaler_", None) is not None
+                or est.mixed_precision or est.distributed
+                or str(est.device) != "cpu" or est.get_params_for("iterator_valid")
+                or est.iterator_valid is not torch.utils.data.DataLoader):
+            return None
+        batch_size = est.batch_size
+        return cls(module, est._builder(), batch_size, scaler.mean_, scaler.scale_,
+                   scaler.ndim_, est.n_jobs, type(est).__name__)
+
+    @property
+    def graph_extras(self):
+        """Graph extras the module reads (tuple of GraphExtra)."""
+        return tuple(getattr(self.module, "graph_extras", ()))
+
+    @property
+    def supported_elements(self):
+        """Atomic numbers the module has features for."""
+        return getattr(self.module, "supported_elements", None)
+
+    def outputs(self, graphs):
+        """Module outputs on ``graphs``, float64, shape (n, n_targets); None if
+        any is not finite.
+
+        Parameters
+        ----------
+        graphs : list of CrystalGraph
+            With the module's graph extras attached.
+        """
+        from .graphs.batch import collate_graphs
+
+        n = len(graphs)
+        step = n if self.batch_size in (None, -1) else int(self.batch_size)
+        extras = self.graph_extras
+        outs = []
+        self.module.eval()
+        with torch.no_grad():
+            for start in range(0, n, max(step, 1)):
+                batch = collate_graphs(graphs[start:start + step], extras=extras)
+                out = self.module(batch)
+                if not bool(torch.isfinite(out).all()):
+                    return None
+                outs.append(out)
+        return torch.cat(outs).numpy().astype(np.float64)
+
+    def predict(self, graphs):
+        """Predictions in the units of the targets; None if an output is not finite.
+
+        Parameters
+        ----------
+        graphs : list of CrystalGraph
+
+        Returns
+        -------
+        ndarray, shape (n,) or (n, n_targets), or None
+        """
+        raw = self.outputs(graphs)
+        if raw is None:
+            return None
+        out = raw * self.target_scale + self.target_mean
+        return out[..., 0] if self.target_ndim == 1 else out
