@@ -1086,6 +1086,23 @@ def _baseline(task, y_train, y_eval):
     return float(np.mean(np.abs(ye - yt.mean(axis=0)))), "mean predictor"
 
 
+def _place_estimator(est, args, n_jobs, auto_jobs, device):
+    """Set a loaded estimator's ``n_jobs`` and device for ``predict``; the device.
+
+    ``--n-jobs`` always wins; the automatic worker count only where the
+    model does not set its own ``n_jobs``.
+    """
+    if hasattr(est, "n_jobs") and (args.n_jobs is not None or
+                                   (auto_jobs is not None and est.n_jobs is None)):
+        est.n_jobs = n_jobs
+    if hasattr(est, "device"):
+        device = device or resolve_device("auto")
+        est.device = device
+        if getattr(est, "module_", None) is not None:
+            est.module_.to(device)
+    return device
+
+
 def cmd_predict(args, progress):
     started = []
     try:
@@ -1128,14 +1145,7 @@ def _cmd_predict(args, progress, started):
                  + (f" ({meta.get('model')}, target {meta.get('target')}, "
                     f"trained on {meta.get('n_train')} structures)" if meta else ""))
     if loaded is None:
-        if hasattr(est, "n_jobs") and (args.n_jobs is not None or
-                                       (auto_jobs is not None and est.n_jobs is None)):
-            est.n_jobs = n_jobs
-        if hasattr(est, "device"):
-            device = device or resolve_device("auto")
-            est.device = device
-            if getattr(est, "module_", None) is not None:
-                est.module_.to(device)
+        device = _place_estimator(est, args, n_jobs, auto_jobs, device)
     skipped = _Skipped()
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
     listing = _file_listing(args, progress) if loaded is not None or _streams_files(est) \
@@ -1143,10 +1153,7 @@ def _cmd_predict(args, progress, started):
     if loaded is not None and listing is None:
         # not a folder of structure files after all: the estimator reads it
         est, meta = load_model(args.model_file)
-        if n_jobs is not None:
-            est.n_jobs = n_jobs
-        est.device = device or resolve_device("auto")
-        est.module_.to(est.device)
+        device = _place_estimator(est, args, n_jobs, auto_jobs, device)
     if workers_ready is not None:
         workers_ready()
     if listing is not None:

@@ -70,9 +70,9 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
     """A checkpoint that cannot be loaded as plain data (weights and options)."""
 
 
-#: the estimator class a checkpoint becomes, by task (named here so that
-#: predicting without the estimator imports no scikit-learn)
-_ESTIMATOR_NAMES = {False: "CGCNNRegressor", True: "CGCNNClassifier"}
+#: the estimator a regression checkpoint becomes, named here so that
+#: predicting without the estimator imports no scikit-learn
+_REGRESSOR_NAME = "CGCNNRegressor"
 
 
 def _estimator_class(classification):
@@ -354,7 +354,7 @@ def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):
     from .inference import DEFAULT_BATCH_SIZE, GraphPredictor
     from .nn.cgcnn import CGCNN
 
-    name = str(path) if str(path) in _SHIPPED and not os.path.exists(str(path)) else None
+    name = _shipped_name(path)
     spec = _checkpoint_spec(path_of(name) if name else path, atom_init)
     info = spec["info"]
     if name:
@@ -367,7 +367,7 @@ def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):
                                        path))
     builder = GraphBuilder(**spec["builder"])
     return GraphPredictor(module, builder, DEFAULT_BATCH_SIZE, [spec["mean"]], [spec["std"]],
-                          1, n_jobs, _ESTIMATOR_NAMES[False]), info
+                          1, n_jobs, _REGRESSOR_NAME), info
 
 
 def available():
@@ -421,5 +421,10 @@ def is_checkpoint_reference(spec):
     :func:`available` that is not also an existing file.
     """
     spec = os.fspath(spec)
-    return spec.endswith((".pth.tar", ".pth")) or (
-        spec in _SHIPPED and not os.path.exists(spec))
+    return spec.endswith((".pth.tar", ".pth")) or _shipped_name(spec) is not None
+
+
+def _shipped_name(spec):
+    """``spec`` if it names a shipped model (and no existing file), else None."""
+    spec = os.fspath(spec)
+    return spec if spec in _SHIPPED and not os.path.exists(spec) else None
