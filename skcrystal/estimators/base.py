@@ -1200,8 +1200,9 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
         if len(D) < _screen.MIN_ROWS:
             return None
         Y = self.target_scaler_.transform(y).astype(np.float64)
-        seed = 0 if self.random_state is None else self.random_state
-        return descriptor_signal(D, Y, random_state=seed)
+        # a fixed seed: the decision is a function of the data alone, the
+        # same for every member of an ensemble or point of a grid
+        return descriptor_signal(D, Y, random_state=0)
 
     def refit_target_scaling(self, y):
         """Standardize targets with ``y``'s statistics, keeping the weights.
