@@ -35,6 +35,7 @@ import json
 import logging
 import numbers
 import os
+import warnings
 from functools import partial
 
 import numpy as np
@@ -671,8 +672,8 @@ class CrystalGraphNet(NeuralNet):
         check_consistent_length(len(structures), len(y))
         self._fit_targets(y)
         D = self._descriptor_matrix(structures, block, names, fit=True)
-        # get_dataset of this fit reuses the checked structures and descriptors
         D = self._set_descriptor_use(D, y)
+        # get_dataset of this fit reuses the checked structures and descriptors
         self._fit_memo_ = (X, structures, D)
 
     def _set_descriptor_use(self, D, y):
@@ -688,17 +689,15 @@ class CrystalGraphNet(NeuralNet):
         if self.descriptor_screen:
             self.descriptor_screen_ = self._screen_descriptors(D, y)
         if self.descriptor_screen_ is not None and not self.descriptor_screen_["signal"]:
-            import warnings
-            sc = self.descriptor_screen_
+            sc, k = self.descriptor_screen_, D.shape[1]
             forest = "" if sc["forest_r2"] is None else \
                 f", random forest out-of-bag R2 {sc['forest_r2']:.3f}"
-            k = D.shape[1]
             warnings.warn(
                 f"the descriptors ({k} column{'s' if k > 1 else ''}) do not predict the "
-                "targets on "
-                f"held-out rows (ridge leave-one-out R2 {sc['ridge_r2']:.3f}{forest}, "
-                "no better than for shuffled targets): fitting the plain model without "
-                "them. descriptor_screen=False keeps them.", UserWarning, stacklevel=4)
+                f"targets on held-out rows (ridge leave-one-out R2 {sc['ridge_r2']:.3f}"
+                f"{forest}, no better than for shuffled targets): fitting the plain model "
+                "without them. descriptor_screen=False keeps them.", UserWarning,
+                stacklevel=4)
             # descriptor_scaler_ stays: the columns' names and scaling, for
             # inspection; the module is built without them
             self.descriptors_used_, self.n_descriptors_ = False, 0
