@@ -159,6 +159,16 @@ def test_resume_runs_only_unfinished_folds_and_refuses_other_params(tiny_task, t
     again = run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0)
     assert again.ran == [] and again.skipped == [0, 1, 2, 3, 4] and fits == []
 
+    # a record written before a parameter existed resumes while it is at its
+    # default (the folds ran with that default), not once it is changed
+    rec = read_record(res.path)
+    for fold in rec["tasks"]["matbench_jdft2d"]["results"].values():
+        del fold["parameters"]["estimator_params"]["descriptor_screen"]
+    res.path.write_bytes(gzip.compress(json.dumps(rec).encode()))
+    assert run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0).ran == []
+    with pytest.raises(ValueError, match=r"descriptor_screen: '<unset>' -> False"):
+        run_matbench(path, "cgcnn", params=dict(TINY, descriptor_screen=False),
+                     out_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match=r"max_epochs: 2 -> 3"):
         run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), out_dir=tmp_path,
                      verbose=0)

@@ -514,12 +514,17 @@ def estimator_params(est):
             if not k.startswith("_")}
 
 
+def _default_params(est):
+    """:func:`estimator_params` of the estimator's class built bare ({} if it cannot be)."""
+    try:
+        return estimator_params(type(est)())
+    except Exception:  # an estimator that cannot be built bare
+        return {}
+
+
 def _params_summary(est, params):
     """Non-default parameters as ``k=v, ...`` (``defaults`` when none)."""
-    try:
-        default = estimator_params(type(est)())
-    except Exception:  # an estimator that cannot be built bare: list them all
-        default = {}
+    default = _default_params(est)
     diff = [f"{k}={v}" for k, v in params.items()
             if k not in ("verbose",) and (k not in default or default[k] != v)]
     return ", ".join(diff) if diff else "defaults"
@@ -667,6 +672,7 @@ def _check_resumable(record, path, task, est, params):
                          f"{task.name!r}; use another out_dir or label")
     results = record["tasks"][task.name]["results"]
     now_cls = _class_path(est)
+    defaults = _default_params(est)
     for fold_key, fold in results.items():
         p = fold["parameters"]
         if p.get("estimator") != now_cls:
@@ -675,7 +681,10 @@ def _check_resumable(record, path, task, est, params):
                              "out_dir, or resume=False to start afresh")
         old = {k: v for k, v in p.get("estimator_params", {}).items()
                if k not in _RESUME_IGNORED}
-        new = {k: v for k, v in params.items() if k not in _RESUME_IGNORED}
+        # a parameter added to the estimator after the record was written
+        # ran as its default then: left out when it still is
+        new = {k: v for k, v in params.items() if k not in _RESUME_IGNORED
+               and (k in old or k not in defaults or defaults[k] != v)}
         if old != new:
             diff = sorted(set(old) ^ set(new) | {k for k in set(old) & set(new)
                                                  if old[k] != new[k]})
