@@ -82,7 +82,12 @@ record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
 and ``.md`` (its RESULTS.md row), fold by fold: rerunning the same command
 after an interruption runs only the missing folds. ``--folds 1 --epochs 5``
 gives a short timing run (use another ``--out-dir`` so it does not mix with
-the real record: changed parameters are refused anyway).
+the real record: changed parameters are refused anyway). Processes running
+other folds of one configuration at the same time (one per core) each add
+their folds to the same record::
+
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet --folds 0 1 2 &
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet --folds 3 4
 """
 import argparse
 import ast
