@@ -29,6 +29,9 @@ model              estimator (``random_state=0``; otherwise its defaults)
 ``crystograph``    ``CrysToGraphRegressor(**SIZES["crystograph"][--size])``;
                    default size small (jdft2d ~2 h; perovskites ~16 h at
                    its 300 epochs: shorten with ``--epochs``)
+``noise``          ``CGCNNRegressor(descriptors=noise_descriptors())``: 29
+                   standard-normal columns, a fixed function of each structure
+                   (no signal; the control of the descriptor screen)
 =================  ===========================================================
 
 Commands (one process per configuration, nothing else heavy on the machine,
@@ -79,7 +82,12 @@ record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
 and ``.md`` (its RESULTS.md row), fold by fold: rerunning the same command
 after an interruption runs only the missing folds. ``--folds 1 --epochs 5``
 gives a short timing run (use another ``--out-dir`` so it does not mix with
-the real record: changed parameters are refused anyway).
+the real record: changed parameters are refused anyway). Processes running
+other folds of one configuration at the same time (one per core) each add
+their folds to the same record::
+
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet --folds 0 1 2 &
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet --folds 3 4
 """
 import argparse
 import ast
@@ -92,9 +100,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 HERE = Path(__file__).resolve().parent
 TASKS = ("jdft2d", "perovskites")
-MODELS = ("cgcnn", "crystalnet", "hybrid", "alignn", "crystograph")
+MODELS = ("cgcnn", "crystalnet", "hybrid", "alignn", "crystograph", "noise")
 LABELS = {"cgcnn": "CGCNN", "crystalnet": "CrystalNet", "hybrid": "CGCNN+DescriptorBank",
-          "alignn": "ALIGNN", "crystograph": "CrysToGraph"}
+          "alignn": "ALIGNN", "crystograph": "CrysToGraph", "noise": "CGCNN+noise"}
 #: model sizes: "full" is the model's own default (the paper's size)
 SIZES = {
     "alignn": {"full": {},
@@ -139,6 +147,26 @@ def task_source(task, data):
     return lambda n: perovskites_task(folder, max_structures=n)
 
 
+def noise_descriptors(n_columns=29):
+    """A transformer of ``n_columns`` standard-normal columns, a fixed function of each
+    structure (seeded by its lattice and coordinates): descriptors with no signal."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    return FunctionTransformer(_noise_rows, kw_args={"n_columns": n_columns})
+
+
+def _noise_rows(structures, n_columns):
+    import zlib
+
+    import numpy as np
+
+    rows = []
+    for s in structures:
+        key = np.round(np.concatenate([s.lattice.matrix.ravel(), s.frac_coords.ravel()]), 5)
+        rows.append(np.random.default_rng(zlib.crc32(key.tobytes())).normal(size=n_columns))
+    return np.array(rows)
+
+
 def estimator(model, size, params):
     """(estimator, label) of a configuration, with ``params`` set on it."""
     from skcrystal.cli import get_estimator_class
@@ -155,6 +183,8 @@ def estimator(model, size, params):
         # imputer fills them with training-fold means
         est = get_estimator_class("cgcnn")(
             descriptors=make_pipeline(DescriptorBank(), SimpleImputer()), **params)
+    elif model == "noise":
+        est = get_estimator_class("cgcnn")(descriptors=noise_descriptors(), **params)
     else:
         sizes = SIZES.get(model, {"full": {}})
         if (size or "full") not in sizes:

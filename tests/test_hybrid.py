@@ -120,7 +120,7 @@ def test_descriptor_skip_path_starts_at_zero_and_adds_linearly():
 
 def test_regressor_starts_descriptor_skip_at_the_ridge_fit(perov):
     from sklearn.linear_model import RidgeCV
-    from skcrystal.estimators.base import _RIDGE_ALPHAS
+    from skcrystal.estimators._screen import RIDGE_ALPHAS
     X, y = perov[0][:40], perov[1][:40]
     # a tiny lr: one epoch leaves the weights where initialisation put them
     est = CGCNNRegressor(descriptors=CellDescriptors(), descriptor_skip=True, max_epochs=1,
@@ -128,7 +128,7 @@ def test_regressor_starts_descriptor_skip_at_the_ridge_fit(perov):
     assert est.descriptor_skip_
     D = est.descriptor_scaler_.transform(CellDescriptors().transform(X), ["vpa", "a"])
     Y = est.target_scaler_.transform(y)
-    ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False).fit(D, Y)
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(D, Y)
     (head,) = est.module_.readout_modules()
     np.testing.assert_allclose(head.skip.weight.detach().numpy(),
                                np.atleast_2d(ridge.coef_), rtol=1e-4, atol=1e-5)
@@ -160,13 +160,15 @@ def test_skip_path_is_off_where_descriptors_do_not_carry_the_answer(perov):
     rng = np.random.default_rng(0)
     noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
     noise.insert(0, "structure", list(X))
-    est = CGCNNRegressor(max_epochs=2, **TINY).fit(noise, y)
+    # the screen off: it would set these columns aside (see the screen tests)
+    est = CGCNNRegressor(max_epochs=2, descriptor_screen=False, **TINY).fit(noise, y)
     assert not est.descriptor_skip_ and est.descriptor_ridge_r2_ < 0.5
     (head,) = est.module_.readout_modules()
     assert not head.skip.weight.requires_grad
     assert torch.equal(head.skip.weight, torch.zeros_like(head.skip.weight))
     # the same descriptors, the skip path forced on: trained like any weight
-    on = CGCNNRegressor(max_epochs=2, descriptor_skip=True, **TINY).fit(noise, y)
+    on = CGCNNRegressor(max_epochs=2, descriptor_skip=True, descriptor_screen=False,
+                        **TINY).fit(noise, y)
     (head,) = on.module_.readout_modules()
     assert on.descriptor_skip_ and head.skip.weight.requires_grad
     assert clone(est).set_params(descriptor_skip=False).get_params()["descriptor_skip"] is False
@@ -178,10 +180,10 @@ def test_saved_state_keeps_the_skip_path_choice(perov, tmp_path):
     rng = np.random.default_rng(0)
     noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
     noise.insert(0, "structure", list(X))
-    est = CGCNNRegressor(max_epochs=2, **TINY).fit(noise, y)
+    est = CGCNNRegressor(max_epochs=2, descriptor_screen=False, **TINY).fit(noise, y)
     assert not est.descriptor_skip_
     est.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
-    new = CGCNNRegressor(max_epochs=2, **TINY)
+    new = CGCNNRegressor(max_epochs=2, descriptor_screen=False, **TINY)
     new.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
     assert new.descriptor_skip_ is False
     assert new.descriptor_ridge_r2_ == pytest.approx(est.descriptor_ridge_r2_)
@@ -216,12 +218,17 @@ def test_hybrid_starts_as_the_plain_model_of_the_same_seed():
 
 
 def test_descriptors_that_carry_nothing_leave_the_plain_fit(perov):
-    """Constant descriptor columns scale to zero: the hybrid trains as the plain model."""
+    """Constant descriptor columns scale to zero: the hybrid trains as the plain model.
+
+    With the screen off, so that the hybrid's own network (descriptor columns
+    of its first layer at zero) is what trains.
+    """
     X, y = perov[0][:40], perov[1][:40]
     const = pd.DataFrame({"c1": np.full(40, 2.5), "c2": np.full(40, -1.0)})
     const.insert(0, "structure", list(X))
     plain = CGCNNRegressor(max_epochs=3, **TINY).fit(list(X), y)
-    hybrid = CGCNNRegressor(max_epochs=3, **TINY).fit(const, y)
+    hybrid = CGCNNRegressor(max_epochs=3, descriptor_screen=False, **TINY).fit(const, y)
+    assert hybrid.descriptors_used_ and hybrid.n_descriptors_ == 2
     assert not hybrid.descriptor_skip_
     # equal up to float rounding (the first layer's matmul is wider: 3e-5 measured);
     # another seed moves the predictions by ~14%
@@ -229,3 +236,96 @@ def test_descriptors_that_carry_nothing_leave_the_plain_fit(perov):
     np.testing.assert_allclose(hybrid.predict(const), ref, rtol=1e-3)
     other = CGCNNRegressor(max_epochs=3, **{**TINY, "random_state": 1}).fit(list(X), y)
     assert np.abs(other.predict(list(X)) - ref).max() > 1e-2 * np.abs(ref).max()
+
+
+# ------------------------------------------------------------ descriptor screen
+def _noise_frame(X, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.normal(size=(len(X), k)), columns=[f"n{j}" for j in range(k)])
+    df.insert(0, "structure", list(X))
+    return df
+
+
+def test_screen_sets_noise_descriptors_aside_and_fits_the_plain_model(perov):
+    """Descriptors that predict nothing: a warning, then exactly the plain fit."""
+    X, y = perov
+    noise = _noise_frame(X)
+    with pytest.warns(UserWarning, match=r"descriptors \(3 columns\) do not predict the targets"):
+        hybrid = CGCNNRegressor(max_epochs=3, **TINY).fit(noise.iloc[:60], y[:60])
+    assert hybrid.descriptors_used_ is False and hybrid.n_descriptors_ == 0
+    sc = hybrid.descriptor_screen_
+    assert not sc["signal"] and sc["ridge_r2"] < 0.01 and sc["forest_r2"] < 0.01
+    assert hybrid.module_.head.skip is None  # the plain model's head
+    plain = CGCNNRegressor(max_epochs=3, **TINY).fit(list(X[:60]), y[:60])
+    for a, b in zip(hybrid.module_.state_dict().values(), plain.module_.state_dict().values()):
+        assert torch.equal(a, b)
+    # predict ignores the columns (any values: they are not computed or read)
+    other = noise.iloc[60:].assign(n0=1e6)
+    np.testing.assert_array_equal(hybrid.predict(other), plain.predict(list(X[60:])))
+
+
+def test_screen_keeps_descriptors_with_linear_or_nonlinear_signal():
+    from skcrystal.estimators._screen import descriptor_signal
+    rng = np.random.default_rng(1)
+    D = rng.normal(size=(300, 4))
+    linear = D[:, 1] + 0.5 * rng.normal(size=300)
+    found = descriptor_signal(D, ((linear - linear.mean()) / linear.std())[:, None])
+    assert found["signal"] and found["test"] == "ridge" and found["ridge_r2"] > 0.7
+    # |d|: no linear trace (ridge R2 ~0), a forest sees it
+    bent = np.abs(D[:, 2]) + 0.2 * rng.normal(size=300)
+    found = descriptor_signal(D, ((bent - bent.mean()) / bent.std())[:, None])
+    assert found["ridge_r2"] < 0.05
+    assert found["signal"] and found["test"] == "forest" and found["forest_r2"] > 0.3
+    # pure noise, 29 columns as DescriptorBank's, at several sizes: set aside
+    for n in (40, 400, 2000):
+        y = rng.normal(size=(n, 1))
+        assert not descriptor_signal(rng.normal(size=(n, 29)), y, random_state=n)["signal"]
+    # too few rows to judge: kept, not judged
+    assert descriptor_signal(D[:10], D[:10, :1])["test"] == "too few rows"
+
+
+def test_ridge_leave_one_out_is_honest_with_as_many_columns_as_rows():
+    """With a fixed zero intercept, 29 noise columns on 30 rows scored R2 ~0.98."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import LeaveOneOut, cross_val_predict
+    from skcrystal.estimators._screen import ridge_loo
+    rng = np.random.default_rng(0)
+    D = rng.normal(size=(30, 29))
+    D = (D - D.mean(0)) / D.std(0)
+    Y = rng.normal(size=(30, 1))
+    Y = (Y - Y.mean()) / Y.std()
+    coef, r2 = ridge_loo(D, Y)
+    assert r2[0] < 0.1
+    # the closed form equals refitting without each row, at the chosen penalty
+    from sklearn.linear_model import RidgeCV
+    from skcrystal.estimators._screen import RIDGE_ALPHAS
+    alpha = RidgeCV(alphas=RIDGE_ALPHAS).fit(D, Y[:, 0]).alpha_
+    pred = cross_val_predict(Ridge(alpha=alpha), D, Y[:, 0], cv=LeaveOneOut())
+    assert r2[0] == pytest.approx(1 - np.mean((Y[:, 0] - pred) ** 2), abs=1e-9)
+
+
+def test_screen_keeps_descriptors_that_carry_the_target(perov):
+    X, y = perov
+    est = CGCNNRegressor(max_epochs=1, descriptors=CellDescriptors(), **TINY).fit(X[:60], y[:60])
+    assert est.descriptors_used_ and est.descriptor_screen_["signal"]
+    assert est.n_descriptors_ == 2
+    # the decision is the data's, not the seed's (ensemble members agree)
+    other = CGCNNRegressor(max_epochs=1, descriptors=CellDescriptors(),
+                           **{**TINY, "random_state": 5}).fit(X[:60], y[:60])
+    assert other.descriptor_screen_ == est.descriptor_screen_
+    # off: noise columns are used
+    est = CGCNNRegressor(max_epochs=1, descriptor_screen=False, **TINY).fit(
+        _noise_frame(X).iloc[:60], y[:60])
+    assert est.descriptors_used_ and est.descriptor_screen_ is None and est.n_descriptors_ == 3
+
+
+def test_screened_out_model_saves_and_loads(perov, tmp_path):
+    X, y = perov
+    noise = _noise_frame(X)
+    with pytest.warns(UserWarning, match="do not predict"):
+        est = CGCNNRegressor(max_epochs=2, **TINY).fit(noise.iloc[:60], y[:60])
+    est.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    new = CGCNNRegressor(max_epochs=2, **TINY)
+    new.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    assert new.descriptors_used_ is False
+    np.testing.assert_array_equal(new.predict(noise.iloc[60:]), est.predict(noise.iloc[60:]))

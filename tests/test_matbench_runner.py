@@ -159,6 +159,16 @@ def test_resume_runs_only_unfinished_folds_and_refuses_other_params(tiny_task, t
     again = run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0)
     assert again.ran == [] and again.skipped == [0, 1, 2, 3, 4] and fits == []
 
+    # a record written before a parameter existed resumes while it is at its
+    # default (the folds ran with that default), not once it is changed
+    rec = read_record(res.path)
+    for fold in rec["tasks"]["matbench_jdft2d"]["results"].values():
+        del fold["parameters"]["estimator_params"]["descriptor_screen"]
+    res.path.write_bytes(gzip.compress(json.dumps(rec).encode()))
+    assert run_matbench(path, "cgcnn", params=TINY, out_dir=tmp_path, verbose=0).ran == []
+    with pytest.raises(ValueError, match=r"descriptor_screen: '<unset>' -> False"):
+        run_matbench(path, "cgcnn", params=dict(TINY, descriptor_screen=False),
+                     out_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match=r"max_epochs: 2 -> 3"):
         run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), out_dir=tmp_path,
                      verbose=0)
@@ -170,6 +180,46 @@ def test_resume_runs_only_unfinished_folds_and_refuses_other_params(tiny_task, t
                          out_dir=tmp_path, resume=False, verbose=0)
     assert fresh.ran == [3]
     assert list(read_record(fresh.path)["tasks"]["matbench_jdft2d"]["results"]) == ["fold_3"]
+
+
+def test_processes_running_other_folds_of_one_record_merge(tiny_task, tmp_path):
+    """Two runs of one record at once (simulated: the second inside the first's
+    fold hook) each add their folds; neither overwrites the other's."""
+    path, _ = tiny_task
+    inner = []
+
+    def second_process(k, fold):
+        if k == 0:
+            inner.append(run_matbench(path, "cgcnn", params=TINY, folds=[3, 4],
+                                      out_dir=tmp_path, verbose=0))
+
+    outer = run_matbench(path, "cgcnn", params=TINY, folds=[0, 1], out_dir=tmp_path,
+                         verbose=0, on_fold_end=second_process)
+    assert inner[0].ran == [3, 4] and outer.ran == [0, 1]
+    rec = read_record(outer.path)
+    assert list(rec["tasks"]["matbench_jdft2d"]["results"]) == [
+        "fold_0", "fold_1", "fold_3", "fold_4"]
+    runs = rec["user_metadata"]["skcrystal"]["runs"]
+    assert sorted(r["folds_run"] for r in runs) == [[0, 1], [3, 4]]
+    assert rec["user_metadata"]["skcrystal"]["folds_done"] == [0, 1, 3, 4]
+    # what the record says is what a reader recomputes from its folds
+    maes = [f["scores"]["mae"] for f in rec["tasks"]["matbench_jdft2d"]["results"].values()]
+    assert rec["user_metadata"]["skcrystal"]["scores"]["mae"]["mean"] == pytest.approx(
+        np.mean(maes))
+
+    # a process with other parameters that rewrote the record meanwhile: this
+    # run's next fold is refused, not mixed in, and kept beside the record
+    def other_params(k, fold):
+        if k == 2:
+            run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=1), folds=[4],
+                         out_dir=tmp_path / "y", resume=False, verbose=0)
+
+    with pytest.raises(ValueError, match=r"max_epochs.*another process wrote it meanwhile"):
+        run_matbench(path, "cgcnn", params=TINY, folds=[2, 3], out_dir=tmp_path / "y",
+                     verbose=0, on_fold_end=other_params)
+    (side,) = (tmp_path / "y").glob("*.conflict-*.json.gz")
+    assert list(read_record(side)["tasks"]["matbench_jdft2d"]["results"]) == [
+        "fold_2", "fold_3"]
 
 
 def test_shared_fold_file_subset_runs_the_covered_folds(tmp_path):

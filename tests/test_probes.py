@@ -125,7 +125,7 @@ def test_representation_importance(perov, table):
     assert df.importance.is_monotonic_decreasing
     assert df.loc[df.feature == "natoms", "importance"].item() == 0.0   # constant
     # a fitted hybrid model supplies its own descriptors (bank=None)
-    est = CGCNNRegressor(descriptors=_Vpa(), **TINY).fit(X, y)
+    est = CGCNNRegressor(descriptors=_Vpa(), descriptor_screen=False, **TINY).fit(X, y)
     df = representation_importance(est, X, y, fit=False)
     assert len(df) == 9 and df.loc[df.group == "descriptor", "feature"].tolist() == ["vpa"]
     assert df.attrs["estimator"] is est

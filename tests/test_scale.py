@@ -205,6 +205,30 @@ def test_lazy_descriptors_one_streaming_pass(store, data, monkeypatch):
     np.testing.assert_allclose(b.predict(store), a.predict(X), rtol=1e-5)
 
 
+def test_lazy_fit_screens_descriptors_as_in_memory(store, data):
+    """Noise descriptors on a store: set aside as in memory, predict reads none."""
+    import zlib
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = data
+
+    def noise(structures):
+        return np.array([np.random.default_rng(zlib.crc32(
+            np.round(s.frac_coords, 5).tobytes() + np.round(s.lattice.matrix, 5).tobytes())
+        ).normal(size=3) for s in structures])
+
+    desc = FunctionTransformer(noise)
+    with pytest.warns(UserWarning, match="do not predict"):
+        a = CGCNNRegressor(**FAST, descriptors=desc).fit(X, y)
+    with pytest.warns(UserWarning, match="do not predict"):
+        b = CGCNNRegressor(**FAST, descriptors=desc).fit(store)
+    assert a.descriptors_used_ is False and b.descriptors_used_ is False
+    assert b.descriptor_screen_ == pytest.approx(a.descriptor_screen_)
+    plain = CGCNNRegressor(**FAST).fit(X, y)
+    np.testing.assert_allclose(b.predict(store), plain.predict(X), rtol=1e-5)
+
+
 def test_torch_dataset_needs_visible_targets(data):
     X, y = data
     with pytest.raises(TypeError, match="targets it cannot see"):

@@ -54,7 +54,7 @@ The record (``<out_dir>/<task>__<label>.json.gz``) is matbench's
                     "mape": .., "max_error": .., "mae_mad": ..,
                     "fit_time_s": .., "predict_time_s": ..},
          "folds_done": [1, 2, 3, 4], "complete": false,
-         "runs": [{"command", "started_at", "environment": {skcrystal,
+         "runs": [{"command", "started_at", "id", "environment": {skcrystal,
                    torch, python, ..., torch_threads, OMP_NUM_THREADS,
                    cpu_count}, "loadavg_start", "loadavg_end",
                    "folds_run", "graph_time_s", "wall_time_s"}]}},
@@ -78,6 +78,7 @@ test targets (:func:`skcrystal.metrics.mae_mad_score`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import gzip
@@ -514,12 +515,17 @@ def estimator_params(est):
             if not k.startswith("_")}
 
 
+def _default_params(est):
+    """:func:`estimator_params` of the estimator's class built bare ({} if it cannot be)."""
+    try:
+        return estimator_params(type(est)())
+    except Exception:  # an estimator that cannot be built bare
+        return {}
+
+
 def _params_summary(est, params):
     """Non-default parameters as ``k=v, ...`` (``defaults`` when none)."""
-    try:
-        default = estimator_params(type(est)())
-    except Exception:  # an estimator that cannot be built bare: list them all
-        default = {}
+    default = _default_params(est)
     diff = [f"{k}={v}" for k, v in params.items()
             if k not in ("verbose",) and (k not in default or default[k] != v)]
     return ", ".join(diff) if diff else "defaults"
@@ -654,10 +660,69 @@ def _refresh(record, task):
     record["hash"] = _matbench_hash(record)
 
 
-def _save(record, task, path, row_path):
-    _refresh(record, task)
-    _atomic_write(path, json.dumps(record, indent=1, allow_nan=True))
-    _atomic_write(row_path, markdown_row(record) + "\n")
+@contextlib.contextmanager
+def _record_lock(path):
+    """Hold an exclusive lock on ``<record>.lock`` (POSIX ``flock``; none elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: one process per record
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _save(record, task, path, row_path, merge=None):
+    """Write the record and its row; with ``merge=(estimator, params)``, first take in
+    the folds and runs that other processes wrote to the file since it was read.
+
+    Several processes can then run different folds of one record at once
+    (``folds=``), e.g. one per core. Folds run with other estimator
+    parameters are refused (the record is written beside, as
+    ``<record>.conflict-<pid>.json.gz``) instead of mixed in.
+    """
+    with _record_lock(path):
+        if merge is not None and path.exists():
+            disk = read_record(path)
+            try:
+                _check_resumable(disk, path, task, *merge)
+            except ValueError as exc:
+                side = path.with_name(f"{path.name[:-len('.json.gz')]}.conflict-{os.getpid()}"
+                                      ".json.gz")
+                _refresh(record, task)
+                _atomic_write(side, json.dumps(record, indent=1, allow_nan=True))
+                raise ValueError(f"{exc} (another process wrote it meanwhile; this run's "
+                                 f"folds are in {side})") from None
+            _merge_record(record, disk, task)
+        _refresh(record, task)
+        _atomic_write(path, json.dumps(record, indent=1, allow_nan=True))
+        _atomic_write(row_path, markdown_row(record) + "\n")
+
+
+def _merge_record(record, disk, task):
+    """Add ``disk``'s folds and runs that ``record`` lacks (another process's)."""
+    results = record["tasks"][task.name]["results"]
+    for key, fold in disk["tasks"][task.name]["results"].items():
+        results.setdefault(key, fold)
+    record["tasks"][task.name]["results"] = dict(
+        sorted(results.items(), key=lambda kv: int(kv[0].rsplit("_", 1)[1])))
+    # a run by its id; the copy with more folds is the newer
+    def key(r):
+        return r.get("id") or (r.get("started_at"), r.get("command"))
+
+    runs = record["user_metadata"]["skcrystal"]["runs"]
+    where = {key(r): i for i, r in enumerate(runs)}
+    for r in disk["user_metadata"]["skcrystal"]["runs"]:
+        i = where.get(key(r))
+        if i is None:
+            runs.append(r)
+        elif len(r.get("folds_run", ())) > len(runs[i].get("folds_run", ())):
+            runs[i] = r
+    runs.sort(key=lambda r: r.get("started_at") or "")
 
 
 def _check_resumable(record, path, task, est, params):
@@ -667,6 +732,7 @@ def _check_resumable(record, path, task, est, params):
                          f"{task.name!r}; use another out_dir or label")
     results = record["tasks"][task.name]["results"]
     now_cls = _class_path(est)
+    defaults = _default_params(est)
     for fold_key, fold in results.items():
         p = fold["parameters"]
         if p.get("estimator") != now_cls:
@@ -675,7 +741,10 @@ def _check_resumable(record, path, task, est, params):
                              "out_dir, or resume=False to start afresh")
         old = {k: v for k, v in p.get("estimator_params", {}).items()
                if k not in _RESUME_IGNORED}
-        new = {k: v for k, v in params.items() if k not in _RESUME_IGNORED}
+        # a parameter added to the estimator after the record was written
+        # ran as its default then: left out when it still is
+        new = {k: v for k, v in params.items() if k not in _RESUME_IGNORED
+               and (k in old or k not in defaults or defaults[k] != v)}
         if old != new:
             diff = sorted(set(old) ^ set(new) | {k for k in set(old) & set(new)
                                                  if old[k] != new[k]})
@@ -767,7 +836,10 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         record's estimator class and parameters must equal the current ones
         (``verbose``, ``n_jobs``, ``cache_dir`` may differ) or a
         ``ValueError`` says what differs. ``False`` starts a new record,
-        replacing the file when the first fold finishes.
+        replacing the file when the first fold finishes. Processes running
+        other folds of the same record at the same time (e.g. ``folds=[0,
+        1]`` and ``folds=[2, 3, 4]``, one per core) each add their folds
+        to it as they finish.
     params : dict, optional
         Estimator parameters (see ``estimator``).
     label : str, optional
@@ -840,7 +912,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
 
     run = {"command": command if command is not None else " ".join(
                shlex.quote(a) for a in sys.argv),
-           "started_at": _now(), "environment": _environment(),
+           "started_at": _now(), "id": f"{platform.node()}-{os.getpid()}-{time.time_ns()}",
+           "environment": _environment(),
            "loadavg_start": loadavg_start, "loadavg_end": None, "folds_run": [],
            "graph_time_s": 0.0, "wall_time_s": None}
     if skipped:
@@ -901,7 +974,9 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         run["folds_run"].append(k)
         run["loadavg_end"] = _loadavg()
         run["wall_time_s"] = round(time.perf_counter() - t_start, 3)
-        _save(record, task, path, row_path)
+        # resume=False replaces the file at the first save, then merges too
+        _save(record, task, path, row_path,
+              merge=(base, est_params) if resume or ran else None)
         ran.append(k)
         s = fold_result["scores"]
         say(f"  fold {k}: MAE {s['mae']:.4g} RMSE {s['rmse']:.4g} MAE/MAD "

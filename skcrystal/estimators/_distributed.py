@@ -11,7 +11,8 @@ others. Without a launcher (one process) the option changes nothing.
 * The process group is started from the launcher's environment
   (``MASTER_ADDR``, ``RANK``, ``WORLD_SIZE``...) on the first ``fit``, with
   the ``gloo`` backend on CPU and ``nccl`` on CUDA (``LOCAL_RANK`` picks the
-  GPU), unless the script started one itself.
+  GPU), unless the script started one itself; a group started here is
+  closed when the interpreter exits.
 * ``batch_size`` is the **global** batch: each of ``W`` processes takes
   ``batch_size / W`` structures of every batch (a ``DistributedSampler``,
   shuffled with ``random_state`` as seed, reshuffled every epoch). With
@@ -29,6 +30,7 @@ stay in float32.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 
@@ -67,6 +69,16 @@ def _init_process_group(net):
     if cuda and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # the group this library opened is closed before the interpreter exits:
+    # left open, gloo's threads can abort the process at exit ("terminate
+    # called without an active exception", SIGABRT) after a finished fit
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group():
+    dist = _dist()
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------- synced batch norm

@@ -140,13 +140,17 @@ def _unlink(path, owner):
 def _descriptor_rows(net, lazy, fit, y=None):
     """Streaming pass: (row file or None); fits ``descriptor_scaler_`` when ``fit``.
 
-    With ``y`` (a regressor's fit), also sets the descriptor skip path's
-    ridge start as the in-memory path does, from the standardized rows read
-    back from the file (n x n_descriptors numbers, briefly in memory).
+    With ``y`` (a regressor's fit), also screens the descriptors and sets
+    the descriptor skip path's ridge start as the in-memory path does, from
+    the standardized rows read back from the file (n x n_descriptors
+    numbers, briefly in memory); None when the screen sets them aside.
     """
     if fit:
         net.n_descriptors_ = 0
         net.descriptor_scaler_ = None
+        net.descriptors_used_, net.descriptor_screen_ = net.descriptors is not None, None
+    elif not getattr(net, "descriptors_used_", True):
+        return None  # set aside by the descriptor screen
     if net.descriptors is None:
         if not fit and getattr(net, "descriptor_scaler_", None) is not None:
             net.descriptor_scaler_.transform(np.zeros((0, 0)), [])  # names the mismatch
@@ -188,7 +192,8 @@ def _descriptor_rows(net, lazy, fit, y=None):
         net.n_descriptors_ = rows.shape[1]
         if y is not None:
             D = (np.asarray(rows._array()) - scaler.mean_) / scaler.scale_
-            net._set_descriptor_skip(D.astype(np.float32), y)
+            if net._set_descriptor_use(D.astype(np.float32), y) is None:
+                return None  # set aside by the descriptor screen
     return rows
 
 

@@ -35,6 +35,7 @@ import json
 import logging
 import numbers
 import os
+import warnings
 from functools import partial
 
 import numpy as np
@@ -51,7 +52,8 @@ from .._validation import check_consistent_length, check_structures, descriptor_
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE
 from ..nn._constraints import sklearn_constraints
-from . import _distributed, _lazy
+from . import _distributed, _lazy, _screen
+from ._screen import descriptor_signal, ridge_loo
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
 __all__ = ["CrystalGraphNet", "CrystalRegressorBase", "CrystalClassifierBase",
@@ -61,10 +63,6 @@ logger = logging.getLogger(__name__)
 
 #: version of the ``f_state`` file written by ``save_params``
 STATE_FORMAT_VERSION = 1
-
-#: Penalties searched for the start of the descriptor skip path (standardized
-#: descriptors and targets, so one grid serves every data set).
-_RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 
 #: ``descriptor_skip="auto"`` uses the skip path when a ridge fit of the
 #: targets on the descriptors alone reaches this leave-one-out R2
@@ -273,6 +271,19 @@ class CrystalGraphNet(NeuralNet):
         (regressors start it at the ridge fit, classifiers at zero);
         ``False``: never. Fitted: ``descriptor_skip_`` and
         ``descriptor_ridge_r2_``.
+    descriptor_screen : bool, default True
+        With descriptors, regressors first test whether the descriptors
+        predict the targets on held-out rows at all: a ridge regression's
+        leave-one-out R2 and a small random forest's out-of-bag R2, each
+        against the same statistic on 19 permutations of the targets (see
+        :mod:`skcrystal.estimators._screen`). When neither reaches 0.01 and
+        beats its permutations, the descriptors are set aside with a warning
+        and the fit is the plain model's (same weights and predictions as
+        without descriptors, for the same ``random_state``); ``predict``
+        then computes no descriptors. Fitted: ``descriptors_used_`` (bool)
+        and ``descriptor_screen_`` (the statistics). ``False`` always uses
+        the descriptors; classifiers and fits of fewer than 20 structures
+        always do.
     structure_column : str, default "structure"
         Column of the structures when ``X`` is a DataFrame; the other
         (numeric) columns are used as precomputed descriptors.
@@ -328,6 +339,7 @@ class CrystalGraphNet(NeuralNet):
         "symmetrize": [StrOptions({"union", "both"}), None],
         "descriptors": [HasMethods(["fit", "transform"]), None],
         "descriptor_skip": [StrOptions({"auto"}), "boolean"],
+        "descriptor_screen": ["boolean"],
         "structure_column": [str],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
@@ -376,7 +388,7 @@ class CrystalGraphNet(NeuralNet):
     def __init__(self, module=None, criterion=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  max_epochs=100, batch_size=DEFAULT_BATCH_SIZE, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
-                 descriptors=None, descriptor_skip="auto",
+                 descriptors=None, descriptor_skip="auto", descriptor_screen=True,
                  structure_column="structure", random_state=None, n_jobs=None,
                  cache_dir=None, train_split=None, max_memory="4GB", progress="auto",
                  distributed=False, mixed_precision=None, verbose=0, **kwargs):
@@ -390,6 +402,7 @@ class CrystalGraphNet(NeuralNet):
         self.symmetrize = symmetrize
         self.descriptors = descriptors
         self.descriptor_skip = descriptor_skip
+        self.descriptor_screen = descriptor_screen
         self.structure_column = structure_column
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -621,6 +634,8 @@ class CrystalGraphNet(NeuralNet):
 
     def _descriptor_matrix(self, structures, block, names, fit):
         """Standardized descriptors (float32, (n, k)) or None; fits when ``fit``."""
+        if not fit and not getattr(self, "descriptors_used_", True):
+            return None  # set aside by the descriptor screen
         parts, cols = [], []
         if self.descriptors is not None:
             if fit:
@@ -657,15 +672,37 @@ class CrystalGraphNet(NeuralNet):
         check_consistent_length(len(structures), len(y))
         self._fit_targets(y)
         D = self._descriptor_matrix(structures, block, names, fit=True)
+        D = self._set_descriptor_use(D, y)
         # get_dataset of this fit reuses the checked structures and descriptors
         self._fit_memo_ = (X, structures, D)
-        self._set_descriptor_skip(D, y)
 
-    def _set_descriptor_skip(self, D, y):
-        """Decide the descriptor skip path (``descriptor_skip``) and its start."""
+    def _set_descriptor_use(self, D, y):
+        """Screen the descriptors and decide the skip path; the descriptors to train on.
+
+        Returns ``D``, or None when the screen (``descriptor_screen``) sets
+        them aside: the fit is then the plain model's.
+        """
+        self.descriptors_used_, self.descriptor_screen_ = D is not None, None
         if D is None:
             self.descriptor_skip_, self.descriptor_ridge_r2_ = False, None
-            return
+            return None
+        if self.descriptor_screen:
+            self.descriptor_screen_ = self._screen_descriptors(D, y)
+        if self.descriptor_screen_ is not None and not self.descriptor_screen_["signal"]:
+            sc, k = self.descriptor_screen_, D.shape[1]
+            forest = "" if sc["forest_r2"] is None else \
+                f", random forest out-of-bag R2 {sc['forest_r2']:.3f}"
+            warnings.warn(
+                f"the descriptors ({k} column{'s' if k > 1 else ''}) do not predict the "
+                f"targets on held-out rows (ridge leave-one-out R2 {sc['ridge_r2']:.3f}"
+                f"{forest}, no better than for shuffled targets): fitting the plain model "
+                "without them. descriptor_screen=False keeps them.", UserWarning,
+                stacklevel=4)
+            # descriptor_scaler_ stays: the columns' names and scaling, for
+            # inspection; the module is built without them
+            self.descriptors_used_, self.n_descriptors_ = False, 0
+            self.descriptor_skip_, self.descriptor_ridge_r2_ = False, None
+            return None
         start, r2 = self._ridge_start(D, y)
         mode = self.descriptor_skip
         if isinstance(mode, str):  # "auto"
@@ -674,6 +711,11 @@ class CrystalGraphNet(NeuralNet):
             use = bool(mode)
         self.descriptor_skip_, self.descriptor_ridge_r2_ = use, r2
         self._skip_start = start if use else None
+        return D
+
+    def _screen_descriptors(self, D, y):
+        """The descriptor screen's statistics (dict), or None where it does not apply."""
+        return None
 
     def _ridge_start(self, D, y):
         """(skip-path start of shape (n_outputs, n_descriptors) or None, LOO R2 or None).
@@ -916,6 +958,8 @@ class CrystalGraphNet(NeuralNet):
             # turned off stays frozen when training goes on)
             state["descriptor_skip_"] = bool(self.descriptor_skip_)
             state["descriptor_ridge_r2_"] = self.descriptor_ridge_r2_
+        if not getattr(self, "descriptors_used_", True):
+            state["descriptors_used_"] = False  # predict computes no descriptors
         return state
 
     def _set_data_state(self, state, source):
@@ -935,6 +979,7 @@ class CrystalGraphNet(NeuralNet):
         if "descriptor_skip_" in state:
             self.descriptor_skip_ = bool(state["descriptor_skip_"])
             self.descriptor_ridge_r2_ = state.get("descriptor_ridge_r2_")
+        self.descriptors_used_ = bool(state.get("descriptors_used_", True))
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, f_state=None, **kwargs):
@@ -1143,18 +1188,20 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
     def _ridge_start(self, D, y):
         if D is None:
             return None, None
-        from sklearn.linear_model import RidgeCV
-
         Y = self.target_scaler_.transform(y).astype(np.float64)
         # the penalty chosen by efficient leave-one-out error: descriptors
         # without signal (or too many for the data) get shrunk towards zero
         # instead of starting the model at an overfitted linear fit
-        ridge = RidgeCV(alphas=_RIDGE_ALPHAS, fit_intercept=False)
-        ridge.fit(D.astype(np.float64), Y)
-        # best_score_: minus the mean squared leave-one-out error of the
-        # standardized targets (variance 1 per column), so R2 = 1 + score
-        r2 = 1.0 + float(ridge.best_score_)
-        return np.atleast_2d(ridge.coef_).astype(np.float32), r2
+        coef, r2 = ridge_loo(D.astype(np.float64), Y)
+        return coef.astype(np.float32), float(r2.mean())
+
+    def _screen_descriptors(self, D, y):
+        if len(D) < _screen.MIN_ROWS:
+            return None
+        Y = self.target_scaler_.transform(y).astype(np.float64)
+        # a fixed seed: the decision is a function of the data alone, the
+        # same for every member of an ensemble or point of a grid
+        return descriptor_signal(D, Y, random_state=0)
 
     def refit_target_scaling(self, y):
         """Standardize targets with ``y``'s statistics, keeping the weights.
