@@ -51,7 +51,8 @@ predict); the hybrid's descriptors are computed once, in the first fold::
                                                      # 35 min (measured, after the eTGC speed-up)
     # perovskites: 5 folds x ~3,849 training rows
     python benchmarks/run_matbench.py --task perovskites --model cgcnn          # ~11 min
-    python benchmarks/run_matbench.py --task perovskites --model crystalnet     # ~2.5 h
+    python benchmarks/run_matbench.py --task perovskites --model crystalnet     # ~10 h
+                                  # (measured: 2.0 h per fold, 69 s per epoch)
     python benchmarks/run_matbench.py --task perovskites --model hybrid         # ~19 min
     python benchmarks/run_matbench.py --task perovskites --model alignn --size small  # ~1.8 h
     python benchmarks/run_matbench.py --task perovskites --model crystograph --size small
