@@ -27,6 +27,14 @@ class CellDescriptors(TransformerMixin, BaseEstimator):
 
 
 
+def _noise_frame(X, k=3, seed=0):
+    """A DataFrame of the structures and k standard-normal columns (no signal)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.normal(size=(len(X), k)), columns=[f"n{j}" for j in range(k)])
+    df.insert(0, "structure", list(X))
+    return df
+
+
 @pytest.fixture(scope="module")
 def perov():
     X, _ = load_perovskites(n=90)
@@ -157,9 +165,7 @@ def test_skip_path_is_off_where_descriptors_do_not_carry_the_answer(perov):
     there reaches a leave-one-out R2 of about 0.26.
     """
     X, y = perov[0][:40], perov[1][:40]
-    rng = np.random.default_rng(0)
-    noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
-    noise.insert(0, "structure", list(X))
+    noise = _noise_frame(X)
     # the screen off: it would set these columns aside (see the screen tests)
     est = CGCNNRegressor(max_epochs=2, descriptor_screen=False, **TINY).fit(noise, y)
     assert not est.descriptor_skip_ and est.descriptor_ridge_r2_ < 0.5
@@ -177,9 +183,7 @@ def test_skip_path_is_off_where_descriptors_do_not_carry_the_answer(perov):
 def test_saved_state_keeps_the_skip_path_choice(perov, tmp_path):
     """A model loaded from f_params + f_state (or resumed) keeps the skip path off."""
     X, y = perov[0][:40], perov[1][:40]
-    rng = np.random.default_rng(0)
-    noise = pd.DataFrame(rng.normal(size=(40, 3)), columns=["n1", "n2", "n3"])
-    noise.insert(0, "structure", list(X))
+    noise = _noise_frame(X)
     est = CGCNNRegressor(max_epochs=2, descriptor_screen=False, **TINY).fit(noise, y)
     assert not est.descriptor_skip_
     est.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
@@ -239,13 +243,6 @@ def test_descriptors_that_carry_nothing_leave_the_plain_fit(perov):
 
 
 # ------------------------------------------------------------ descriptor screen
-def _noise_frame(X, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame(rng.normal(size=(len(X), k)), columns=[f"n{j}" for j in range(k)])
-    df.insert(0, "structure", list(X))
-    return df
-
-
 def test_screen_sets_noise_descriptors_aside_and_fits_the_plain_model(perov):
     """Descriptors that predict nothing: a warning, then exactly the plain fit."""
     X, y = perov

@@ -693,14 +693,22 @@ def _save(record, task, path, row_path, merge=None):
             except ValueError as exc:
                 side = path.with_name(f"{path.name[:-len('.json.gz')]}.conflict-{os.getpid()}"
                                       ".json.gz")
-                _refresh(record, task)
-                _atomic_write(side, json.dumps(record, indent=1, allow_nan=True))
+                _write_record(record, task, side)
                 raise ValueError(f"{exc} (another process wrote it meanwhile; this run's "
                                  f"folds are in {side})") from None
             _merge_record(record, disk, task)
-        _refresh(record, task)
-        _atomic_write(path, json.dumps(record, indent=1, allow_nan=True))
+        _write_record(record, task, path)
         _atomic_write(row_path, markdown_row(record) + "\n")
+
+
+def _write_record(record, task, path):
+    _refresh(record, task)
+    _atomic_write(path, json.dumps(record, indent=1, allow_nan=True))
+
+
+def _in_fold_order(results):
+    """``{"fold_k": ...}`` with the keys in numeric order, whatever order they ran in."""
+    return dict(sorted(results.items(), key=lambda kv: int(kv[0].rsplit("_", 1)[1])))
 
 
 def _merge_record(record, disk, task):
@@ -708,8 +716,7 @@ def _merge_record(record, disk, task):
     results = record["tasks"][task.name]["results"]
     for key, fold in disk["tasks"][task.name]["results"].items():
         results.setdefault(key, fold)
-    record["tasks"][task.name]["results"] = dict(
-        sorted(results.items(), key=lambda kv: int(kv[0].rsplit("_", 1)[1])))
+    record["tasks"][task.name]["results"] = _in_fold_order(results)
     # a run by its id; the copy with more folds is the newer
     def key(r):
         return r.get("id") or (r.get("started_at"), r.get("command"))
@@ -968,9 +975,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                 "finished_at": _now()},
             "scores": fold_scores(y_test, pred)}
         results[f"fold_{k}"] = fold_result
-        # fold keys in numeric order, whatever order they ran in
-        record["tasks"][task.name]["results"] = results = dict(
-            sorted(results.items(), key=lambda kv: int(kv[0].rsplit("_", 1)[1])))
+        record["tasks"][task.name]["results"] = results = _in_fold_order(results)
         run["folds_run"].append(k)
         run["loadavg_end"] = _loadavg()
         run["wall_time_s"] = round(time.perf_counter() - t_start, 3)

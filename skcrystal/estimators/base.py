@@ -52,7 +52,8 @@ from .._validation import check_consistent_length, check_structures, descriptor_
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE
 from ..nn._constraints import sklearn_constraints
-from . import _distributed, _lazy, _screen
+from . import _distributed, _lazy
+from ._screen import MIN_ROWS as _SCREEN_MIN_ROWS
 from ._screen import descriptor_signal, ridge_loo
 from .scaling import DescriptorScaler, LabelEncoder, TargetScaler
 
@@ -1196,7 +1197,7 @@ class CrystalRegressorBase(RegressorMixin, TransformerMixin, CrystalGraphNet):
         return coef.astype(np.float32), float(r2.mean())
 
     def _screen_descriptors(self, D, y):
-        if len(D) < _screen.MIN_ROWS:
+        if len(D) < _SCREEN_MIN_ROWS:
             return None
         Y = self.target_scaler_.transform(y).astype(np.float64)
         # a fixed seed: the decision is a function of the data alone, the
