@@ -168,6 +168,52 @@ def test_partial_failure_only_affects_its_descriptors(nacl):
     assert out[1, names.index("mean_CN_Voronoi")] == 12  # fcc
 
 
+def test_one_atom_thick_layer_grows_the_cutoff():
+    # every image within 13 Å lies in one plane (vacuum 23.5 Å): Qhull has
+    # no 3-D tessellation until the images across the vacuum are included
+    layer = Structure(Lattice.hexagonal(3.15, 23.5), ["Sb"], [[1 / 3, 2 / 3, 0.06]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        X = DescriptorBank(on_error="raise").fit_transform([layer])
+    assert np.isfinite(X).all()
+    from matminer.featurizers.site import AverageBondLength, CoordinationNumber
+    from matminer.featurizers.structure import SiteStatsFingerprint
+    from pymatgen.analysis.local_env import VoronoiNN
+    names = list(ALL_DESCRIPTORS)
+    for site, cols in ((CoordinationNumber.from_preset("VoronoiNN", cutoff=30),
+                        ("mean_CN_Voronoi", "std_CN_Voronoi")),
+                       (AverageBondLength(VoronoiNN(cutoff=30)),
+                        ("mean_avg_bond_len", "std_avg_bond_len"))):
+        ref = SiteStatsFingerprint(site, stats=("mean", "std_dev")).featurize(layer)
+        np.testing.assert_allclose(X[0, [names.index(n) for n in cols]], ref, rtol=1e-8)
+    # six neighbours in the plane, one image above and one below
+    assert X[0, names.index("mean_CN_Voronoi")] == 8
+
+
+def test_failures_warn_once_with_each_error_on_one_line(nacl):
+    class Verbose(_Failing):
+        def featurize(self, s):
+            if len(s) == self.bad_natoms:
+                raise RuntimeError("short reason\n" + "long explanation\n" * 50)
+            return [float(len(s))]
+
+    prim = nacl.get_primitive_structure()
+    X = [nacl, prim, nacl.copy(), prim]
+    bank = DescriptorBank(descriptors=["vpa"], extra_featurizers=[Verbose(8)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = bank.fit_transform(X)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1, msgs
+    assert "2 of 4 structures" in msgs[0]
+    assert "X[0] (NaCl): Verbose: RuntimeError: short reason" in msgs[0]
+    assert "X[2] (NaCl)" in msgs[0] and "long explanation" not in msgs[0]
+    assert np.isnan(out[[0, 2], 1]).all() and np.isfinite(out[[1, 3]]).all()
+    with pytest.raises(ValueError, match=r"X\[0\] \(NaCl\).*short reason$") as err:
+        bank.set_params(on_error="raise").fit_transform(X)
+    assert "long explanation" in str(err.value.__cause__)
+
+
 def test_isolated_molecule_in_box():
     # an "isolated" dimer in a 20 Å box: cells reach the box faces, cutoff grows
     s = Structure(Lattice.cubic(20.0), ["C", "O"], [[0, 0, 0], [0.0564, 0, 0]])

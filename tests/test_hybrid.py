@@ -326,3 +326,50 @@ def test_screened_out_model_saves_and_loads(perov, tmp_path):
     new.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
     assert new.descriptors_used_ is False
     np.testing.assert_array_equal(new.predict(noise.iloc[60:]), est.predict(noise.iloc[60:]))
+
+
+# ------------------------------------------------------------ descriptor dropout
+def _head_inputs(est):
+    """Record the descriptors the head receives: (training flag, tensor) per call."""
+    seen = []
+    est.module_.head.register_forward_pre_hook(
+        lambda mod, args: seen.append((mod.training, args[1].detach().clone())))
+    return seen
+
+
+def test_descriptor_dropout_zeroes_whole_rows_in_training_only(perov):
+    X, vol = perov
+    est = CGCNNRegressor(max_epochs=1, descriptors=CellDescriptors(), descriptor_screen=False,
+                         descriptor_skip=False, descriptor_dropout=0.5, **TINY)
+    est.fit(X[:64], vol[:64])
+    seen = _head_inputs(est)
+    est.partial_fit(X[:64], vol[:64])
+    sc = est.descriptor_scaler_
+    D = (CellDescriptors().transform(X[:64]) - sc.mean_) / sc.scale_
+    rows = torch.cat([d for training, d in seen if training]).numpy()
+    assert rows.shape == (64, 2)
+    dropped = (rows == 0).all(axis=1)
+    assert 0.2 < dropped.mean() < 0.8
+    # a kept row is the crystal's scaled descriptors, untouched
+    kept = rows[~dropped]
+    assert all(np.isclose(D, r, atol=1e-6).all(axis=1).any() for r in kept)
+    # prediction sees every descriptor
+    seen.clear()
+    est.predict(X[:64])
+    used = torch.cat([d for training, d in seen]).numpy()
+    assert not any(training for training, _ in seen)
+    np.testing.assert_allclose(used, D, atol=1e-6)
+
+
+def test_descriptor_dropout_is_reproducible_and_switchable(perov):
+    X, vol = perov
+    kw = dict(max_epochs=3, descriptors=CellDescriptors(), descriptor_screen=False,
+              descriptor_skip=False, **TINY)
+    a = CGCNNRegressor(**kw, descriptor_dropout=0.5).fit(X[:60], vol[:60]).predict(X[60:])
+    b = CGCNNRegressor(**kw, descriptor_dropout=0.5).fit(X[:60], vol[:60]).predict(X[60:])
+    np.testing.assert_array_equal(a, b)  # the draws are seeded with random_state
+    c = CGCNNRegressor(**kw, descriptor_dropout=0.0).fit(X[:60], vol[:60]).predict(X[60:])
+    assert np.abs(c - a).max() > 1e-4 * np.abs(a).max()
+    with pytest.raises(ValueError, match="descriptor_dropout"):
+        CGCNNRegressor(**{**kw, "max_epochs": 1}, descriptor_dropout=1.0).fit(X[:30], vol[:30])
+

@@ -15,7 +15,9 @@ The first attempt uses pymatgen's 13 Å, so bulk structures see the same
 neighbourhoods as the stock featurizers; when a cell is unbounded or the
 condition fails (2D materials and slabs: the cells of surface atoms reach
 half-way across the vacuum), the cutoff doubles (or grows to twice the
-farthest vertex, if that is less) and the tessellation is redone. Doubling
+farthest vertex, if that is less) and the tessellation is redone; so it
+does when Qhull finds the images within the cutoff flat (the atoms of a
+one-atom-thick layer, their images across the vacuum not yet included). Doubling
 rather than jumping to twice the farthest vertex matters: with too few
 images, nearly parallel faces of surface atoms can meet hundreds of Å
 away, a vertex that a larger cutoff removes. The cutoff never exceeds
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import Voronoi
+from scipy.spatial import QhullError, Voronoi
 
 __all__ = ["voronoi_faces", "DEFAULT_CUTOFF"]
 
@@ -143,7 +145,14 @@ def voronoi_faces(structure, cutoff=DEFAULT_CUTOFF):
     max_cutoff = 2 * diag + DEFAULT_CUTOFF
     while True:
         coords, _ = _point_set(structure, cutoff)
-        faces = _faces(coords, n) if len(coords) > 4 else None
+        try:
+            faces = _faces(coords, n) if len(coords) > 4 else None
+        except QhullError:
+            # no 3-D tessellation of these points: all in one plane (a
+            # one-atom-thick layer whose vacuum is wider than the cutoff) or
+            # too close to it for Qhull. Images across the vacuum, at a
+            # larger cutoff, make the set three-dimensional.
+            faces = None
         need = np.inf if faces is None else 2 * faces["far"].max() * (1 + 1e-9)
         if need <= cutoff:
             faces["cutoff"] = cutoff

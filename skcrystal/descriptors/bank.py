@@ -22,6 +22,13 @@ _GROUP_OF = {name: g for g, names in GROUPS.items() for name in names}
 # floats, so the bound is a count of entries.
 _CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 _CACHE_MAX = 200_000
+#: failed structures named in the warning of one transform
+_SHOWN_ERRORS = 5
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def clear_descriptor_cache():
@@ -314,14 +321,30 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
                     out[i, start:start + width] = row
             start += width
 
-        for i in sorted(errors):
-            what = "; ".join(f"{g}: {type(e).__name__}: {e}" for g, e in errors[i])
-            msg = (f"X[{i}] ({structures[i].composition.reduced_formula}): "
-                   f"descriptors failed ({what})")
-            if self.on_error == "raise":
-                raise ValueError(msg) from errors[i][0][1]
-            warnings.warn(msg + "; they are NaN", RuntimeWarning, stacklevel=2)
+        if errors:
+            self._report(errors, structures)
         return out
+
+    def _report(self, errors, structures):
+        """Raise for the first failed structure, or warn once for all of them.
+
+        Each error is cut to its first line: Qhull, for one, explains itself
+        in sixty (the full text stays on the raised error's ``__cause__``).
+        """
+        def line(i):
+            what = "; ".join(f"{g}: {type(e).__name__}: {_first_line(e)}"
+                             for g, e in errors[i])
+            return f"X[{i}] ({structures[i].composition.reduced_formula}): {what}"
+
+        rows = sorted(errors)
+        if self.on_error == "raise":
+            raise ValueError(f"descriptors failed for {line(rows[0])}") from errors[rows[0]][0][1]
+        shown = "; ".join(line(i) for i in rows[:_SHOWN_ERRORS])
+        more = len(rows) - _SHOWN_ERRORS
+        warnings.warn(
+            f"descriptors failed for {len(rows)} of {len(structures)} structures, their "
+            f"values are NaN: {shown}" + (f"; and {more} more" if more > 0 else ""),
+            RuntimeWarning, stacklevel=3)
 
     def _run(self, tasks):
         return map_chunks(_compute_many, tasks, self.n_jobs)

@@ -69,6 +69,10 @@ STATE_FORMAT_VERSION = 1
 #: targets on the descriptors alone reaches this leave-one-out R2
 _SKIP_MIN_R2 = 0.9
 
+#: default ``descriptor_dropout`` (chosen on the matbench runs of
+#: ``benchmarks/RESULTS.md``, "Descriptor dropout")
+DEFAULT_DESCRIPTOR_DROPOUT = 0.1
+
 
 class NonFiniteError(ValueError):
     """A NaN or infinite loss, prediction or gradient.
@@ -155,6 +159,19 @@ class CosineAnnealing(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         self.scheduler_.step()
+
+
+def _dropout_seed(random_state):
+    """Seed of a fit's descriptor-dropout draws (random_state None: a fresh one)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    return int(random_state) + 1
+
+
+def _reset_dropout(net):
+    """Forget the descriptor-dropout stream: a new fit draws from its start."""
+    for name in ("_dropout_seed", "_dropout_rng", "_dropout_epoch"):
+        net.__dict__.pop(name, None)
 
 
 @contextlib.contextmanager
@@ -285,6 +302,19 @@ class CrystalGraphNet(NeuralNet):
         and ``descriptor_screen_`` (the statistics). ``False`` always uses
         the descriptors; classifiers and fits of fewer than 20 structures
         always do.
+    descriptor_dropout : float in [0, 1), default DEFAULT_DESCRIPTOR_DROPOUT
+        With descriptors, the probability that a crystal's whole descriptor
+        vector is replaced by zeros (its training mean, after scaling) in a
+        training batch. The network then has to predict from the graph
+        alone as well, so descriptors that repeat what the graph already
+        knows cannot take over the head and cost accuracy (the paper's
+        de-ALIGNN loses 15% on total energy this way); prediction always
+        uses every descriptor. The draws come from a generator of their
+        own, seeded from ``random_state`` and the epoch, so the initial
+        weights and the batches stay the plain model's. Not applied when the skip path is
+        on (``descriptor_skip_``): descriptors that carry the answer
+        linearly are meant to be used, not guarded against. ``0`` is the
+        paper's hybrid.
     structure_column : str, default "structure"
         Column of the structures when ``X`` is a DataFrame; the other
         (numeric) columns are used as precomputed descriptors.
@@ -341,6 +371,7 @@ class CrystalGraphNet(NeuralNet):
         "descriptors": [HasMethods(["fit", "transform"]), None],
         "descriptor_skip": [StrOptions({"auto"}), "boolean"],
         "descriptor_screen": ["boolean"],
+        "descriptor_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "structure_column": [str],
         "random_state": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "n_jobs": [numbers.Integral, None],
@@ -390,7 +421,8 @@ class CrystalGraphNet(NeuralNet):
                  max_epochs=100, batch_size=DEFAULT_BATCH_SIZE, radius=8.0, max_neighbors=12,
                  grow_radius=False, neighbor_mode="keep_ties", symmetrize=None,
                  descriptors=None, descriptor_skip="auto", descriptor_screen=True,
-                 structure_column="structure", random_state=None, n_jobs=None,
+                 descriptor_dropout=DEFAULT_DESCRIPTOR_DROPOUT, structure_column="structure",
+                 random_state=None, n_jobs=None,
                  cache_dir=None, train_split=None, max_memory="4GB", progress="auto",
                  distributed=False, mixed_precision=None, verbose=0, **kwargs):
         super().__init__(module, criterion, optimizer=optimizer, lr=lr,
@@ -404,6 +436,7 @@ class CrystalGraphNet(NeuralNet):
         self.descriptors = descriptors
         self.descriptor_skip = descriptor_skip
         self.descriptor_screen = descriptor_screen
+        self.descriptor_dropout = descriptor_dropout
         self.structure_column = structure_column
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -665,6 +698,7 @@ class CrystalGraphNet(NeuralNet):
 
     def _fit_data_state(self, X, y):
         """Fit what the module's construction needs: target and descriptor scaling."""
+        _reset_dropout(self)
         if is_dataset(X) or _lazy.is_lazy(X):  # streamed, batch by batch
             return _lazy.fit_data_state(self, X, y)
         self._check_params()
@@ -775,8 +809,12 @@ class CrystalGraphNet(NeuralNet):
         method = getattr(self, "_infer_method_", None)
         fn = _distributed.forward_module(self) if method is None else \
             getattr(self.module_, method)
+        x = x.to(self.device, non_blocking=True)
+        if (self.descriptor_dropout and getattr(x, "descriptors", None) is not None
+                and self.module_.training and not getattr(self, "descriptor_skip_", False)):
+            x.descriptors = self._drop_descriptors(x.descriptors)
         with _distributed.autocast(self):
-            out = fn(x.to(self.device, non_blocking=True), **fit_params)
+            out = fn(x, **fit_params)
         if self.mixed_precision and isinstance(out, torch.Tensor):
             out = out.float()
         if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
@@ -790,6 +828,22 @@ class CrystalGraphNet(NeuralNet):
                 f"{_batch_structures(x, rows)}; check these structures (e.g. atoms "
                 "that overlap) or lower lr if the weights diverged")
         return out
+
+    def _drop_descriptors(self, d):
+        """``d`` with each crystal's row zeroed with probability ``descriptor_dropout``.
+
+        ``x.to`` above made a new batch, so the caller's keeps its values.
+        The generator is reseeded at each epoch from the fit's seed and the
+        epoch number, so an epoch's draws do not depend on how many batches
+        came before (a warm-started or resumed fit included).
+        """
+        epoch = len(self.history)
+        if getattr(self, "_dropout_epoch", None) != epoch:
+            seed = self.__dict__.setdefault("_dropout_seed", _dropout_seed(self.random_state))
+            self._dropout_rng = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            self._dropout_epoch = epoch
+        keep = torch.rand(d.shape[0], 1, generator=self._dropout_rng) >= self.descriptor_dropout
+        return d * keep.to(device=d.device, dtype=d.dtype)
 
     def _where(self):
         """" at epoch E, training batch B" while fitting, "" otherwise."""
