@@ -302,7 +302,7 @@ class CrystalGraphNet(NeuralNet):
         and ``descriptor_screen_`` (the statistics). ``False`` always uses
         the descriptors; classifiers and fits of fewer than 20 structures
         always do.
-    descriptor_dropout : float in [0, 1), default DEFAULT_DESCRIPTOR_DROPOUT
+    descriptor_dropout : float in [0, 1), default 0.1
         With descriptors, the probability that a crystal's whole descriptor
         vector is replaced by zeros (its training mean, after scaling) in a
         training batch. The network then has to predict from the graph
