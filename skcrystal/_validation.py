@@ -14,6 +14,13 @@ __all__ = ["check_structures", "check_targets", "check_consistent_length", "as_s
            "split_input", "descriptor_values", "structure_key"]
 
 
+def first_line(exc):
+    """An exception's message on one line, for errors reported one per line
+    (its type's name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _describe(obj):
     text = repr(obj)
     return text if len(text) < 60 else text[:57] + "..."

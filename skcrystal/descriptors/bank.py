@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._parallel import map_chunks
-from .._validation import check_structures, structure_key
+from .._validation import check_structures, first_line, structure_key
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS
 from ._voronoi import DEFAULT_CUTOFF
@@ -24,11 +24,6 @@ _CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 _CACHE_MAX = 200_000
 #: failed structures named in the warning of one transform
 _SHOWN_ERRORS = 5
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def clear_descriptor_cache():
@@ -332,7 +327,7 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
         in sixty (the full text stays on the raised error's ``__cause__``).
         """
         def line(i):
-            what = "; ".join(f"{g}: {type(e).__name__}: {_first_line(e)}"
+            what = "; ".join(f"{g}: {type(e).__name__}: {first_line(e)}"
                              for g, e in errors[i])
             return f"X[{i}] ({structures[i].composition.reduced_formula}): {what}"
 

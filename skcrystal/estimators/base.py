@@ -839,7 +839,9 @@ class CrystalGraphNet(NeuralNet):
         """
         epoch = len(self.history)
         if getattr(self, "_dropout_epoch", None) != epoch:
-            seed = self.__dict__.setdefault("_dropout_seed", _dropout_seed(self.random_state))
+            if "_dropout_seed" not in self.__dict__:  # once per fit
+                self._dropout_seed = _dropout_seed(self.random_state)
+            seed = self._dropout_seed
             self._dropout_rng = torch.Generator().manual_seed(seed * 100_003 + epoch)
             self._dropout_epoch = epoch
         keep = torch.rand(d.shape[0], 1, generator=self._dropout_rng) >= self.descriptor_dropout

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
-                           _check_overlaps_arrays, check_structures)
+                           _check_overlaps_arrays, check_structures, first_line)
 from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
 from .builder import GraphBuilder
 
@@ -69,12 +69,6 @@ class FileError(ValueError):
     def __init__(self, path, reason, parse=False):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason, self.parse = str(path), reason, parse
-
-
-def _first_line(exc):
-    """An exception's message on one line (errors are reported one per line)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read_text(path):
@@ -143,7 +137,7 @@ def _slow_graph(path, text, builder, supported):
         structure = _pymatgen_parse(text) if _is_cif(path) else \
             Structure.from_str(text, fmt="poscar")
     except Exception as exc:  # noqa: BLE001 - any parser failure names the file
-        raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {_first_line(exc)}",
+        raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {first_line(exc)}",
                         parse=True) from None
     structure = check_structures([structure], supported_elements=supported)[0]
     return builder.build(structure)
@@ -184,7 +178,7 @@ def read_file_graphs(paths, builder_params, supported=None):
             except FileError as exc:
                 out.append((None, exc))
             except (ValueError, TypeError) as exc:
-                reason = re.sub(r"^structure ", "", _X0.sub("", _first_line(exc)))
+                reason = re.sub(r"^structure ", "", _X0.sub("", first_line(exc)))
                 out.append((None, FileError(path, reason)))
     return out
 
