@@ -127,8 +127,8 @@ def test_skorch_checkpoint_with_f_state(data, tmp_path):
 
 
 def test_nan_gradient_with_finite_loss_is_an_error(data):
-    """The gradient check (one concatenation of all gradients) catches a NaN
-    gradient behind a finite loss."""
+    """The gradient check (a sum per gradient tensor) catches a NaN gradient
+    behind a finite loss."""
     X, y = data
 
     class NaNGradLoss(torch.nn.MSELoss):
@@ -140,6 +140,48 @@ def test_nan_gradient_with_finite_loss_is_an_error(data):
     with pytest.raises(NonFiniteError, match=r"non-finite \(NaN or inf\) gradient at epoch 1, "
                                              r"training batch 1"):
         est.fit(X, y)
+
+
+def test_gradient_check_is_exact():
+    """The per-tensor sums flag any NaN or inf, and large finite gradients
+    whose sums overflow float32 are not mistaken for non-finite ones."""
+    from skcrystal.estimators.base import _all_finite
+
+    big = torch.full((4,), 3e38)
+    assert _all_finite([torch.ones(3), big])  # the sum of ``big`` is inf
+    assert _all_finite([torch.zeros(2, 2, dtype=torch.float64)])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        t = torch.ones(5)
+        t[3] = bad
+        assert not _all_finite([torch.ones(2), t])
+        assert not _all_finite([big, t])
+    # a NaN beside an overflowing sum in the same tensor
+    t = big.clone()
+    t[0] = float("nan")
+    assert not _all_finite([t])
+
+
+def test_optimizer_is_fused_where_torch_has_the_kernel(data):
+    """AdamW (the default) and SGD get PyTorch's fused step, which changes
+    the result only by float rounding; a user's ``foreach`` or ``fused``
+    choice is kept; an optimizer without a fused kernel is left alone."""
+    X, y = data
+    fused = CGCNNRegressor(max_epochs=3, **SMALL).fit(X, y)
+    assert fused.optimizer_.param_groups[0]["fused"] is True
+    loop = CGCNNRegressor(max_epochs=3, optimizer__foreach=False,
+                          **SMALL).fit(X, y)
+    assert not loop.optimizer_.param_groups[0]["fused"]
+    np.testing.assert_allclose(fused.predict(X), loop.predict(X), rtol=1e-4, atol=1e-6)
+    foreach = CGCNNRegressor(max_epochs=1, optimizer__foreach=True, **SMALL).fit(X, y)
+    assert foreach.optimizer_.param_groups[0]["foreach"] is True
+    assert not foreach.optimizer_.param_groups[0]["fused"]
+    sgd = CGCNNRegressor(max_epochs=1, optimizer=torch.optim.SGD, **SMALL).fit(X, y)
+    assert sgd.optimizer_.param_groups[0]["fused"] is True
+    rms = CGCNNRegressor(max_epochs=1, optimizer=torch.optim.RMSprop, **SMALL).fit(X, y)
+    assert "fused" not in rms.optimizer_.param_groups[0]
+    # set_params reaches the optimizer as usual
+    est = CGCNNRegressor(max_epochs=1, **SMALL).set_params(optimizer__fused=False).fit(X, y)
+    assert not est.optimizer_.param_groups[0]["fused"]
 
 
 def test_train_mode_is_not_reset_every_batch(data):
