@@ -30,10 +30,15 @@ that step (forward and backward; the line-graph layers are the bottleneck
 the restructuring targets); then ``CrysToGraphRegressor`` epochs on ``--n``
 perovskites, median of ``--epochs``.
 
+``--step-overhead``: the per-step work besides forward and backward on the
+Table A1 model's 6.7 M parameters: AdamW's step (PyTorch's default
+``foreach``, per tensor, fused) and the gradient finiteness check (one
+concatenation vs one sum per tensor).
+
 Usage::
 
     python benchmarks/bench_crystograph.py --speed --memory --pretrain --threads 1
-    python benchmarks/bench_crystograph.py --etgc --rounds 5 --epochs 3 --threads 1
+    python benchmarks/bench_crystograph.py --step-overhead --etgc --rounds 5 --epochs 3 --threads 1
 """
 import argparse
 import json
@@ -247,6 +252,57 @@ def etgc_layers(model, batch, rounds):
               f"{1e3 * new:.0f} ms: x{ref / new:.2f}")
 
 
+def step_overhead(rounds):
+    """The per-step work around forward and backward, on the Table A1 model's parameters.
+
+    AdamW's step as PyTorch runs it by default (``foreach``), per parameter
+    tensor (``foreach=False``) and fused (``fused=True``, the estimators'
+    default), then the estimator's gradient finiteness check, one
+    ``isfinite`` over the concatenated gradients (the earlier check)
+    against one sum per tensor (:func:`skcrystal.estimators.base._all_finite`),
+    on random gradients; medians of ``rounds`` alternating repeats.
+    """
+    from skcrystal.estimators.base import _all_finite
+    from skcrystal.nn.crystograph import CrysToGraph
+
+    torch.manual_seed(0)
+    model = CrysToGraph()
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    grads = [p.grad for p in params]
+    n = sum(p.numel() for p in params)
+    print(f"\n## Step overhead: Table A1 model ({n:,} parameters in {len(params)} tensors), "
+          f"{torch.get_num_threads()} torch thread(s)")
+    optims = {name: torch.optim.AdamW(params, lr=1e-9, **kw) for name, kw in
+              (("foreach (PyTorch's default)", {"foreach": True}),
+               ("per tensor", {"foreach": False}), ("fused", {"fused": True}))}
+    checks = {"concatenate + isfinite": lambda: bool(torch.isfinite(torch.cat(
+                  [g.reshape(-1) for g in grads])).all()),
+              "sum per tensor (_all_finite)": lambda: _all_finite(grads)}
+    times = {name: [] for name in [*optims, *checks]}
+    for _ in range(3):  # warm: optimizer state, allocations
+        for opt in optims.values():
+            opt.step()
+    for _ in range(rounds):
+        for name, opt in optims.items():
+            t = time.perf_counter()
+            opt.step()
+            times[name].append(time.perf_counter() - t)
+        for name, check in checks.items():
+            t = time.perf_counter()
+            assert check()
+            times[name].append(time.perf_counter() - t)
+    base = _median(times["foreach (PyTorch's default)"])
+    for name in optims:
+        med = _median(times[name])
+        print(f"AdamW step, {name}: {1e3 * med:.1f} ms (x{base / med:.2f} vs foreach)")
+    base = _median(times["concatenate + isfinite"])
+    for name in checks:
+        med = _median(times[name])
+        print(f"gradient check, {name}: {1e3 * med:.1f} ms (x{base / med:.2f})")
+
+
 # ----------------------------------------------------------------- memory
 def _pad_max(q, k, v, node_graph, sizes):
     n, H, d = q.shape
@@ -335,6 +391,7 @@ def main():
     p.add_argument("--memory", action="store_true")
     p.add_argument("--pretrain", action="store_true")
     p.add_argument("--etgc", action="store_true")
+    p.add_argument("--step-overhead", action="store_true")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
@@ -353,6 +410,8 @@ def main():
         speed(args.n, args.epochs)
     if args.pretrain:
         pretrain(500, 100, 8)
+    if args.step_overhead:
+        step_overhead(max(args.rounds, 20))
     if args.etgc:
         etgc_speed(32, args.rounds, args.n, args.epochs)
 
