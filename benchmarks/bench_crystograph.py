@@ -33,7 +33,8 @@ perovskites, median of ``--epochs``.
 ``--step-overhead``: the per-step work besides forward and backward on the
 Table A1 model's 6.7 M parameters: AdamW's step (PyTorch's default
 ``foreach``, per tensor, fused) and the gradient finiteness check (one
-concatenation vs one sum per tensor).
+concatenation vs one sum per tensor), medians of ``--rounds`` repeats (at
+least 20: each takes milliseconds).
 
 Usage::
 

@@ -584,7 +584,8 @@ class CrystalGraphNet(NeuralNet):
     def get_params_for_optimizer(self, prefix, named_parameters):
         named = list(named_parameters)
         args, kwargs = super().get_params_for_optimizer(prefix, named)
-        params = [p for _, p in named if p.requires_grad]
+        # every parameter, frozen ones too: torch's fused check covers them all
+        params = [p for _, p in named]
         return args, _fused_optimizer(getattr(self, prefix, None), params, kwargs)
 
     def initialize_module(self):
