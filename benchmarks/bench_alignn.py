@@ -34,7 +34,10 @@ variants) and the ratios to the reference. One more variant,
 ``ALIGNNRegressor``, runs the skorch estimator's ``partial_fit`` epochs on
 the same structures, graph and sizes in its own process, taking its turn
 with the others: what a user of the estimator gets (its defaults include
-PyTorch's fused AdamW step; the bare loops use AdamW's default).
+PyTorch's fused AdamW step, the bare loops use AdamW's default, and the
+fit keeps freed memory for reuse, ``skcrystal._malloc``);
+``ALIGNNRegressor, heap off`` is the same with ``SKCRYSTAL_HEAP_ALLOCATION=0``
+(glibc's default behaviour inside the fit).
 
 Usage::
 
@@ -125,17 +128,20 @@ def _our_forward(model, batch):
     return model(batch).reshape(-1)
 
 
-VARIANTS = {  # name: (model, allocator tunables, bf16)
-    "reference": ("reference", False, False),
-    "reference, tuned": ("reference", True, False),
-    "skcrystal": ("skcrystal", False, False),
-    "skcrystal, tuned": ("skcrystal", True, False),
-    "skcrystal, bf16": ("skcrystal", False, True),
-    "ALIGNNRegressor": ("estimator", False, False),
-}
-
 #: glibc without mmap for large blocks and without giving freed memory back
-TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+TUNABLES = {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
+#: the estimators' own allocator setting turned off
+NO_HEAP = {"SKCRYSTAL_HEAP_ALLOCATION": "0"}
+
+VARIANTS = {  # name: (model, environment, bf16)
+    "reference": ("reference", {}, False),
+    "reference, tuned": ("reference", TUNABLES, False),
+    "skcrystal": ("skcrystal", {}, False),
+    "skcrystal, tuned": ("skcrystal", TUNABLES, False),
+    "skcrystal, bf16": ("skcrystal", {}, True),
+    "ALIGNNRegressor": ("estimator", {}, False),
+    "ALIGNNRegressor, heap off": ("estimator", NO_HEAP, False),
+}
 
 
 def child(args):
@@ -244,9 +250,9 @@ def _run_child(args, name):
            "--hidden", str(args.hidden), "--layers", str(args.layers),
            "--threads", str(args.threads)]
     env = dict(os.environ)
-    env.pop("GLIBC_TUNABLES", None)
-    if VARIANTS[name][1]:
-        env["GLIBC_TUNABLES"] = TUNABLES
+    for key in (*TUNABLES, *NO_HEAP):
+        env.pop(key, None)
+    env.update(VARIANTS[name][1])
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -48,6 +48,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import is_dataset
 
+from .._malloc import heap_allocation
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE
@@ -976,10 +977,19 @@ class CrystalGraphNet(NeuralNet):
         X : sequence of Structure, or DataFrame
             See the class docstring.
         y : array-like, shape (n,) or (n, n_targets)
+
+        Notes
+        -----
+        On glibc, freed memory is kept for reuse while the fit runs (each
+        step would otherwise fault in its activations' pages afresh) and
+        handed back when it ends; ``partial_fit`` keeps it for its next
+        call. ``SKCRYSTAL_HEAP_ALLOCATION=0`` turns this off; see
+        ``skcrystal._malloc``.
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
-        with _seeded(self.random_state), _distributed.training_context(self):
+        with _seeded(self.random_state), _distributed.training_context(self), \
+                heap_allocation():
             self._seeding_ = True
             try:
                 return super().fit(X, y, **fit_params)
@@ -993,7 +1003,8 @@ class CrystalGraphNet(NeuralNet):
             self.initialize()
         if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        with _seeded(self.random_state), _distributed.training_context(self):
+        with _seeded(self.random_state), _distributed.training_context(self), \
+                heap_allocation(release=False):
             try:
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
