@@ -39,9 +39,14 @@ fit keeps freed memory for reuse, ``skcrystal._malloc``);
 ``ALIGNNRegressor, heap off`` is the same with ``SKCRYSTAL_HEAP_ALLOCATION=0``
 (glibc's default behaviour inside the fit).
 
+``--fit-memory`` instead runs one ``ALIGNNRegressor.fit`` of ``--epochs``
+epochs with and without that setting, each in a fresh process, and reports
+the peak resident memory and what the process still holds after the fit.
+
 Usage::
 
     python benchmarks/bench_alignn.py [--n 192] [--batch-size 64] [--epochs 3] [--rounds 2]
+    python benchmarks/bench_alignn.py --fit-memory --epochs 5
 """
 import argparse
 import resource
@@ -152,7 +157,7 @@ def child(args):
     torch.set_num_threads(args.threads)
     which, _, bf16 = VARIANTS[args.variant]
     if which == "estimator":
-        return estimator_child(args)
+        return fit_memory_child(args) if args.fit_child else estimator_child(args)
     ref, ours, ref_batches, our_batches, _ = build(
         _structures(args.n), _builder().build, args.batch_size, args.hidden, args.layers)
     model, batches, forward = (ref, ref_batches, _ref_forward) if which == "reference" \
@@ -221,6 +226,42 @@ def estimator_child(args):
     print(json.dumps({"rates": rates, "faults": faults, "losses": None}))
 
 
+def fit_memory_child(args):
+    """One ``ALIGNNRegressor.fit`` of ``--epochs`` epochs; peak and after-fit memory."""
+    import json
+
+    from skcrystal.estimators.alignn import ALIGNNRegressor
+
+    structures = _structures(args.n)
+    y = np.linspace(-1, 1, len(structures))
+    est = ALIGNNRegressor(batch_size=args.batch_size, max_epochs=args.epochs, train_split=None,
+                          module__hidden=args.hidden, module__alignn_layers=args.layers,
+                          module__gcn_layers=args.layers, module__norm="layer",
+                          random_state=0, verbose=0, progress=False)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t0 = time.perf_counter()
+    est.fit(structures, y)
+    seconds = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * resource.getpagesize()
+    print(json.dumps({"rate": args.n * args.epochs / seconds,
+                      "faults": faults / (args.n * args.epochs),
+                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "after_mb": rss / 2**20}))
+
+
+def fit_memory(args):
+    """The estimator's ``fit`` with and without its allocator setting, fresh processes."""
+    print("| ALIGNNRegressor.fit | structures/s (all epochs) | minor page faults / structure "
+          "| peak resident memory | resident memory after fit |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in ("ALIGNNRegressor", "ALIGNNRegressor, heap off"):
+        r = _run_child(args, name, "--fit-child")
+        print(f"| {name} | {r['rate']:.1f} | {r['faults']:,.0f} | {r['peak_mb']:,.0f} MB "
+              f"| {r['after_mb']:,.0f} MB |", flush=True)
+
+
 def _structures(n):
     from skcrystal.datasets import load_perovskites
 
@@ -239,7 +280,7 @@ def _targets(batches):
             for b in batches]
 
 
-def _run_child(args, name):
+def _run_child(args, name, *extra):
     import json
     import os
     import subprocess
@@ -248,7 +289,7 @@ def _run_child(args, name):
     cmd = [sys.executable, __file__, "--variant", name, "--n", str(args.n),
            "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
            "--hidden", str(args.hidden), "--layers", str(args.layers),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), *extra]
     env = dict(os.environ)
     for key in (*TUNABLES, *NO_HEAP):
         env.pop(key, None)
@@ -269,11 +310,17 @@ def main():
     p.add_argument("--layers", type=int, default=4, help="ALIGNN layers = GCN layers")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-estimator", action="store_true")
+    p.add_argument("--fit-memory", action="store_true",
+                   help="only: one fit of --epochs epochs with and without the estimators' "
+                        "allocator setting (peak and after-fit memory)")
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--fit-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
         return child(args)
     torch.set_num_threads(args.threads)
+    if args.fit_memory:
+        return fit_memory(args)
     structures = _structures(args.n)
     builder = _builder()
     ref, ours, ref_batches, our_batches, n_pairs = build(
