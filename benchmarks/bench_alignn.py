@@ -196,6 +196,16 @@ def check_equal(ref, ours, ref_batches, our_batches):
     return worst, scale
 
 
+def _estimator(args, max_epochs):
+    """``ALIGNNRegressor`` at the bare loops' sizes, layer norm, no validation split."""
+    from skcrystal.estimators.alignn import ALIGNNRegressor
+
+    return ALIGNNRegressor(batch_size=args.batch_size, max_epochs=max_epochs, train_split=None,
+                           module__hidden=args.hidden, module__alignn_layers=args.layers,
+                           module__gcn_layers=args.layers, module__norm="layer",
+                           random_state=0, verbose=0, progress=False)
+
+
 def estimator_child(args):
     """``ALIGNNRegressor.partial_fit`` epochs in this process; one JSON line.
 
@@ -208,14 +218,9 @@ def estimator_child(args):
     """
     import json
 
-    from skcrystal.estimators.alignn import ALIGNNRegressor
-
     structures = _structures(args.n)
     y = np.linspace(-1, 1, len(structures))
-    est = ALIGNNRegressor(batch_size=args.batch_size, max_epochs=1, train_split=None,
-                          module__hidden=args.hidden, module__alignn_layers=args.layers,
-                          module__gcn_layers=args.layers, module__norm="layer",
-                          random_state=0, verbose=0, progress=False)
+    est = _estimator(args, max_epochs=1)
     rates, faults = [], []
     for _ in range(args.epochs):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -230,14 +235,9 @@ def fit_memory_child(args):
     """One ``ALIGNNRegressor.fit`` of ``--epochs`` epochs; peak and after-fit memory."""
     import json
 
-    from skcrystal.estimators.alignn import ALIGNNRegressor
-
     structures = _structures(args.n)
     y = np.linspace(-1, 1, len(structures))
-    est = ALIGNNRegressor(batch_size=args.batch_size, max_epochs=args.epochs, train_split=None,
-                          module__hidden=args.hidden, module__alignn_layers=args.layers,
-                          module__gcn_layers=args.layers, module__norm="layer",
-                          random_state=0, verbose=0, progress=False)
+    est = _estimator(args, max_epochs=args.epochs)
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     est.fit(structures, y)

@@ -14,8 +14,10 @@ both settings, figures in ``benchmarks/RESULTS.md``.
 
 :func:`heap_allocation` keeps that memory for the duration of a fit, as
 PyTorch's CUDA caching allocator keeps GPU memory: ``mallopt(M_MMAP_MAX,
-0)`` (large blocks come from the heap and are reused) and a 1 GB
-``M_TRIM_THRESHOLD`` (freed memory stays for the next step). On exit it
+0)`` (large blocks come from the heap and are reused) and
+``M_TRIM_THRESHOLD`` -1 (no trimming: freed memory stays for the next
+step; a finite threshold such as 1 GB is below a batch's activations, so
+trimming goes on). On exit it
 calls ``malloc_trim(0)``, so the memory the fit kept goes back to the
 system, and sets the thresholds glibc's dynamic adjustment reaches in any
 process that has allocated large tensors (mmap above 32 MB, trim above
