@@ -68,15 +68,18 @@ model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
 ===========================  =============  =============  ===================
 ALIGNN full (256, 4+4)       49 s           265 s          5.4 h / 37 h
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
-ALIGNN medium (128, 2+2)     5.7 s          30 s           38 min / 4.1 h
+ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
 CrysToGraph full (256, 8x32) 68 s           ~350 s         23 h / ~146 h
 CrysToGraph medium (128)     16 s           --             5.5 h / --
-CrysToGraph small (64, 4x16) 5.7 s          ~39 s          1.9 h / ~16 h
+CrysToGraph small (64, 4x16) 5.7 s          48 s [m]       1.9 h / 20 h [m]
 ===========================  =============  =============  ===================
 
-(perovskites CrysToGraph epochs measured on 800 training rows and scaled
-linearly to 3,849.)
+(perovskites CrysToGraph epochs estimated on 800 training rows and scaled
+linearly to 3,849. [m]: measured on whole folds, December 2026, two runs side
+by side: ALIGNN medium 71 min per fold of 100 epochs (the estimate was 30 s
+per epoch), CrysToGraph small 47-50 min per fold of 60 epochs (estimated
+~39 s per epoch).)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
