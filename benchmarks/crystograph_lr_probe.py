@@ -16,12 +16,11 @@ Usage::
 """
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from run_matbench import SIZES as _RUNNER_SIZES  # this folder is on sys.path
+from run_matbench import SIZES as _RUNNER_SIZES, task_source  # this folder is on sys.path
 
 #: the matbench runner's CrysToGraph sizes ("full": the model's Table A1 defaults)
 SIZES = _RUNNER_SIZES["crystograph"]
@@ -38,12 +37,11 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    from skcrystal.benchmarks import perovskites_task
     from skcrystal.estimators.cgcnn import CGCNNRegressor
     from skcrystal.estimators.crystograph import CrysToGraphRegressor
+    from skcrystal.metrics import mae
 
-    data = Path(args.data)
-    task = perovskites_task(data / "perovskites" if (data / "perovskites").is_dir() else data)
+    task = task_source("perovskites", args.data)(None)
     train, test = task.folds[0]
     train = np.random.default_rng(0).choice(train, args.n_train, replace=False)
     y = np.asarray(task.y)
@@ -63,8 +61,8 @@ def main():
     for name, est in runs:
         t0 = time.perf_counter()
         est.fit(X_train, y[train])
-        mae = float(np.mean(np.abs(est.predict(X_test) - y[test])))
-        print(f"| {name} | {mae:.4f} | {time.perf_counter() - t0:.0f} s |", flush=True)
+        error = mae(y[test], est.predict(X_test))
+        print(f"| {name} | {error:.4f} | {time.perf_counter() - t0:.0f} s |", flush=True)
 
 
 if __name__ == "__main__":

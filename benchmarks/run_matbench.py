@@ -76,10 +76,11 @@ CrysToGraph small (64, 4x16) 5.7 s          48 s [m]       1.9 h / 20 h [m]
 ===========================  =============  =============  ===================
 
 (perovskites CrysToGraph epochs estimated on 800 training rows and scaled
-linearly to 3,849. [m]: measured on whole folds, December 2026, two runs side
-by side: ALIGNN medium 71 min per fold of 100 epochs (the estimate was 30 s
-per epoch), CrysToGraph small 47-50 min per fold of 60 epochs (estimated
-~39 s per epoch).)
+linearly to 3,849. [m]: the epoch measured on whole folds, December 2026, two
+runs side by side, and the whole task extrapolated from it: ALIGNN medium
+67-71 min per fold of 100 epochs (the estimate was 30 s per epoch),
+CrysToGraph small 47-50 min per fold of 60 epochs (estimated ~39 s per
+epoch).)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
