@@ -43,10 +43,30 @@ fit keeps freed memory for reuse, ``skcrystal._malloc``);
 epochs with and without that setting, each in a fresh process, and reports
 the peak resident memory and what the process still holds after the fit.
 
+``--predict`` times ``ALIGNNRegressor.predict`` as users run it (batch
+norm, the estimator's default), with and without that setting, each in a
+fresh process, taking turns ``--rounds`` times. A model at the script's
+sizes is fitted for one epoch on the ``--n`` perovskites and pickled once;
+then each process predicts the same structures ``--epochs`` times (graphs
+built before the clock starts) in one of three ways:
+
+``saved model``          loads the pickle and predicts: a deployed model
+                         (``skcrystal predict``, a script that loads a model)
+``after fit``            fits the same epoch itself, then predicts: a
+                         cross-validation fold, a fit-then-score script
+``one per call``         loads the pickle and predicts one structure per call,
+                         32 calls a pass: the per-call cost of the setting
+
+It reports structures/s of the first pass and the median of the later
+ones, minor page faults per structure, the resident memory after the last
+pass, and the largest difference between the two settings' predictions
+(the same arithmetic: 0).
+
 Usage::
 
     python benchmarks/bench_alignn.py [--n 192] [--batch-size 64] [--epochs 3] [--rounds 2]
     python benchmarks/bench_alignn.py --fit-memory --epochs 5
+    python benchmarks/bench_alignn.py --predict --epochs 3 --rounds 2
 """
 import argparse
 import resource
@@ -157,6 +177,8 @@ def child(args):
     torch.set_num_threads(args.threads)
     which, _, bf16 = VARIANTS[args.variant]
     if which == "estimator":
+        if args.predict_child:
+            return predict_child(args)
         return fit_memory_child(args) if args.fit_child else estimator_child(args)
     ref, ours, ref_batches, our_batches, _ = build(
         _structures(args.n), _builder().build, args.batch_size, args.hidden, args.layers)
@@ -196,14 +218,19 @@ def check_equal(ref, ours, ref_batches, our_batches):
     return worst, scale
 
 
-def _estimator(args, max_epochs):
-    """``ALIGNNRegressor`` at the bare loops' sizes, layer norm, no validation split."""
+def _estimator(args, max_epochs, norm="layer"):
+    """``ALIGNNRegressor`` at the bare loops' sizes, no validation split.
+
+    Layer norm as the bare loops (comparable training-mode outputs);
+    ``norm=None``: the estimator's default.
+    """
     from skcrystal.estimators.alignn import ALIGNNRegressor
 
+    module = {} if norm is None else {"module__norm": norm}
     return ALIGNNRegressor(batch_size=args.batch_size, max_epochs=max_epochs, train_split=None,
                            module__hidden=args.hidden, module__alignn_layers=args.layers,
-                           module__gcn_layers=args.layers, module__norm="layer",
-                           random_state=0, verbose=0, progress=False)
+                           module__gcn_layers=args.layers, random_state=0, verbose=0,
+                           progress=False, **module)
 
 
 def estimator_child(args):
@@ -231,6 +258,11 @@ def estimator_child(args):
     print(json.dumps({"rates": rates, "faults": faults, "losses": None}))
 
 
+def _resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def fit_memory_child(args):
     """One ``ALIGNNRegressor.fit`` of ``--epochs`` epochs; peak and after-fit memory."""
     import json
@@ -243,12 +275,10 @@ def fit_memory_child(args):
     est.fit(structures, y)
     seconds = time.perf_counter() - t0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-    with open("/proc/self/statm") as f:
-        rss = int(f.read().split()[1]) * resource.getpagesize()
     print(json.dumps({"rate": args.n * args.epochs / seconds,
                       "faults": faults / (args.n * args.epochs),
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "after_mb": rss / 2**20}))
+                      "after_mb": _resident_mb()}))
 
 
 def fit_memory(args):
@@ -260,6 +290,92 @@ def fit_memory(args):
         r = _run_child(args, name, "--fit-child")
         print(f"| {name} | {r['rate']:.1f} | {r['faults']:,.0f} | {r['peak_mb']:,.0f} MB "
               f"| {r['after_mb']:,.0f} MB |", flush=True)
+
+
+PREDICT_SCENARIOS = ("saved model", "after fit", "one per call")
+
+
+def predict_child(args):
+    """``--epochs`` passes of ``predict`` in one scenario; one JSON line."""
+    import json
+    import pickle
+
+    structures = _structures(args.n)
+    if args.predict_child == "after fit":
+        est = _estimator(args, 1, norm=None).fit(structures, np.linspace(-1, 1, len(structures)))
+    else:
+        with open(args.model_file, "rb") as f:
+            est = pickle.load(f)
+    if args.predict_child == "one per call":
+        structures = structures[:32]
+    est.prepare(structures)
+    calls = [[s] for s in structures] if args.predict_child == "one per call" \
+        else [structures]
+    rates, faults = [], []
+    for _ in range(args.epochs):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        pred = np.concatenate([est.predict(c) for c in calls])
+        rates.append(len(structures) / (time.perf_counter() - t0))
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+                      / len(structures))
+    print(json.dumps({"rates": rates, "faults": faults, "after_mb": _resident_mb(),
+                      "pred": pred.tolist()}))
+
+
+def predict_bench(args):
+    """The estimator's ``predict`` with and without its allocator setting."""
+    import os
+    import pickle
+    import tempfile
+
+    structures = _structures(args.n)
+    est = _estimator(args, 1, norm=None).fit(structures, np.linspace(-1, 1, len(structures)))
+    names = ("ALIGNNRegressor", "ALIGNNRegressor, heap off")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        args.model_file = os.path.join(tmp, "alignn.pkl")
+        with open(args.model_file, "wb") as f:
+            pickle.dump(est, f)
+        del est
+        print(f"{args.n} perovskites, batch {args.batch_size}, hidden {args.hidden}, "
+              f"{args.layers} + {args.layers} layers, {args.threads} thread(s), "
+              f"{args.epochs} passes a process; load average {os.getloadavg()[0]:.2f}")
+        for r in range(args.rounds):
+            for scenario in PREDICT_SCENARIOS:
+                for name in names:
+                    res = _run_child(args, name, "--predict-child", scenario,
+                                     "--model-file", args.model_file)
+                    got = results.setdefault((scenario, name), [])
+                    got.append(res)
+                    print(f"round {r}, {scenario}, {name}: "
+                          + ", ".join(f"{x:.1f}" for x in res["rates"]), flush=True)
+    print()
+    print("| predict | setting | first pass, structures/s | later passes (median) "
+          "| faults / structure, first -> later | resident memory after | vs heap off, "
+          "first / later |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for scenario in PREDICT_SCENARIOS:
+        summary = {}
+        for name in names:
+            runs = results[(scenario, name)]
+            summary[name] = (
+                statistics.median(r["rates"][0] for r in runs),
+                statistics.median(x for r in runs for x in r["rates"][1:]),
+                statistics.median(r["faults"][0] for r in runs),
+                statistics.median(x for r in runs for x in r["faults"][1:]),
+                statistics.median(r["after_mb"] for r in runs))
+        off = summary[names[1]]
+        for name in names:
+            first, later, f_first, f_later, mb = summary[name]
+            print(f"| {scenario} | {'default' if name == names[0] else 'heap off'} "
+                  f"| {first:.1f} | {later:.1f} | {f_first:,.0f} -> {f_later:,.0f} "
+                  f"| {mb:,.0f} MB | x{first / off[0]:.2f} / x{later / off[1]:.2f} |")
+    worst = max(float(np.max(np.abs(np.subtract(a["pred"], b["pred"]))))
+                for scenario in PREDICT_SCENARIOS
+                for a in results[(scenario, names[0])] for b in results[(scenario, names[1])])
+    print(f"\nlargest prediction difference between the settings: {worst:.2e}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 def _structures(n):
@@ -313,14 +429,21 @@ def main():
     p.add_argument("--fit-memory", action="store_true",
                    help="only: one fit of --epochs epochs with and without the estimators' "
                         "allocator setting (peak and after-fit memory)")
+    p.add_argument("--predict", action="store_true",
+                   help="only: predict with and without the estimators' allocator setting "
+                        "(a saved model, after a fit, one structure per call)")
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     p.add_argument("--fit-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--predict-child", choices=PREDICT_SCENARIOS, help=argparse.SUPPRESS)
+    p.add_argument("--model-file", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
         return child(args)
     torch.set_num_threads(args.threads)
     if args.fit_memory:
         return fit_memory(args)
+    if args.predict:
+        return predict_bench(args)
     structures = _structures(args.n)
     builder = _builder()
     ref, ours, ref_batches, our_batches, n_pairs = build(

@@ -66,7 +66,7 @@ Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
 ===========================  =============  =============  ===================
 model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
 ===========================  =============  =============  ===================
-ALIGNN full (256, 4+4)       49 s           265 s          5.4 h / 37 h
+ALIGNN full (256, 4+4)       22 s [m]       265 s          2.5 h [m] / 37 h
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
 ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
@@ -80,7 +80,9 @@ linearly to 3,849. [m]: the epoch measured on whole folds, December 2026, two
 runs side by side, and the whole task extrapolated from it: ALIGNN medium
 67-71 min per fold of 100 epochs (the estimate was 30 s per epoch),
 CrysToGraph small 47-50 min per fold of 60 epochs (estimated ~39 s per
-epoch).)
+epoch); ALIGNN full on jdft2d 37 min per fold, 2.5 h for the four folds
+measured (the estimate was 49 s per epoch; its perovskites figure, from the
+same estimate, is likely high as well).)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)

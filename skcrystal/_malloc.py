@@ -1,4 +1,4 @@
-"""Keep freed training memory for reuse while fitting (glibc only).
+"""Keep freed memory for reuse while fitting and predicting (glibc only).
 
 glibc's ``malloc`` serves every request above its mmap threshold (at most
 32 MB) with a fresh ``mmap``, unmaps it on free, and hands freed memory at
@@ -24,6 +24,15 @@ process that has allocated large tensors (mmap above 32 MB, trim above
 64 MB; setting a threshold turns glibc's dynamic adjustment off for the
 rest of the process). The price while fitting: the freed blocks are kept,
 so the process holds its peak memory until the fit ends.
+
+``predict`` and ``transform`` run in a block too, one that keeps its
+memory when it ends (``release=False``): in a fresh process (a saved model
+loaded and used), where glibc's thresholds still adjust themselves,
+inference faulted the pages of its large tensors in afresh at every batch;
+handing the memory back at the end of every call made a loop of small
+calls fault it in again at each.
+The process holds inference's peak memory afterwards, as glibc itself
+does after a fit without the setting.
 
 It does nothing when
 

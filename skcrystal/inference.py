@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._malloc import heap_allocation
+
 __all__ = ["GraphPredictor", "DEFAULT_BATCH_SIZE"]
 
 #: The estimators' default ``batch_size`` (one definition for both paths).
@@ -115,7 +117,8 @@ class GraphPredictor:
         extras = self.graph_extras
         outs = []
         self.module.eval()
-        with torch.no_grad():
+        # the estimators' allocator setting for inference (skcrystal._malloc)
+        with torch.no_grad(), heap_allocation(release=False):
             for start in range(0, n, max(step, 1)):
                 batch = collate_graphs(graphs[start:start + step], extras=extras)
                 out = self.module(batch)

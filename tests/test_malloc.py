@@ -164,3 +164,44 @@ def test_training_runs_inside_heap_allocation(default_env, method):
     getattr(est, method)(structures, y)
     assert seen and all(seen)
     assert not heap_allocation_active()
+
+
+@glibc
+@pytest.mark.parametrize("method", ["predict", "transform", "graph predictor"])
+def test_inference_runs_inside_heap_allocation(default_env, monkeypatch, method):
+    from skcrystal import inference
+    from skcrystal.datasets import load_perovskites
+    from skcrystal.estimators import base
+    from skcrystal.estimators.cgcnn import CGCNNRegressor
+    from skcrystal.inference import GraphPredictor
+
+    structures, y = load_perovskites(n=16)
+    est = CGCNNRegressor(max_epochs=1, batch_size=8, verbose=0, progress=False,
+                         module__hidden=8, module__n_conv=1, random_state=0)
+    est.fit(structures, y)
+    seen = []
+    module = est.module_
+    original = module.embed  # under forward too
+
+    def spy(*args, **kwargs):
+        seen.append(heap_allocation_active())
+        return original(*args, **kwargs)
+
+    module.embed = spy
+    releases = []
+
+    def recording(release=True):
+        releases.append(release)
+        return heap_allocation(release=release)
+
+    # inference keeps its memory for the next call (skcrystal._malloc)
+    monkeypatch.setattr(base, "heap_allocation", recording)
+    monkeypatch.setattr(inference, "heap_allocation", recording)
+    if method == "graph predictor":
+        predictor = GraphPredictor.from_estimator(est)
+        predictor.predict(est.prepare(structures))
+    else:
+        getattr(est, method)(structures)
+    assert seen and all(seen)
+    assert releases == [False]
+    assert not heap_allocation_active()

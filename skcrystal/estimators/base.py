@@ -983,7 +983,9 @@ class CrystalGraphNet(NeuralNet):
         On glibc, freed memory is kept for reuse while the fit runs (each
         step would otherwise fault in its activations' pages afresh) and
         handed back when it ends; ``partial_fit`` keeps it for its next
-        call. ``SKCRYSTAL_HEAP_ALLOCATION=0`` turns this off; see
+        call. ``predict`` and ``transform`` keep it too, and leave it kept
+        when they end (the next call reuses it).
+        ``SKCRYSTAL_HEAP_ALLOCATION=0`` turns this off; see
         ``skcrystal._malloc``.
         """
         if not (self.warm_start and self.initialized_):
@@ -1206,7 +1208,10 @@ class CrystalGraphNet(NeuralNet):
         self.check_is_fitted()
         self._progress_desc_ = "predicting" if method is None else "transforming"
         try:
-            with self._infer_with(method):
+            # freed memory kept for reuse (skcrystal._malloc): a fresh process
+            # with a saved ALIGNN otherwise faults its bond-pair tensors in
+            # afresh at every batch; kept at the end for the next call
+            with self._infer_with(method), heap_allocation(release=False):
                 out = self.forward(X, training=False)
         finally:
             self.__dict__.pop("_progress_desc_", None)
