@@ -295,6 +295,11 @@ def fit_memory(args):
 PREDICT_SCENARIOS = ("saved model", "after fit", "one per call")
 
 
+def _predict_model(args, structures):
+    """The model ``--predict`` times: one epoch, the estimator's default norm."""
+    return _estimator(args, 1, norm=None).fit(structures, np.linspace(-1, 1, len(structures)))
+
+
 def predict_child(args):
     """``--epochs`` passes of ``predict`` in one scenario; one JSON line."""
     import json
@@ -302,15 +307,16 @@ def predict_child(args):
 
     structures = _structures(args.n)
     if args.predict_child == "after fit":
-        est = _estimator(args, 1, norm=None).fit(structures, np.linspace(-1, 1, len(structures)))
+        est = _predict_model(args, structures)
     else:
         with open(args.model_file, "rb") as f:
             est = pickle.load(f)
     if args.predict_child == "one per call":
         structures = structures[:32]
+        calls = [[s] for s in structures]
+    else:
+        calls = [structures]
     est.prepare(structures)
-    calls = [[s] for s in structures] if args.predict_child == "one per call" \
-        else [structures]
     rates, faults = [], []
     for _ in range(args.epochs):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -330,7 +336,7 @@ def predict_bench(args):
     import tempfile
 
     structures = _structures(args.n)
-    est = _estimator(args, 1, norm=None).fit(structures, np.linspace(-1, 1, len(structures)))
+    est = _predict_model(args, structures)
     names = ("ALIGNNRegressor", "ALIGNNRegressor, heap off")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,9 +30,8 @@ memory when it ends (``release=False``): in a fresh process (a saved model
 loaded and used), where glibc's thresholds still adjust themselves,
 inference faulted the pages of its large tensors in afresh at every batch;
 handing the memory back at the end of every call made a loop of small
-calls fault it in again at each.
-The process holds inference's peak memory afterwards, as glibc itself
-does after a fit without the setting.
+calls fault it in again at each. The process holds inference's peak
+memory afterwards, as glibc itself does after a fit without the setting.
 
 It does nothing when
 
@@ -112,9 +111,9 @@ def heap_allocation(release=True):
     ----------
     release : bool, default=True
         Hand the kept memory back to the system (``malloc_trim``) when the
-        last block ends. ``partial_fit`` passes ``False``: a loop of
-        ``partial_fit`` calls would otherwise give its memory back and
-        fault it in again at every call.
+        last block ends. ``partial_fit``, ``predict`` and ``transform``
+        pass ``False``: a loop of such calls would otherwise give its
+        memory back and fault it in again at every call.
 
     Re-entrant and thread-safe: nested or concurrent fits (threads of one
     process) apply the setting once, and the last to leave restores it. A
