@@ -87,7 +87,11 @@ same estimate, is likely high as well).)
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
 and ``.md`` (its RESULTS.md row), fold by fold: rerunning the same command
-after an interruption runs only the missing folds. ``--folds 1 --epochs 5``
+after an interruption runs only the missing folds, and a fold stopped part
+way (Ctrl-C, a killed process) resumes at its last finished epoch from its
+``<task>__<label>.fold<k>.checkpoint/`` folder, with the predictions of an
+uninterrupted fold. A fold of many hours can so be run a few hours at a
+time. ``--folds 1 --epochs 5``
 gives a short timing run (use another ``--out-dir`` so it does not mix with
 the real record: changed parameters are refused anyway). Processes running
 other folds of one configuration at the same time (one per core) each add
@@ -237,6 +241,8 @@ def main(argv=None):
                    help="more estimator parameters (Python literals)")
     p.add_argument("--max-structures", type=int, help="first N rows only (quick checks)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="no checkpoint after every epoch (a stopped fold restarts)")
     p.add_argument("--label", help="record label (default: from the model and size)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--list", action="store_true", help="print the commands of the issue")
@@ -264,6 +270,7 @@ def main(argv=None):
     task = task_source(args.task, args.data)(args.max_structures)
     res = run_matbench(task, est, folds=args.folds, out_dir=args.out_dir,
                        resume=not args.no_resume, label=args.label or label,
+                       checkpoint=not args.no_checkpoint,
                        command=shlex.join(["python", "benchmarks/run_matbench.py",
                                            *(sys.argv[1:] if argv is None else argv)]))
     print(res.row)

@@ -1446,6 +1446,7 @@ def cmd_matbench(args, progress):
                            resume=not args.no_resume, label=args.label,
                            fold_file=args.fold_file, target=_target_arg(args),
                            max_structures=args.max_structures,
+                           checkpoint=not args.no_checkpoint,
                            command=" ".join(shlex.quote(c) for c in command),
                            verbose=0 if args.quiet else 1)
     progress.say(f"record: {res.path}")
@@ -1605,7 +1606,8 @@ def build_parser():
                                    "matbench json.gz with its fold file, or the perovskites "
                                    "folder), write the record (matbench results layout) and "
                                    "print its RESULTS.md row. Finished folds are skipped on "
-                                   "a rerun with the same parameters.")
+                                   "a rerun with the same parameters, and a fold stopped "
+                                   "part way resumes at its last finished epoch.")
     p.add_argument("--folds", type=int, nargs="+", metavar="K",
                    help="fold numbers to run (default: every fold the task has)")
     p.add_argument("--out-dir", default="matbench_results", help="record folder")
@@ -1614,7 +1616,11 @@ def build_parser():
                    help="official fold file (default: matbench_<task>_folds.json beside DATA)")
     p.add_argument("--max-structures", type=int, metavar="N",
                    help="first N rows only (quick checks)")
-    p.add_argument("--no-resume", action="store_true", help="start a new record")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start a new record, and interrupted folds from their first epoch")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="do not checkpoint each fold's fit after every epoch (an "
+                        "interrupted fold then restarts from its first epoch)")
     p.set_defaults(func=cmd_matbench)
 
     p = sub.add_parser("models", parents=[common], help="list the known models",
@@ -1660,8 +1666,9 @@ def main(argv=None):
         return args.func(args, progress)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    except KeyboardInterrupt:
-        print("skcrystal: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"skcrystal: interrupted{detail}", file=sys.stderr)
         return 130
     except Exception as exc:
         if debug:

@@ -182,6 +182,93 @@ def test_resume_runs_only_unfinished_folds_and_refuses_other_params(tiny_task, t
     assert list(read_record(fresh.path)["tasks"]["matbench_jdft2d"]["results"]) == ["fold_3"]
 
 
+def _stop_in_fold(monkeypatch, fold, epoch, action):
+    """Run ``action()`` at the end of ``epoch`` of ``fold``, after its checkpoint."""
+    import skcrystal.benchmarks.matbench as mb
+    from skorch.callbacks import Callback
+
+    class Stop(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == epoch:
+                action()
+
+    real = mb._with_checkpoint
+
+    def patched(est, ckdir):
+        real(est, ckdir)
+        if ckdir.name.endswith(f".fold{fold}.checkpoint"):
+            est.set_params(callbacks=[*est.callbacks, ("stop", Stop())])
+        return est
+
+    monkeypatch.setattr(mb, "_with_checkpoint", patched)
+
+
+def test_a_fold_stopped_mid_fit_resumes_to_the_uninterrupted_predictions(
+        tiny_task, tmp_path, monkeypatch):
+    path, _ = tiny_task
+    params = dict(TINY, max_epochs=4)
+    clean = run_matbench(path, "cgcnn", params=params, folds=[0, 1], verbose=0,
+                         out_dir=tmp_path / "clean", checkpoint=False)
+    assert not list((tmp_path / "clean").glob("*.checkpoint"))
+
+    class Killed(Exception):
+        pass
+
+    def kill():
+        raise Killed
+
+    _stop_in_fold(monkeypatch, fold=1, epoch=2, action=kill)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_matbench(path, "cgcnn", params=params, folds=[0, 1], out_dir=out, verbose=0)
+    ckdir = out / "matbench_jdft2d__CGCNNRegressor.fold1.checkpoint"
+    assert json.loads((ckdir / "history.json").read_text())[-1]["epoch"] == 2
+    assert not (out / "matbench_jdft2d__CGCNNRegressor.fold0.checkpoint").exists()
+    monkeypatch.undo()
+
+    res = run_matbench(path, "cgcnn", params=params, folds=[0, 1], out_dir=out, verbose=0)
+    assert res.skipped == [0] and res.ran == [1] and not ckdir.exists()
+    got = res.record["tasks"]["matbench_jdft2d"]["results"]
+    want = clean.record["tasks"]["matbench_jdft2d"]["results"]
+    # checkpointing changes nothing; resuming neither
+    assert got["fold_0"]["data"] == want["fold_0"]["data"]
+    assert got["fold_1"]["data"] == want["fold_1"]["data"]
+    assert got["fold_1"]["parameters"]["resumed_at_epoch"] == 2
+    assert got["fold_1"]["parameters"]["epochs_run"] == 4
+    assert "resumed_at_epoch" not in got["fold_0"]["parameters"]
+
+
+def test_ctrl_c_in_a_fold_is_not_recorded_as_a_finished_fold(tiny_task, tmp_path,
+                                                              monkeypatch):
+    """skorch ends fit quietly on KeyboardInterrupt; the runner stops instead of
+    recording a partly trained fold."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set in the main thread only")
+    path, _ = tiny_task
+    _stop_in_fold(monkeypatch, fold=0, epoch=1,
+                  action=lambda: signal.raise_signal(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt, match="fold 0 interrupted, not recorded; its "
+                                                "checkpoint after epoch 1"):
+        run_matbench(path, "cgcnn", params=TINY, folds=[0], out_dir=tmp_path, verbose=0)
+    assert not list(tmp_path.glob("*.json.gz"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+
+    # the checkpoint of a fit with other parameters: refused, naming them;
+    # resume=False starts the fold afresh
+    with pytest.raises(ValueError, match=r"fold0.checkpoint: .*max_epochs: 2 -> 3"):
+        run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), folds=[0],
+                     out_dir=tmp_path, verbose=0)
+    res = run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), folds=[0],
+                       out_dir=tmp_path, resume=False, verbose=0)
+    fold = res.record["tasks"]["matbench_jdft2d"]["results"]["fold_0"]["parameters"]
+    assert fold["epochs_run"] == 3 and "resumed_at_epoch" not in fold
+    assert not list(tmp_path.glob("*.checkpoint"))
+
+
 def test_processes_running_other_folds_of_one_record_merge(tiny_task, tmp_path):
     """Two runs of one record at once (simulated: the second inside the first's
     fold hook) each add their folds; neither overwrites the other's."""

@@ -116,6 +116,86 @@ def test_checkpoint_holds_target_scaling_and_resumes(data, tmp_path):
     assert np.isfinite(resumed.predict(X)).all()
 
 
+@pytest.mark.parametrize("model", ["cgcnn", "crystograph"])
+def test_resumed_fit_equals_the_uninterrupted_fit(data, tmp_path, model):
+    """Shuffles (and CrysToGraph's dropout masks) of the resumed epochs are the ones
+    the uninterrupted fit draws: the checkpoint saved the generator."""
+    from skcrystal.estimators import CrysToGraphRegressor
+
+    X, y = data
+    cls, params = (CGCNNRegressor, dict(SMALL, batch_size=4)) if model == "cgcnn" else (
+        CrysToGraphRegressor, dict(module__hidden=16, module__n_heads=2, module__head_dim=8,
+                                   module__n_etgc=1, module__dropout=0.1, batch_size=4,
+                                   random_state=0))
+    whole = cls(max_epochs=4, **params).fit(X, y)
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    cls(max_epochs=4, callbacks=[("cp", cp), ("stop", _StopAfter(2))], **params).fit(X, y)
+    assert (tmp_path / "rng.json").exists()
+    resumed = cls(max_epochs=4, **params).resume(
+        X, y, Checkpoint(monitor=None, dirname=str(tmp_path)))
+    np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))
+    np.testing.assert_array_equal(resumed.history[:, "train_loss"],
+                                  whole.history[:, "train_loss"])
+
+    # without the generator file (a checkpoint of an earlier version) it still
+    # resumes, drawing the remaining epochs afresh from random_state
+    (tmp_path / "rng.json").unlink()
+    older = cls(max_epochs=4, **params).resume(X, y, Checkpoint(monitor=None,
+                                                                dirname=str(tmp_path)))
+    assert [row["epoch"] for row in older.history] == [1, 2, 3, 4]
+    assert not np.array_equal(older.predict(X), whole.predict(X))
+
+
+def test_fit_ignores_a_loaded_generator_state(data, tmp_path):
+    X, y = data
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    CGCNNRegressor(max_epochs=2, callbacks=[("cp", cp)], batch_size=4, **SMALL).fit(X, y)
+    est = CGCNNRegressor(max_epochs=2, batch_size=4, **SMALL)
+    est.load_params(checkpoint=Checkpoint(monitor=None, dirname=str(tmp_path)))
+    fresh = CGCNNRegressor(max_epochs=2, batch_size=4, **SMALL).fit(X, y)
+    np.testing.assert_array_equal(est.fit(X, y).predict(X), fresh.predict(X))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "skcrystal-rng-state", "torch": "AAAA"}')
+    with pytest.raises(ValueError, match="bad.json: a generator state of 3 bytes"):
+        est.load_params(f_rng=str(bad))
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json is not a skcrystal generator state"):
+        est.load_params(f_rng=str(bad))
+
+
+def test_checkpoint_is_written_whole_or_not_at_all(data, tmp_path, monkeypatch):
+    """A save that fails part way (here: the history of epoch 2) leaves epoch 1's
+    checkpoint as it was, every file of it, and no temporary file behind."""
+    X, y = data
+    messages = []
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path), sink=messages.append)
+    est = CGCNNRegressor(max_epochs=2, callbacks=[("cp", cp)], batch_size=4, **SMALL)
+    real = CGCNNRegressor.save_params
+
+    def failing(self, **kw):
+        if kw.get("f_history") is not None and len(self.history) == 2:
+            raise OSError("disk full")
+        return real(self, **kw)
+
+    monkeypatch.setattr(CGCNNRegressor, "save_params", failing)
+    snapshots = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, net, **kwargs):  # after cp: the files of this epoch
+            snapshots.append({p.name: p.read_bytes() for p in tmp_path.iterdir()})
+
+    est.set_params(callbacks=[("cp", cp), ("snap", Snapshot())])
+    est.fit(X, y)
+    assert any("disk full" in m and "checkpoint not updated" in m for m in messages)
+    assert snapshots[0] == snapshots[1]
+    assert sorted(snapshots[1]) == ["criterion.pt", "history.json", "optimizer.pt",
+                                    "params.pt", "rng.json", "state.json"]
+    monkeypatch.undo()
+    back = CGCNNRegressor(max_epochs=2, batch_size=4, **SMALL)
+    back.load_params(checkpoint=Checkpoint(monitor=None, dirname=str(tmp_path)))
+    assert len(back.history) == 1
+
+
 def test_skorch_checkpoint_with_f_state(data, tmp_path):
     from skorch.callbacks import Checkpoint as SkorchCheckpoint
     X, y = data

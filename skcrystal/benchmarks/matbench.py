@@ -5,8 +5,9 @@ a task, predicts the fold's test rows and scores them, exactly as
 matbench's ``MatbenchTask.record`` does (matbench v0.1: official 5 folds,
 ``KFold(5, shuffle=True, random_state=18012019)`` over the task in load
 order, the fold file authoritative). Each finished fold is written to the
-record at once (atomic replace), so an interrupted run resumes where it
-stopped; a rerun with other estimator parameters refuses to mix them.
+record at once (atomic replace), and each fold's fit is checkpointed after
+every epoch, so an interrupted run resumes where it stopped, in the middle
+of a fold too; a rerun with other estimator parameters refuses to mix them.
 
 Tasks
 -----
@@ -89,6 +90,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -770,6 +772,98 @@ def _check_resumable(record, path, task, est, params):
                                  "another out_dir or resume=False")
 
 
+# ---------------------------------------------------------------- fold checkpoints
+def _checkpointable(est):
+    """Whether ``est``'s fit can be checkpointed every epoch and resumed.
+
+    skcrystal's estimators can (``resume``), except with a ``descriptors``
+    transformer, whose fitted state a checkpoint cannot hold.
+    """
+    callbacks = getattr(est, "callbacks", None)
+    return (hasattr(est, "resume") and getattr(est, "descriptors", None) is None
+            and not (isinstance(callbacks, str) and callbacks == "disable"))
+
+
+def _fold_checkpoint(ckdir, est, params, train_ids, resume):
+    """Prepare a fold's checkpoint folder; the checkpoint to resume from, or None.
+
+    ``ckdir/fold.json`` says which fit the folder checkpoints (estimator
+    class, parameters, training rows); a folder of another fit is an error
+    with ``resume`` (it is removed without). A folder without a finished
+    epoch (no history yet) is started afresh.
+    """
+    from ..estimators.callbacks import Checkpoint
+
+    meta = json.loads(json.dumps({
+        "estimator": _class_path(est),
+        "estimator_params": {k: v for k, v in params.items() if k not in _RESUME_IGNORED},
+        "train_rows": len(train_ids),
+        "train_ids_sha256": hashlib.sha256("\n".join(map(str, train_ids)).encode()).hexdigest(),
+    }, default=str))
+    meta_path = ckdir / "fold.json"
+    if ckdir.exists() and resume:
+        try:
+            saved = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None  # killed before the description was written: nothing saved
+        if saved is not None and saved != meta:
+            diff = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
+            if "estimator_params" in diff:
+                old, new = saved.get("estimator_params", {}), meta["estimator_params"]
+                diff = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+                        for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            raise ValueError(f"cannot resume from {ckdir}: it checkpoints a fit with other "
+                             f"{', '.join(diff[:6])}; remove the folder, or resume=False to "
+                             "start afresh")
+        if saved is not None and (ckdir / "history.json").exists():
+            return Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None,
+                              event_name=None)
+    if ckdir.exists():
+        shutil.rmtree(ckdir)
+    ckdir.mkdir(parents=True)
+    _atomic_write(meta_path, json.dumps(meta, indent=1))
+    return None
+
+
+@contextlib.contextmanager
+def _noting_interrupts():
+    """A list that records a Ctrl-C (SIGINT) arriving inside the block.
+
+    skorch ends ``fit`` quietly on ``KeyboardInterrupt`` (its way of
+    stopping early), so without this a Ctrl-C would record a partly trained
+    fold as finished. The interrupt itself is raised as usual.
+    """
+    import signal
+    import threading
+
+    seen = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _with_checkpoint(est, ckdir):
+    """``est`` with a callback checkpointing every epoch into ``ckdir``."""
+    from ..estimators.callbacks import Checkpoint
+
+    cp = Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None, event_name=None)
+    return est.set_params(callbacks=[*(est.callbacks or []), ("matbench_checkpoint", cp)])
+
+
 # ---------------------------------------------------------------- runner
 def _epoch_times(est):
     """Durations (s) of the epochs of a fitted skorch net, else None."""
@@ -812,7 +906,8 @@ class RunResult:
 
 def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume=True, *,
                  params=None, label=None, fold_file="auto", target=None, max_structures=None,
-                 prepare_graphs=True, command=None, on_fold_end=None, verbose=1):
+                 prepare_graphs=True, checkpoint=True, command=None, on_fold_end=None,
+                 verbose=1):
     """Cross-validate an estimator on a task's fixed folds and record the result.
 
     Per fold: clone the estimator, fit it on the fold's training rows,
@@ -839,10 +934,11 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         Folder of the record ``<task>__<label>.json.gz`` and its
         ``<task>__<label>.md`` row.
     resume : bool, default True
-        Keep the folds already in the record and run only the others; the
-        record's estimator class and parameters must equal the current ones
-        (``verbose``, ``n_jobs``, ``cache_dir`` may differ) or a
-        ``ValueError`` says what differs. ``False`` starts a new record,
+        Keep the folds already in the record and run only the others, and
+        continue an interrupted fold from its checkpoint (see
+        ``checkpoint``); the record's estimator class and parameters must
+        equal the current ones (``verbose``, ``n_jobs``, ``cache_dir`` may
+        differ) or a ``ValueError`` says what differs. ``False`` starts a new record,
         replacing the file when the first fold finishes. Processes running
         other folds of the same record at the same time (e.g. ``folds=[0,
         1]`` and ``folds=[2, 3, 4]``, one per core) each add their folds
@@ -857,6 +953,17 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
     prepare_graphs : bool, default True
         Build every structure's graph before the first fold (when the
         estimator has ``prepare``), so ``fit_time_s`` is training alone.
+    checkpoint : bool, default True
+        Checkpoint each fold's fit after every epoch, in
+        ``<out_dir>/<task>__<label>.fold<k>.checkpoint/`` (removed when
+        the fold is recorded), so a run stopped in the middle of a fold
+        resumes at its last finished epoch (with ``resume``). With an
+        integer ``random_state`` the resumed fold's predictions equal an
+        uninterrupted fold's (the checkpoint holds the random number
+        generator too); the fold's record says at which epoch it resumed
+        (``resumed_at_epoch``), and its ``fit_time_s`` adds the epochs run
+        before. Skipped for estimators that cannot resume (not skcrystal's,
+        or with a ``descriptors`` transformer).
     command : str, optional
         Command line to record; ``sys.argv`` by default.
     on_fold_end : callable, optional
@@ -925,6 +1032,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
            "graph_time_s": 0.0, "wall_time_s": None}
     if skipped:
         say(f"{task.name} / {label}: fold(s) {skipped} already in {path}, skipped")
+        for k in skipped:  # a run stopped after recording the fold, before removing it
+            shutil.rmtree(out_dir / f"{stem}.fold{k}.checkpoint", ignore_errors=True)
     if not todo:
         row = markdown_row(record)
         return RunResult(record=record, path=path, row=row, ran=[], skipped=skipped)
@@ -940,6 +1049,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         say(f"{task.name}: graphs of {len(rows)} structures ready in "
             f"{run['graph_time_s']:.1f} s")
 
+    checkpoint = bool(checkpoint) and _checkpointable(base)
     ran = []
     for k in todo:
         train, test = task.folds[k]
@@ -947,8 +1057,24 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         hits0, misses0 = default_cache.hits, default_cache.misses
         fold_load0 = _loadavg()
         say(f"{task.name} / {label}: fold {k} ({len(train)} train, {len(test)} test)...")
+        ckdir, start = out_dir / f"{stem}.fold{k}.checkpoint", None
+        if checkpoint:
+            start = _fold_checkpoint(ckdir, base, est_params, [task.ids[i] for i in train],
+                                     resume)
+            _with_checkpoint(est, ckdir)
         t0 = time.perf_counter()
-        est.fit(list(X[train]), task.y[train])
+        done = 0
+        with _noting_interrupts() as interrupted:
+            if start is not None:
+                done = len(json.loads((ckdir / "history.json").read_text(encoding="utf-8")))
+                say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
+                est.resume(list(X[train]), task.y[train], start)
+            else:
+                est.fit(list(X[train]), task.y[train])
+        if interrupted:
+            where = (f"; its checkpoint after epoch {len(est.history)} is in {ckdir}: "
+                     "rerun to resume" if checkpoint else "")
+            raise KeyboardInterrupt(f"fold {k} interrupted, not recorded{where}")
         t1 = time.perf_counter()
         pred = np.asarray(est.predict(list(X[test])), dtype=np.float64).reshape(-1)
         t2 = time.perf_counter()
@@ -957,6 +1083,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                              f"values for {len(test)} test structures (one target expected)")
         y_test = task.y[test]
         epochs = _epoch_times(est)
+        # a resumed fold's fit time counts the epochs run before it stopped
+        before = float(np.sum(epochs[:done])) if done and epochs else 0.0
         official = (task.official_sizes or {}).get(k, (len(train), len(test)))
         fold_result = {
             "data": {task.ids[i]: float(p) for i, p in zip(test, pred)},
@@ -964,7 +1092,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                 "estimator": _class_path(est), "estimator_params": est_params,
                 "n_train": int(len(train)), "n_test": int(len(test)),
                 "n_train_official": int(official[0]), "n_test_official": int(official[1]),
-                "fit_time_s": round(t1 - t0, 3), "predict_time_s": round(t2 - t1, 3),
+                "fit_time_s": round(t1 - t0 + before, 3),
+                "predict_time_s": round(t2 - t1, 3),
                 "mae_mad": float(mae_mad_score(y_test, pred)),
                 "epochs_run": len(epochs) if epochs is not None else None,
                 "epoch_time_s": round(float(np.mean(epochs)), 4) if epochs else None,
@@ -972,7 +1101,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                                 "misses": default_cache.misses - misses0},
                 "loadavg_start": fold_load0, "loadavg_end": _loadavg(),
                 "torch_threads": run["environment"].get("torch_threads"),
-                "finished_at": _now()},
+                "finished_at": _now(), **({"resumed_at_epoch": done} if done else {})},
             "scores": fold_scores(y_test, pred)}
         results[f"fold_{k}"] = fold_result
         record["tasks"][task.name]["results"] = results = _in_fold_order(results)
@@ -982,6 +1111,8 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         # resume=False replaces the file at the first save, then merges too
         _save(record, task, path, row_path,
               merge=(base, est_params) if resume or ran else None)
+        if checkpoint:
+            shutil.rmtree(ckdir, ignore_errors=True)
         ran.append(k)
         s = fold_result["scores"]
         say(f"  fold {k}: MAE {s['mae']:.4g} RMSE {s['rmse']:.4g} MAE/MAD "

@@ -186,6 +186,50 @@ def _seeded(random_state):
         yield
 
 
+def _rng_state():
+    """torch's CPU generator state as JSON-ready data (see ``Checkpoint``'s ``f_rng``)."""
+    import base64
+    return {"format": "skcrystal-rng-state", "version": 1,
+            "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+
+
+def _read_rng_state(f):
+    """The generator state of an ``f_rng`` file (path or file object) as a tensor."""
+    import base64
+    source = getattr(f, "name", f)
+    try:
+        if hasattr(f, "read"):
+            text = f.read()
+        else:
+            with open(f, "rb") as fh:
+                text = fh.read()
+        state = json.loads(text)
+        if state.get("format") != "skcrystal-rng-state":
+            raise ValueError("no skcrystal-rng-state format mark")
+        raw = base64.b64decode(state["torch"], validate=True)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{source} is not a skcrystal generator state file ({exc})") from None
+    if len(raw) != torch.get_rng_state().numel():
+        raise ValueError(f"{source}: a generator state of {len(raw)} bytes; this torch's "
+                         f"CPU generator has {torch.get_rng_state().numel()}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).clone()
+
+
+def _write_text(f, text):
+    """Write ``text`` to a path or to a (text or binary) file object."""
+    if hasattr(f, "write"):
+        f.write(text.encode() if "b" in getattr(f, "mode", "") else text)
+    else:
+        with open(f, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def _any_file(f_params, f_optimizer, f_criterion, f_history, kwargs):
+    """Whether any of skorch's own save/load targets is given."""
+    return any(f is not None for f in (f_params, f_optimizer, f_criterion, f_history,
+                                       *(v for k, v in kwargs.items() if k.startswith("f_"))))
+
+
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -990,6 +1034,7 @@ class CrystalGraphNet(NeuralNet):
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
+        self.__dict__.pop("_rng_state_", None)  # fit starts from random_state
         with _seeded(self.random_state), _distributed.training_context(self), \
                 heap_allocation():
             self._seeding_ = True
@@ -1007,6 +1052,11 @@ class CrystalGraphNet(NeuralNet):
             return super().partial_fit(X, y, classes=classes, **fit_params)
         with _seeded(self.random_state), _distributed.training_context(self), \
                 heap_allocation(release=False):
+            # a loaded checkpoint's generator: training goes on with the
+            # shuffles and dropout masks the interrupted fit would have drawn
+            rng = self.__dict__.pop("_rng_state_", None)
+            if rng is not None:
+                torch.set_rng_state(rng)
             try:
                 return super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
@@ -1019,7 +1069,12 @@ class CrystalGraphNet(NeuralNet):
         data state saved by ``checkpoint`` (a
         :class:`~skcrystal.estimators.Checkpoint`, or skorch's
         with ``f_state``), then trains the epochs that remain, with the
-        learning-rate schedule where it stopped.
+        learning-rate schedule where it stopped. When the checkpoint saved
+        torch's random number generator too (``Checkpoint``'s ``f_rng``,
+        by default), the remaining epochs draw the shuffles and dropout
+        masks the uninterrupted fit would have drawn: with an integer
+        ``random_state``, the resumed model equals the uninterrupted one
+        on the CPU. Without it, they are drawn afresh from ``random_state``.
 
         Parameters
         ----------
@@ -1102,15 +1157,22 @@ class CrystalGraphNet(NeuralNet):
         self.descriptors_used_ = bool(state.get("descriptors_used_", True))
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, f_state=None, **kwargs):
-        """skorch's ``save_params`` plus ``f_state``: the fitted data state.
+                    f_history=None, f_state=None, f_rng=None, **kwargs):
+        """skorch's ``save_params`` plus ``f_state`` and ``f_rng``.
 
         ``f_params`` alone holds the weights; a prediction in original units
         also needs the target scaling (or ``classes_``) and descriptor
         scaling, which ``f_state`` saves as JSON (no pickle: loading it runs
         no code). A fitted ``descriptors`` transformer is not plain data:
-        pickle the whole estimator to keep it.
+        pickle the whole estimator to keep it. ``f_rng`` saves torch's
+        random number generator (JSON), which training goes on from after
+        :meth:`load_params` (see :meth:`resume`).
         """
+        if f_rng is not None:
+            _write_text(f_rng, json.dumps(_rng_state()))
+            if f_state is None and not _any_file(f_params, f_optimizer, f_criterion,
+                                                 f_history, kwargs):
+                return None
         if f_state is not None:
             self.check_is_fitted()
             if getattr(self, "descriptors_", None) is not None:
@@ -1118,29 +1180,31 @@ class CrystalGraphNet(NeuralNet):
                     "f_state cannot hold the fitted descriptors transformer "
                     f"{type(self.descriptors_).__name__}; pickle the estimator "
                     "instead, or pass the descriptors as DataFrame columns")
-            text = json.dumps(self._data_state())
-            if hasattr(f_state, "write"):
-                f_state.write(text.encode() if "b" in getattr(f_state, "mode", "") else text)
-            else:
-                with open(f_state, "w", encoding="utf-8") as f:
-                    f.write(text)
-            if not any(f is not None for f in (f_params, f_optimizer, f_criterion,
-                                                f_history, *(v for k, v in kwargs.items()
-                                                            if k.startswith("f_")))):
+            _write_text(f_state, json.dumps(self._data_state()))
+            if not _any_file(f_params, f_optimizer, f_criterion, f_history, kwargs):
                 return None  # the state alone: nothing for skorch to save
         return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history, **kwargs)
 
     def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, checkpoint=None, f_state=None, **kwargs):
-        """skorch's ``load_params`` plus ``f_state`` (see :meth:`save_params`).
+                    f_history=None, checkpoint=None, f_state=None, f_rng=None, **kwargs):
+        """skorch's ``load_params`` plus ``f_state`` and ``f_rng`` (see :meth:`save_params`).
 
         With ``f_state`` the estimator is initialised with the saved output
         and descriptor sizes first, so a fresh, unfitted estimator with the
         same parameters can load a saved model. Weights saved on a GPU load
-        on the CPU when ``device="cpu"`` (skorch maps the tensors).
+        on the CPU when ``device="cpu"`` (skorch maps the tensors). The
+        generator state of ``f_rng`` is set when the next ``partial_fit``
+        (or :meth:`resume`) starts training; ``fit`` starts from
+        ``random_state`` instead.
         """
-        if checkpoint is not None and getattr(checkpoint, "f_state", None) is not None:
+        if f_rng is not None:
+            self._rng_state_ = _read_rng_state(f_rng)
+            if f_state is None and checkpoint is None and not _any_file(
+                    f_params, f_optimizer, f_criterion, f_history, kwargs):
+                return None
+        if checkpoint is not None and (getattr(checkpoint, "f_state", None) is not None
+                                       or getattr(checkpoint, "f_rng", None) is not None):
             return self._load_checkpoint(checkpoint, f_params, f_optimizer, f_criterion,
                                          f_history, f_state, **kwargs)
         if f_state is not None:
@@ -1161,10 +1225,8 @@ class CrystalGraphNet(NeuralNet):
             # and history (Checkpoint(load_best=True) loads at the end of fit)
             if not self.initialized_ or sizes != (self.n_outputs_, self.n_descriptors_):
                 self.initialize()
-            if checkpoint is None and not any(
-                    f is not None for f in (f_params, f_optimizer, f_criterion, f_history,
-                                            *(v for k, v in kwargs.items()
-                                              if k.startswith("f_")))):
+            if checkpoint is None and not _any_file(f_params, f_optimizer, f_criterion,
+                                                    f_history, kwargs):
                 return None  # the state alone: nothing for skorch to load
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
@@ -1182,14 +1244,20 @@ class CrystalGraphNet(NeuralNet):
         if f_history is None and checkpoint.f_history is not None \
                 and os.path.exists(checkpoint.f_history_):
             self.history = History.from_file(checkpoint.f_history_)
-        if f_state is None:
+        if f_state is None and getattr(checkpoint, "f_state", None) is not None:
             f_state = checkpoint._format_target(self, checkpoint.f_state, -1)
         if isinstance(f_state, str) and not os.path.exists(f_state):
             raise FileNotFoundError(f"checkpoint state file {f_state} not found: was the "
                                     "checkpoint written by a fitted skcrystal estimator?")
+        f_rng = checkpoint._format_target(self, getattr(checkpoint, "f_rng", None), -1)
         rest = copy.copy(checkpoint)
-        del rest.f_state
-        self.load_params(f_state=f_state)
+        for name in ("f_state", "f_rng"):
+            rest.__dict__.pop(name, None)
+        if f_state is not None:
+            self.load_params(f_state=f_state)
+        # a checkpoint written before the generator was saved resumes without it
+        if isinstance(f_rng, str) and os.path.exists(f_rng):
+            self.load_params(f_rng=f_rng)
         return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history,
                                    checkpoint=rest, **kwargs)

@@ -1,6 +1,9 @@
 """Training callbacks shared by every estimator (skorch ``Callback`` objects)."""
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 from skorch.callbacks import Callback
 from skorch.callbacks import Checkpoint as _SkorchCheckpoint
@@ -46,28 +49,82 @@ class EpochProgressBar(Callback):
 
 
 class Checkpoint(_SkorchCheckpoint):
-    """skorch's ``Checkpoint`` that also saves the fitted data state.
+    """skorch's ``Checkpoint`` that also saves the fitted data state and the RNG.
 
     The weights alone do not predict in the units of ``y``: the target
     scaling (or the classes) and the descriptor scaling are saved too, as
     ``f_state`` (JSON, see :meth:`CrystalGraphNet.save_params`), so
     ``net.load_params(checkpoint=cp)`` restores a model that predicts, in
-    a fresh estimator as well. Parameters are skorch's; ``f_state`` is the
-    state file's name (default ``"state.json"``), and the defaults save the
-    parameters, the optimizer state and the history, which is what
-    resuming training needs (see :meth:`CrystalGraphNet.resume`).
+    a fresh estimator as well. ``f_rng`` (JSON) saves torch's random number
+    generator, which draws the next epochs' shuffles and dropout masks: a
+    fit resumed from the checkpoint (:meth:`CrystalGraphNet.resume`) then
+    trains exactly as the uninterrupted fit would have. Parameters are
+    skorch's; ``f_state`` and ``f_rng`` are the two files' names (default
+    ``"state.json"``, ``"rng.json"``), and the defaults save the parameters,
+    the optimizer state and the history, which is what resuming training
+    needs.
+
+    A checkpoint is written whole or not at all: every file goes to a
+    temporary name first and they are renamed together once all are
+    written (the history last), so a process killed while saving leaves the
+    previous epoch's checkpoint; a file that cannot be written leaves it
+    too, and the message goes to ``sink``.
     """
 
     def __init__(self, monitor="valid_loss_best", f_params="params.pt",
                  f_optimizer="optimizer.pt", f_criterion="criterion.pt",
                  f_history="history.json", f_pickle=None, fn_prefix="", dirname="",
                  event_name="event_cp", sink=noop, load_best=False,
-                 use_safetensors=False, f_state="state.json", **kwargs):
+                 use_safetensors=False, f_state="state.json", f_rng="rng.json", **kwargs):
         super().__init__(monitor=monitor, f_params=f_params, f_optimizer=f_optimizer,
                          f_criterion=f_criterion, f_history=f_history, f_pickle=f_pickle,
                          fn_prefix=fn_prefix, dirname=dirname, event_name=event_name,
                          sink=sink, load_best=load_best, use_safetensors=use_safetensors,
-                         f_state=f_state, **kwargs)
+                         f_state=f_state, f_rng=f_rng, **kwargs)
+
+    def save_model(self, net):
+        self._staged_, self._failed_ = {}, []
+        staged = self._staged_
+        try:
+            super().save_model(net)
+            if self._failed_:
+                self._sink(f"checkpoint not updated: {self._failed_[0]}", net.verbose)
+                return
+            # insertion order: the history, written last by skorch, is renamed last
+            for final in list(staged):
+                os.replace(staged.pop(final), final)
+        finally:
+            for tmp in staged.values():
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+            self.__dict__.pop("_staged_", None)
+            self.__dict__.pop("_failed_", None)
+
+    def _save_params(self, f, net, f_name, log_name):
+        try:
+            net.save_params(**{f_name: f, "use_safetensors": self.use_safetensors})
+        except Exception as exc:  # noqa: BLE001 - reported, as skorch's Checkpoint does
+            failed = getattr(self, "_failed_", None)
+            message = f"{log_name} could not be saved to {f}: {type(exc).__name__}: {exc}"
+            if failed is None:
+                self._sink(message, net.verbose)
+            else:
+                failed.append(message)
+
+    def _stage(self, final):
+        staged = getattr(self, "_staged_", None)
+        if staged is None or not isinstance(final, (str, os.PathLike)):
+            return final
+        tmp = f"{os.fspath(final)}.tmp-{os.getpid()}"
+        staged[os.fspath(final)] = tmp
+        return tmp
+
+    def _format_target(self, net, f, idx):
+        return self._stage(super()._format_target(net, f, idx))
+
+    @property
+    def f_history_(self):
+        return self._stage(super().f_history_)
 
 
 class RecomputeBatchNorm(Callback):
