@@ -1016,12 +1016,20 @@ def cmd_fit(args, progress):
                  f"{len(train)} structures{split} ({getattr(est, 'max_epochs', '?')} "
                  f"epochs{where})...")
     with _stdout_to_stderr(), _files_in_errors(data.describe, train):
-        if args.resume:
-            from skcrystal.estimators.callbacks import Checkpoint
-            est.resume(X_train, y_train, Checkpoint(monitor=None, dirname=str(ckdir / "last"),
-                                                    f_criterion=None, event_name=None))
-        else:
-            est.fit(X_train, y_train)
+        try:
+            if args.resume:
+                from skcrystal.estimators.callbacks import Checkpoint
+                est.resume(X_train, y_train, Checkpoint(
+                    monitor=None, dirname=str(ckdir / "last"), f_criterion=None,
+                    event_name=None))
+            else:
+                est.fit(X_train, y_train)
+        except KeyboardInterrupt:
+            if not hasattr(est, "resume"):
+                raise
+            raise KeyboardInterrupt(
+                f"no model written; the checkpoint of the last finished epoch is in "
+                f"{ckdir / 'last'}: the same command with --resume goes on from it") from None
     fit_time = time.perf_counter() - t0
     progress.say(f"  done in {_fmt_seconds(fit_time)}")
     epochs = len(getattr(est, "history", []) or [])

@@ -147,13 +147,18 @@ def test_val_frac_keeps_best_and_test_frac_writes_predictions(csv, tmp_path, cap
 
 class Interrupt(Callback):
     def on_epoch_end(self, net, **kwargs):
+        import signal
         if len(net.history) == 2:
-            raise KeyboardInterrupt  # skorch ends fit() as on Ctrl-C
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C
 
 
 def test_resume_continues_an_interrupted_fit(monkeypatch, folder, tmp_path, capsys):
+    import threading
+
     import skcrystal.cli as cli
 
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set in the main thread only")
     original = cli._training_callbacks
 
     def interrupted(est, args, ckdir):
@@ -163,9 +168,11 @@ def test_resume_continues_an_interrupted_fit(monkeypatch, folder, tmp_path, caps
     model = tmp_path / "m.pkl"
     argv = ["fit", str(folder), "--epochs", "4", "-o", str(model), *SMALL]
     monkeypatch.setattr(cli, "_training_callbacks", interrupted)
-    assert main(argv + ["-q"]) == 0
+    code, _, err = _run(capsys, argv + ["-q"])
+    # Ctrl-C: exit 130, no model written, the way on named
+    assert code == 130 and "--resume" in err and "m.pkl.ckpt" in err, err
+    assert not model.exists()
     monkeypatch.setattr(cli, "_training_callbacks", original)
-    capsys.readouterr()
     code, out, err = _run(capsys, argv + ["--resume"])
     assert code == 0 and "resuming" in err, err
     with open(model, "rb") as fh:

@@ -196,6 +196,57 @@ def test_checkpoint_is_written_whole_or_not_at_all(data, tmp_path, monkeypatch):
     assert len(back.history) == 1
 
 
+class _CtrlCAt(Callback):
+    """A user's Ctrl-C (SIGINT) at the end of epoch ``n``."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_epoch_end(self, net, **kwargs):
+        import signal
+        if len(net.history) == self.n:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _main_thread_only():
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set in the main thread only")
+
+
+def test_ctrl_c_stops_fit_and_the_caller_but_early_stopping_does_not(data):
+    """skorch ends fit quietly on KeyboardInterrupt; a user's Ctrl-C is raised again
+    (cross_val_score would otherwise score a partly trained model and go on), while
+    a callback that stops training that way (EarlyStopping) still ends fit quietly."""
+    import signal
+
+    from sklearn.model_selection import cross_val_score
+
+    _main_thread_only()
+    X, y = data
+    est = CGCNNRegressor(max_epochs=4, batch_size=4, callbacks=[("c", _CtrlCAt(2))], **SMALL)
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted \(Ctrl-C\) in epoch 2 of 4"):
+        est.fit(X, y)
+    assert len(est.history) == 2 and np.isfinite(est.predict(X)).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    est.set_params(callbacks=[("c", _CtrlCAt(3))])
+    with pytest.raises(KeyboardInterrupt, match="in epoch 3 of 4"):
+        est.partial_fit(X, y)
+    fits = []
+
+    class Count(Callback):
+        def on_train_begin(self, net, **kwargs):
+            fits.append(1)
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_val_score(CGCNNRegressor(max_epochs=3, batch_size=4, callbacks=[
+            ("n", Count()), ("c", _CtrlCAt(1))], **SMALL), X, y, cv=3)
+    assert len(fits) == 1  # the first fold stopped the whole evaluation
+    stopped = CGCNNRegressor(max_epochs=4, batch_size=4, callbacks=[("s", _StopAfter(2))],
+                             **SMALL).fit(X, y)
+    assert len(stopped.history) == 2
+
+
 def test_skorch_checkpoint_with_f_state(data, tmp_path):
     from skorch.callbacks import Checkpoint as SkorchCheckpoint
     X, y = data

@@ -98,6 +98,7 @@ from pathlib import Path
 import numpy as np
 
 from .._logging import verbose_logging
+from .._signals import noting_interrupts
 
 _log = logging.getLogger(__name__)
 
@@ -825,37 +826,6 @@ def _fold_checkpoint(ckdir, est, params, train_ids, resume):
     return None
 
 
-@contextlib.contextmanager
-def _noting_interrupts():
-    """A list that records a Ctrl-C (SIGINT) arriving inside the block.
-
-    skorch ends ``fit`` quietly on ``KeyboardInterrupt`` (its way of
-    stopping early), so without this a Ctrl-C would record a partly trained
-    fold as finished. The interrupt itself is raised as usual.
-    """
-    import signal
-    import threading
-
-    seen = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        seen.append(signum)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _with_checkpoint(est, ckdir):
     """``est`` with a callback checkpointing every epoch into ``ckdir``."""
     from ..estimators.callbacks import Checkpoint
@@ -1064,13 +1034,19 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
             _with_checkpoint(est, ckdir)
         t0 = time.perf_counter()
         done = 0
-        with _noting_interrupts() as interrupted:
-            if start is not None:
-                done = len(json.loads((ckdir / "history.json").read_text(encoding="utf-8")))
-                say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
-                est.resume(list(X[train]), task.y[train], start)
-            else:
-                est.fit(list(X[train]), task.y[train])
+        # a Ctrl-C: skcrystal's estimators raise it after fit, skorch's end fit quietly
+        with noting_interrupts() as interrupted:
+            try:
+                if start is not None:
+                    done = len(json.loads((ckdir / "history.json").read_text(
+                        encoding="utf-8")))
+                    say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
+                    est.resume(list(X[train]), task.y[train], start)
+                else:
+                    est.fit(list(X[train]), task.y[train])
+            except KeyboardInterrupt:
+                if not interrupted:
+                    raise
         if interrupted:
             where = (f"; its checkpoint after epoch {len(est.history)} is in {ckdir}: "
                      "rerun to resume" if checkpoint else "")

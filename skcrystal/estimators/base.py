@@ -49,6 +49,7 @@ from skorch.callbacks import Callback
 from skorch.utils import is_dataset
 
 from .._malloc import heap_allocation
+from .._signals import noting_interrupts
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE
@@ -193,9 +194,8 @@ def _rng_state():
             "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
 
 
-def _read_rng_state(f):
-    """The generator state of an ``f_rng`` file (path or file object) as a tensor."""
-    import base64
+def _read_json(f, what):
+    """(data, name) of a JSON file given as a path or a file object; else ValueError."""
     source = getattr(f, "name", f)
     try:
         if hasattr(f, "read"):
@@ -203,11 +203,20 @@ def _read_rng_state(f):
         else:
             with open(f, "rb") as fh:
                 text = fh.read()
-        state = json.loads(text)
+        return json.loads(text), source
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source} is not a {what} (not JSON: {exc})") from None
+
+
+def _read_rng_state(f):
+    """The generator state of an ``f_rng`` file (path or file object) as a tensor."""
+    import base64
+    state, source = _read_json(f, "skcrystal generator state file")
+    try:
         if state.get("format") != "skcrystal-rng-state":
             raise ValueError("no skcrystal-rng-state format mark")
         raw = base64.b64decode(state["torch"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{source} is not a skcrystal generator state file ({exc})") from None
     if len(raw) != torch.get_rng_state().numel():
         raise ValueError(f"{source}: a generator state of {len(raw)} bytes; this torch's "
@@ -1031,18 +1040,30 @@ class CrystalGraphNet(NeuralNet):
         when they end (the next call reuses it).
         ``SKCRYSTAL_HEAP_ALLOCATION=0`` turns this off; see
         ``skcrystal._malloc``.
+
+        Ctrl-C stops training and raises ``KeyboardInterrupt`` once the
+        callbacks' ``on_train_end`` has run (a checkpoint is complete); the
+        estimator keeps the weights it had. skorch itself ends ``fit``
+        quietly on a Ctrl-C, which inside ``cross_val_score`` or a grid
+        search would score a partly trained model and go on to the next
+        fit. A callback that stops training by raising
+        ``KeyboardInterrupt`` (skorch's ``EarlyStopping``) still ends
+        ``fit`` quietly.
         """
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
         self.__dict__.pop("_rng_state_", None)  # fit starts from random_state
-        with _seeded(self.random_state), _distributed.training_context(self), \
-                heap_allocation():
-            self._seeding_ = True
-            try:
-                return super().fit(X, y, **fit_params)
-            finally:
-                self.__dict__.pop("_seeding_", None)
-                self.__dict__.pop("_fit_memo_", None)
+        with noting_interrupts() as interrupted:
+            with _seeded(self.random_state), _distributed.training_context(self), \
+                    heap_allocation():
+                self._seeding_ = True
+                try:
+                    super().fit(X, y, **fit_params)
+                finally:
+                    self.__dict__.pop("_seeding_", None)
+                    self.__dict__.pop("_fit_memo_", None)
+        self._raise_if_interrupted(interrupted)
+        return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         if not (self.initialized_ and hasattr(self, "n_outputs_")):
@@ -1050,17 +1071,34 @@ class CrystalGraphNet(NeuralNet):
             self.initialize()
         if getattr(self, "_seeding_", False):
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        with _seeded(self.random_state), _distributed.training_context(self), \
-                heap_allocation(release=False):
+        with noting_interrupts() as interrupted, _seeded(self.random_state), \
+                _distributed.training_context(self), heap_allocation(release=False):
             # a loaded checkpoint's generator: training goes on with the
             # shuffles and dropout masks the interrupted fit would have drawn
             rng = self.__dict__.pop("_rng_state_", None)
             if rng is not None:
                 torch.set_rng_state(rng)
             try:
-                return super().partial_fit(X, y, classes=classes, **fit_params)
+                super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
                 self.__dict__.pop("_fit_memo_", None)
+        self._raise_if_interrupted(interrupted)
+        return self
+
+    def _raise_if_interrupted(self, interrupted):
+        """Raise ``KeyboardInterrupt`` after a Ctrl-C that skorch took as a stop.
+
+        skorch ends training quietly on ``KeyboardInterrupt`` (its
+        ``EarlyStopping`` stops that way, and still does); a Ctrl-C from
+        the user (SIGINT) is raised again once training has wrapped up, so
+        ``cross_val_score``, a grid search or a script stops instead of
+        scoring a partly trained model and going on.
+        """
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"{type(self).__name__} training interrupted (Ctrl-C) in epoch "
+                f"{len(self.history)} of {self.max_epochs}; the estimator keeps the "
+                "weights it had then")
 
     def resume(self, X, y, checkpoint):
         """Continue an interrupted ``fit`` from a checkpoint to ``max_epochs`` in all.
@@ -1110,13 +1148,17 @@ class CrystalGraphNet(NeuralNet):
 
         skorch rebuilds the module with fresh weights when a ``module__``
         parameter changes; the estimator then reports itself unfitted
-        instead of predicting with random weights.
+        instead of predicting with random weights. New ``callbacks`` of a
+        fitted estimator take effect at once (skorch would keep the old
+        ones until the next ``fit``, so ``partial_fit`` ran without them).
         """
         rebuilt = self.initialized_ and any(k.startswith("module__") for k in params)
         super().set_params(**params)
         if rebuilt:
             for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_"):
                 self.__dict__.pop(name, None)
+        if "callbacks" in params and self.initialized_:
+            self.initialize_callbacks()
         return self
 
     # ------------------------------------------------------------------ save/load
@@ -1208,17 +1250,7 @@ class CrystalGraphNet(NeuralNet):
             return self._load_checkpoint(checkpoint, f_params, f_optimizer, f_criterion,
                                          f_history, f_state, **kwargs)
         if f_state is not None:
-            source = getattr(f_state, "name", f_state)
-            try:
-                if hasattr(f_state, "read"):
-                    text = f_state.read()
-                else:
-                    with open(f_state, "rb") as f:
-                        text = f.read()
-                state = json.loads(text)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{source} is not a skcrystal estimator state file "
-                                 f"(not JSON: {exc})") from None
+            state, source = _read_json(f_state, "skcrystal estimator state file")
             sizes = (getattr(self, "n_outputs_", None), getattr(self, "n_descriptors_", 0))
             self._set_data_state(state, source)
             # a fitted estimator of the same shape keeps its module, callbacks
