@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import split_input
+from ._validation import check_targets, split_input
 
 __all__ = ["CompositionBaseline", "CompositionBaselineClassifier",
            "composition_features", "clear_composition_cache"]
@@ -142,7 +142,7 @@ class _CompositionModel(BaseEstimator):
         y : array-like, shape (n,) or (n, n_targets)
         """
         F, labels = composition_features(X, self.preset, self.structure_column)
-        y = np.asarray(y)
+        y = check_targets(y, classification=isinstance(self, ClassifierMixin))
         if len(y) != len(F):
             raise ValueError(f"X and y have different lengths: {len(F)} structures but "
                              f"{len(y)} targets")

@@ -68,6 +68,9 @@ class EnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """Fit every member on ``(X, y)``; ``fit_params`` go to each member's fit."""
         if not (isinstance(self.n_estimators, (int, np.integer)) and self.n_estimators >= 1):
             raise ValueError(f"n_estimators must be an int >= 1, got {self.n_estimators!r}")
+        if not (hasattr(self.estimator, "fit") and hasattr(self.estimator, "get_params")):
+            raise TypeError(f"estimator must be a scikit-learn regressor (e.g. "
+                            f"CGCNNRegressor()), got {type(self.estimator).__name__}")
         if "random_state" not in self.estimator.get_params():
             raise TypeError(f"estimator {type(self.estimator).__name__} has no "
                             "random_state parameter; members would be identical")

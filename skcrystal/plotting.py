@@ -29,6 +29,18 @@ def _axes(ax, figsize):
     return fig, ax
 
 
+def _check_table(df, columns, source):
+    """``df`` must be a DataFrame with ``columns`` (the output of ``source``)."""
+    import pandas as pd
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be the DataFrame returned by {source}, got "
+                        f"{type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"df has no column(s) {missing} (columns: {list(df.columns)}); "
+                         f"pass the DataFrame returned by {source}")
+
+
 def plot_probe_scores(df, metric="r2", ax=None, models=None, descriptors=None,
                       title=None, ylim=None, figsize=None):
     """Grouped bar chart of a probe metric per descriptor and model (Fig. 2).
@@ -59,6 +71,7 @@ def plot_probe_scores(df, metric="r2", ax=None, models=None, descriptors=None,
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
     task, label = _METRICS[metric]
+    _check_table(df, ["descriptor", "model", metric], "skcrystal.probes.probe_learnability")
     sub = df[df["task"] == task] if "task" in df.columns else df
     if descriptors is None:
         descriptors = list(dict.fromkeys(sub["descriptor"]))
@@ -137,11 +150,19 @@ def parity_plot(y_true, y_pred, ax=None, label=None, units=None, annotate=True,
     p = np.asarray(y_pred, dtype=float).ravel()
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred have different lengths: {t.size} vs {p.size}")
+    finite = np.isfinite(t) & np.isfinite(p)
+    if not finite.any():
+        raise ValueError(f"no pair of finite values to plot among the {t.size} given")
+    if not finite.all():
+        import warnings
+        bad = np.flatnonzero(~finite)
+        warnings.warn(f"parity_plot: {bad.size} of {t.size} pairs hold NaN or inf (rows "
+                      f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}); they are "
+                      "not drawn, nor counted in R2 and MAE", UserWarning, stacklevel=2)
     fig, ax = _axes(ax, figsize)
     scatter_kw.setdefault("s", 8)
     scatter_kw.setdefault("alpha", 0.6)
     ax.scatter(t, p, **scatter_kw)
-    finite = np.isfinite(t) & np.isfinite(p)
     lo = min(t[finite].min(), p[finite].min())
     hi = max(t[finite].max(), p[finite].max())
     pad = 0.03 * (hi - lo or 1.0)
@@ -175,6 +196,8 @@ def plot_importance(df, top=20, ax=None, figsize=None):
     -------
     fig, ax
     """
+    _check_table(df, ["feature", "importance", "group"],
+                 "skcrystal.probes.representation_importance")
     sub = df.sort_values("importance", ascending=False).head(top) if top else df
     fig, ax = _axes(ax, figsize or (max(4.0, 0.3 * len(sub) + 1.5), 3.2))
     colours = {"learned": "tab:blue", "descriptor": "tab:orange"}

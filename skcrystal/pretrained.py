@@ -127,6 +127,11 @@ def read_checkpoint(path):
         with torch.serialization.safe_globals(_allowed_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if re.search(r"Unsupported operand|invalid load key", str(exc)):
+            # not pickled data at all (a text file, a truncated download)
+            raise UnsafeCheckpointError(
+                f"{path} is not a readable torch checkpoint (neither a torch.save zip "
+                "archive nor a pickle)") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         detail = f"it asks for {found.group(1)}" if found else \
             str(exc).strip().splitlines()[-1]

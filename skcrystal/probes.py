@@ -122,10 +122,18 @@ def _models(estimator):
     if isinstance(estimator, dict):
         if not estimator:
             raise ValueError("estimator is an empty dict; give at least one model")
-        return dict(estimator)
-    if isinstance(estimator, (list, tuple)):
-        return {_model_name(e): e for e in estimator}
-    return {_model_name(estimator): estimator}
+        models = dict(estimator)
+    elif isinstance(estimator, (list, tuple)):
+        models = {_model_name(e): e for e in estimator}
+    else:
+        models = {_model_name(estimator): estimator}
+    for name, model in models.items():
+        # structures passed first (probe_learnability(X, y)) land here
+        if not (hasattr(model, "fit") and hasattr(model, "get_params")):
+            raise TypeError(f"estimator: model {name!r} is a {type(model).__name__}, not a "
+                            "scikit-learn estimator; the call is probe_learnability("
+                            "estimator, structures, bank=...)")
+    return models
 
 
 def _splitter(cv, random_state):

@@ -270,6 +270,13 @@ def test_id_prop_text_target_is_rejected_naming_the_row(folder, tmp_path, capsys
     assert code == 2 and "row 4" in err and "non-numeric" in err
 
 
+def test_id_prop_with_a_header_only_is_an_error(folder, tmp_path, capsys):
+    first = (folder / "id_prop.csv").read_text().splitlines()[0].split(",")[0]
+    (folder / "id_prop.csv").write_text(f"{first},band_gap\n")
+    code, _, err = _run(capsys, ["fit", str(folder), "-o", str(tmp_path / "m.pkl")])
+    assert code == 2 and "has no data row" in err and "band_gap" in err, err
+
+
 def test_classification_of_a_continuous_target_is_refused(folder, tmp_path, capsys):
     lines = [f"{line.split(',')[0]},{0.1 * k + 0.05}" for k, line in
              enumerate((folder / "id_prop.csv").read_text().splitlines())]

@@ -98,6 +98,10 @@ def test_structures_from_cif_errors():
     with pytest.warns(UserWarning, match=r"skipped 1 of 3 rows.*row 1"):
         X, index = structures_from_cif(bad, on_error="skip", return_index=True)
     assert len(X) == 2 and index.tolist() == [0, 2]
+    # every row skipped: an error naming the first, not an empty data set
+    with pytest.raises(ValueError, match=r"none of the 2 rows could be parsed; the first, "
+                                         r"row 0 \(id 'a'\)"):
+        structures_from_cif(bad[1:2] * 2, ids=["a", "b"], on_error="skip")
 
 
 def test_cif_warnings_are_suppressed(nacl):
@@ -214,6 +218,10 @@ def test_load_csv_errors(small_csv, tmp_path):
         load_csv(missing, target="heat_all")
     with pytest.raises(ValueError, match="target is required.*available columns"):
         load(path)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("cif,heat_all\n")
+    with pytest.raises(ValueError, match=r"header.csv has no data rows \(columns \['cif'"):
+        load_csv(header_only, target="heat_all")
 
 
 # --- reference-code folders -----------------------------------------------------
@@ -241,6 +249,9 @@ def test_load_cgcnn_folder_errors(tmp_path):
     (tmp_path / "id_prop.csv").write_text("abc,1.0\n")
     with pytest.raises(FileNotFoundError, match=r"abc\.cif not found \(row 0"):
         load_cgcnn_folder(tmp_path)
+    (tmp_path / "id_prop.csv").write_text("abc,band_gap\n")  # a header and no rows
+    with pytest.raises(ValueError, match=r"has no data row: its only row \['abc', 'band_gap'\]"):
+        load_cgcnn_folder(tmp_path)
 
 
 def test_load_alignn_folder():
@@ -258,7 +269,7 @@ def test_load_alignn_folder():
 
 # --- matbench -------------------------------------------------------------------
 
-def test_load_matbench_json():
+def test_load_matbench_json(tmp_path):
     path = shared_path(*JDFT2D)
     with gzip.open(path, "rt") as fh:
         raw = json.load(fh)
@@ -272,6 +283,11 @@ def test_load_matbench_json():
     assert df["id"].tolist() == raw["index"]
     with pytest.raises(ValueError, match=r"target='gap'.*available columns"):
         load_matbench_json(path, target="gap")
+    empty = dict(raw, index=[], data=[])
+    empty_path = Path(tmp_path) / "matbench_empty.json.gz"
+    empty_path.write_bytes(gzip.compress(json.dumps(empty).encode()))
+    with pytest.raises(ValueError, match=r"matbench_empty.json.gz has no data rows"):
+        load_matbench_json(empty_path)
 
 
 def test_matbench_folds_partial_task():

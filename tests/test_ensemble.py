@@ -96,3 +96,5 @@ def test_errors():
         EnsembleRegressor(CGCNNRegressor()).predict([])
     with pytest.raises(ValueError, match="n_estimators"):
         EnsembleRegressor(CGCNNRegressor(), n_estimators=0).fit([], [])
+    with pytest.raises(TypeError, match="estimator must be a scikit-learn regressor .*NoneType"):
+        EnsembleRegressor(None).fit([], [])

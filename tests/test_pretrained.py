@@ -356,6 +356,16 @@ def test_checkpoint_with_code_is_refused(tmp_path, zipfile):
     assert not target.exists()
 
 
+@pytest.mark.parametrize("content", [b"x", b"not a checkpoint\n", b"\x80\x02garbage"])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
+    bad = tmp_path / "model.pth.tar"
+    bad.write_bytes(content)
+    with pytest.raises(pretrained.UnsafeCheckpointError,
+                       match=r"model.pth.tar is not a readable torch checkpoint") as err:
+        pretrained.load_cgcnn_checkpoint(bad)
+    assert "could run code" not in str(err.value)
+
+
 def test_argparse_namespace_args_are_allowed(tmp_path):
     import argparse
 

@@ -53,6 +53,18 @@ def test_composition_baseline_contract(perov):
     clf = CompositionBaselineClassifier(n_estimators=5, random_state=0).fit(X, y > np.median(y))
     assert list(clf.classes_) == [False, True]
     assert clf.predict_proba(X[:2]).shape == (2, 2)
+    # targets are checked as the network estimators check them, naming the rows
+    with pytest.raises(TypeError, match="y must be numeric for a regressor"):
+        CompositionBaseline(n_estimators=5).fit(X, ["a"] * len(X))
+    with pytest.raises(ValueError, match=r"y contains NaN or inf at rows \[2\]"):
+        CompositionBaseline(n_estimators=5).fit(X, np.where(np.arange(len(y)) == 2, np.nan, y))
+
+
+def test_probe_with_structures_first_names_the_call(perov):
+    X, y = perov
+    with pytest.raises(TypeError, match=r"estimator: model 'Structure' is a Structure, not a "
+                                        r"scikit-learn estimator; the call is probe_learnability"):
+        probe_learnability(X, y)
 
 
 def test_classifier_counterpart():
@@ -170,4 +182,15 @@ def test_plots_return_figures():
                         "importance": [0.3, 0.7]})
     fig4, ax4 = plot_importance(imp)
     assert len(ax4.patches) == 2
+    # wrong inputs are named, not an AttributeError from pandas
+    with pytest.raises(TypeError, match="df must be the DataFrame returned by "
+                                        "skcrystal.probes.probe_learnability, got str"):
+        plot_probe_scores("table.csv")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['importance'\]"):
+        plot_importance(imp.drop(columns="importance"))
+    with pytest.warns(UserWarning, match=r"1 of 3 pairs hold NaN or inf \(rows \[1\]\)"):
+        fig5, ax5 = parity_plot([1.0, np.nan, 3.0], [1.1, 1.9, 3.2])
+    assert "MAE = 0.15" in ax5.texts[0].get_text()
+    with pytest.raises(ValueError, match="no pair of finite values"):
+        parity_plot([np.nan], [1.0])
     plt.close("all")

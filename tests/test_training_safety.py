@@ -146,6 +146,29 @@ def test_resumed_fit_equals_the_uninterrupted_fit(data, tmp_path, model):
     assert not np.array_equal(older.predict(X), whole.predict(X))
 
 
+def test_a_checkpoint_that_does_not_fit_is_named(data, tmp_path):
+    """Another size, another model, no checkpoint at all: errors name the folder and
+    the mismatch instead of torch's state-dict error or a TypeError."""
+    from skcrystal.estimators import ALIGNNRegressor
+
+    X, y = data
+    CGCNNRegressor(max_epochs=1, callbacks=[("cp", Checkpoint(monitor=None,
+                                                              dirname=str(tmp_path)))],
+                   **SMALL).fit(X, y)
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    wider = CGCNNRegressor(max_epochs=2, **dict(SMALL, module__h_fea_len=32))
+    with pytest.raises(ValueError, match=rf"{tmp_path}: cannot load into this "
+                                         r"CGCNNRegressor \(CGCNN\): size mismatch for"):
+        wider.resume(X, y, cp)
+    with pytest.raises(ValueError, match="ALIGNNRegressor .*other module__ parameters"):
+        ALIGNNRegressor(max_epochs=2).resume(X, y, cp)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*nothere"):
+        CGCNNRegressor(max_epochs=2).resume(
+            X, y, Checkpoint(monitor=None, dirname=str(tmp_path / "nothere")))
+    with pytest.raises(ValueError, match=r"params.pt: cannot load .*size mismatch"):
+        wider.initialize().load_params(f_params=str(tmp_path / "params.pt"))
+
+
 def test_fit_ignores_a_loaded_generator_state(data, tmp_path):
     X, y = data
     cp = Checkpoint(monitor=None, dirname=str(tmp_path))

@@ -337,6 +337,10 @@ def _resolve_errors(structures, errors, on_error, ids=None, where=""):
             f"could not parse the CIF at {_describe_row(i, ids, where)}: "
             f"{errors[i]}{more}; pass on_error='skip' to drop unparsable rows")
     keep = np.array([i for i, e in enumerate(errors) if e is None], dtype=int)
+    if bad and len(keep) == 0:
+        raise ValueError(
+            f"none of the {len(errors)} rows{where} could be parsed; the first, "
+            f"{_describe_row(bad[0], ids, '')}: {errors[bad[0]]}")
     if bad:
         listed = ", ".join(_describe_row(i, ids, "") for i in bad[:20])
         warnings.warn(SkippedRowsWarning(

@@ -70,6 +70,8 @@ def _read_cif_csv(path, cif_column, id_column, n_jobs, on_error, parser, target=
     import pandas as pd
 
     df = pd.read_csv(path)
+    if len(df) == 0:
+        raise ValueError(f"{path} has no data rows (columns {list(df.columns)})")
     _missing_columns([cif_column], df.columns, path, "cif_column")
     _missing_columns(target, df.columns, path, "target")
     if id_column is None:
@@ -175,6 +177,10 @@ def _drop_header_row(table, id_prop):
     values = table.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
     text = values.isna() & table.iloc[:, 1:].notna()
     bad_rows = text.any(axis=1).to_numpy()
+    if bad_rows[0] and len(table) == 1:
+        raise ValueError(
+            f"{id_prop} has no data row: its only row {table.iloc[0].tolist()} has a "
+            "non-numeric target (a header?); id_prop.csv holds id,target rows")
     if bad_rows[0] and not bad_rows[1:].any():
         import warnings
         warnings.warn(f"{id_prop}: the first row {table.iloc[0].tolist()} is read as a "

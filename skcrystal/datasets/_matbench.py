@@ -199,6 +199,8 @@ def _matbench_from_split(data, path, target=None, folds=None, as_frame=False):
     if target not in targets:
         raise ValueError(f"target={target!r} is not a column of {path}; available "
                          f"columns: {columns}")
+    if len(data["data"]) == 0:
+        raise ValueError(f"{path} has no data rows (columns {columns})")
     ids = [str(i) for i in data["index"]]
     s_col, t_col = columns.index("structure"), columns.index(target)
     structures = _structures_from_dicts([row[s_col] for row in data["data"]], path, ids)

@@ -1260,9 +1260,25 @@ class CrystalGraphNet(NeuralNet):
             if checkpoint is None and not _any_file(f_params, f_optimizer, f_criterion,
                                                     f_history, kwargs):
                 return None  # the state alone: nothing for skorch to load
-        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
-                                   f_criterion=f_criterion, f_history=f_history,
-                                   checkpoint=checkpoint, **kwargs)
+        return self._skorch_load(getattr(f_params, "name", f_params), f_params=f_params,
+                                 f_optimizer=f_optimizer, f_criterion=f_criterion,
+                                 f_history=f_history, checkpoint=checkpoint, **kwargs)
+
+    def _skorch_load(self, source, **kwargs):
+        """skorch's ``load_params``; weights or an optimizer state that do not fit
+        this model are a ValueError naming ``source``, not torch's error."""
+        try:
+            return super().load_params(**kwargs)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            text = str(exc).strip()
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            detail = next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln
+                           or "Unexpected key" in ln), lines[0] if lines else repr(exc))
+            raise ValueError(
+                f"{source}: cannot load into this {type(self).__name__} "
+                f"({type(self.module_).__name__ if hasattr(self, 'module_') else 'module'}): "
+                f"{detail.rstrip('.')}; the saved model was built with another model or other "
+                "module__ parameters") from None
 
     def _load_checkpoint(self, checkpoint, f_params, f_optimizer, f_criterion, f_history,
                          f_state, **kwargs):
@@ -1273,8 +1289,11 @@ class CrystalGraphNet(NeuralNet):
 
         # the file names may be formatted with the history (skorch's
         # {last_epoch[...]} fields): read it first, as skorch does
-        if f_history is None and checkpoint.f_history is not None \
-                and os.path.exists(checkpoint.f_history_):
+        if f_history is None and checkpoint.f_history is not None:
+            if not os.path.exists(checkpoint.f_history_):
+                raise FileNotFoundError(
+                    f"no checkpoint in {checkpoint.dirname or os.getcwd()}: "
+                    f"{checkpoint.f_history_} not found")
             self.history = History.from_file(checkpoint.f_history_)
         if f_state is None and getattr(checkpoint, "f_state", None) is not None:
             f_state = checkpoint._format_target(self, checkpoint.f_state, -1)
@@ -1290,9 +1309,9 @@ class CrystalGraphNet(NeuralNet):
         # a checkpoint written before the generator was saved resumes without it
         if isinstance(f_rng, str) and os.path.exists(f_rng):
             self.load_params(f_rng=f_rng)
-        return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
-                                   f_criterion=f_criterion, f_history=f_history,
-                                   checkpoint=rest, **kwargs)
+        return self._skorch_load(checkpoint.dirname or os.getcwd(), f_params=f_params,
+                                 f_optimizer=f_optimizer, f_criterion=f_criterion,
+                                 f_history=f_history, checkpoint=rest, **kwargs)
 
     # ------------------------------------------------------------------ inference
     def __sklearn_is_fitted__(self):
