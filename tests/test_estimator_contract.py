@@ -258,6 +258,24 @@ def test_bad_targets(name, data):
         make(name).predict(X[:2])
 
 
+def test_bad_training_parameters_are_named(name, data):
+    """criterion, optimizer and device are checked before any work, naming the
+    parameter (not torch's "Torch not compiled with CUDA enabled" or "'str' object is
+    not callable" from inside the fit)."""
+    import torch
+
+    X, y, _ = data
+    with pytest.raises(ValueError, match="'criterion' parameter .* must be a callable"):
+        make(name, criterion="mse").fit(X[:4], y[:4])
+    with pytest.raises(ValueError, match="'optimizer' parameter .* must be a callable"):
+        make(name, optimizer="adam").fit(X[:4], y[:4])
+    with pytest.raises(ValueError, match="device='tpu' is not a torch device"):
+        make(name, device="tpu").fit(X[:4], y[:4])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda': no CUDA GPU is usable here"):
+            make(name, device="cuda").fit(X[:4], y[:4])
+
+
 def test_isolated_atom_error_names_structure(name, data):
     X = list(data[0][:3])
     lonely = Structure(Lattice.cubic(30.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])

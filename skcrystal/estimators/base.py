@@ -224,6 +224,21 @@ def _read_rng_state(f):
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).clone()
 
 
+def _check_device(device):
+    """ValueError naming ``device`` when torch cannot put tensors there."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         "'cuda:1')") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: no CUDA GPU is usable here (torch "
+                         f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                         "use device='cpu'")
+
+
 def _write_text(f, text):
     """Write ``text`` to a path or to a (text or binary) file object."""
     if hasattr(f, "write"):
@@ -481,6 +496,10 @@ class CrystalGraphNet(NeuralNet):
         "distributed": ["boolean"],
         "mixed_precision": [StrOptions({"bf16"}), None],
         "verbose": ["verbose"],
+        # a class or an instance (skorch's convention), never a name
+        "criterion": [callable, None],
+        "optimizer": [callable],
+        "device": [str, torch.device, None],
     }
 
     #: per-class defaults of the constructor (model-specific values set by
@@ -556,6 +575,7 @@ class CrystalGraphNet(NeuralNet):
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
         parse_bytes(self.max_memory, "max_memory")
+        _check_device(self.device)
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):
             module_cls.validate_params(self.get_params_for("module"))
