@@ -176,6 +176,15 @@ def test_builder_radius_bound_and_no_zero_division():
         build_graph(singular)
     with pytest.raises(ValueError, match=r"structure 4 \(NaCl\) has a singular"):
         GraphBuilder().validate().build(singular, index=4)
+    # build() checks the parameters itself (a builder used without validate())
+    # and its argument
+    for params, message in [({"max_neighbors": 0}, "max_neighbors must be a positive"),
+                            ({"radius": "8"}, "radius must be a positive number, got '8'"),
+                            ({"neighbor_mode": "nearest"}, "neighbor_mode must be one of")]:
+        with pytest.raises(ValueError, match=message):
+            GraphBuilder(**params).build(sparse)
+    with pytest.raises(TypeError, match="structure is a NoneType, not a pymatgen Structure"):
+        build_graph(None)
 
 
 def test_wrapping_fixes_unwrapped_coordinates():

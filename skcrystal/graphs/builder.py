@@ -168,6 +168,10 @@ class GraphBuilder:
         from .._validation import _check_lattice
 
         where = "structure" if index is None else f"structure {index}"
+        if not hasattr(structure, "lattice") or not hasattr(structure, "frac_coords"):
+            raise TypeError(f"{where} is a {type(structure).__name__}, not a pymatgen "
+                            "Structure")
+        self.validate()  # ~2 µs: parameters set after construction are checked too
         # cheap guard for direct calls (check_structures has already run
         # for estimator input): a singular lattice divides by zero below
         _check_lattice(structure,
