@@ -967,7 +967,13 @@ def _predictions_frame(ids, names, truth, pred, est=None, proba=None):
 
 
 def _strip_cif(ids):
-    """Ids as the reference predict.py writes them: file names without .cif."""
+    """Ids as the reference predict.py writes them: file names without .cif.
+
+    Files whose names differ only there (``x.cif`` and ``x.cif.gz``) keep
+    their whole names, so every row's id stays unique.
+    """
+    from collections import Counter
+
     out = []
     for i in ids:
         if isinstance(i, str):
@@ -977,7 +983,8 @@ def _strip_cif(ids):
                     i = i[:-len(ext)]
                     break
         out.append(i)
-    return out
+    counts = Counter(out)
+    return [short if counts[short] == 1 else whole for short, whole in zip(out, ids)]
 
 
 def cmd_fit(args, progress):

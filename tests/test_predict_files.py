@@ -106,6 +106,24 @@ def test_cli_predict_names_a_bad_file_or_skips_it(cif_folder, tmp_path, capsys):
     assert "p03" not in predicted and "p04" in predicted
 
 
+def test_files_that_differ_only_in_cif_gz_keep_their_names_as_ids(cif_folder, tmp_path):
+    """x.cif and x.cif.gz would both be named x: they keep their file names, the
+    other files lose .cif as the reference predict.py writes them."""
+    import gzip
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("p00.cif", "p01.cif"):
+        shutil.copy(cif_folder / name, folder / name)
+    (folder / "p00.cif.gz").write_bytes(gzip.compress((cif_folder / "p00.cif").read_bytes()))
+    out = tmp_path / "p.csv"
+    assert main(["predict", CHECKPOINT, str(folder), "-o", str(out), "-q"]) == 0
+    got = pd.read_csv(out)
+    assert sorted(got["id"]) == ["p00.cif", "p00.cif.gz", "p01"]
+    by_id = dict(zip(got["id"], got["prediction"]))
+    assert by_id["p00.cif"] == by_id["p00.cif.gz"]
+
+
 def test_cli_predict_folder_matches_estimator_predict(cif_folder, tmp_path):
     """The file path predicts what the estimator predicts on the structures,
     serial or with workers."""
