@@ -66,13 +66,13 @@ Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
 ===========================  =============  =============  ===================
 model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
 ===========================  =============  =============  ===================
-ALIGNN full (256, 4+4)       22 s [m]       265 s          2.5 h [m] / 37 h
+ALIGNN full (256, 4+4)       22 s [m]       190 s [m]      2.5 h [m] / 26 h [m]
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
 ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
 CrysToGraph full (256, 8x32) 68 s           ~350 s         23 h / ~146 h
 CrysToGraph medium (128)     16 s           --             5.5 h / --
-CrysToGraph small (64, 4x16) 5.7 s          48 s [m]       1.9 h / 20 h [m]
+CrysToGraph small (64, 4x16) 5.7 s          48-60 s [m]    1.9 h / 20-25 h [m]
 ===========================  =============  =============  ===================
 
 (perovskites CrysToGraph epochs estimated on 800 training rows and scaled
@@ -81,8 +81,11 @@ runs side by side, and the whole task extrapolated from it: ALIGNN medium
 67-71 min per fold of 100 epochs (the estimate was 30 s per epoch),
 CrysToGraph small 47-50 min per fold of 60 epochs (estimated ~39 s per
 epoch); ALIGNN full on jdft2d 37 min per fold, 2.5 h for the four folds
-measured (the estimate was 49 s per epoch; its perovskites figure, from the
-same estimate, is likely high as well).)
+measured (the estimate was 49 s per epoch); on the perovskites 176 s per
+epoch alone, 177-201 s beside another run (the estimate was 265 s), and
+CrysToGraph small 52-66 s beside another run at its 300 epochs. A fold that
+outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
+see below.)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
