@@ -167,6 +167,10 @@ def test_a_checkpoint_that_does_not_fit_is_named(data, tmp_path):
             X, y, Checkpoint(monitor=None, dirname=str(tmp_path / "nothere")))
     with pytest.raises(ValueError, match=r"params.pt: cannot load .*size mismatch"):
         wider.initialize().load_params(f_params=str(tmp_path / "params.pt"))
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes((tmp_path / "params.pt").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"damaged.pt: cannot load .*is the file damaged"):
+        CGCNNRegressor(**SMALL).initialize().load_params(f_params=str(damaged))
 
 
 def test_fit_ignores_a_loaded_generator_state(data, tmp_path):

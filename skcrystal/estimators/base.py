@@ -1290,15 +1290,17 @@ class CrystalGraphNet(NeuralNet):
         try:
             return super().load_params(**kwargs)
         except (RuntimeError, ValueError, KeyError) as exc:
-            text = str(exc).strip()
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            detail = next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln
-                           or "Unexpected key" in ln), lines[0] if lines else repr(exc))
-            raise ValueError(
-                f"{source}: cannot load into this {type(self).__name__} "
-                f"({type(self.module_).__name__ if hasattr(self, 'module_') else 'module'}): "
-                f"{detail.rstrip('.')}; the saved model was built with another model or other "
-                "module__ parameters") from None
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            shape = next((ln for ln in lines if any(
+                m in ln for m in ("size mismatch", "Missing key", "Unexpected key",
+                                  "parameter group"))), None)
+            detail = (shape or (lines[0] if lines else repr(exc))).rstrip(".")
+            why = ("the saved model was built with another model or other module__ "
+                   "parameters" if shape else "is the file damaged, or not written by "
+                   "save_params?")
+            module = type(self.module_).__name__ if hasattr(self, "module_") else "module"
+            raise ValueError(f"{source}: cannot load into this {type(self).__name__} "
+                             f"({module}): {detail}; {why}") from None
 
     def _load_checkpoint(self, checkpoint, f_params, f_optimizer, f_criterion, f_history,
                          f_state, **kwargs):
