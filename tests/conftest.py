@@ -56,3 +56,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def sigint_handled():
+    """Skip unless signal handlers can be set here (Python sets them in the main
+    thread only): the Ctrl-C tests raise a real SIGINT."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set in the main thread only")

@@ -152,13 +152,10 @@ class Interrupt(Callback):
             signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C
 
 
-def test_resume_continues_an_interrupted_fit(monkeypatch, folder, tmp_path, capsys):
-    import threading
-
+def test_resume_continues_an_interrupted_fit(monkeypatch, folder, tmp_path, capsys,
+                                            sigint_handled):
     import skcrystal.cli as cli
 
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are set in the main thread only")
     original = cli._training_callbacks
 
     def interrupted(est, args, ckdir):

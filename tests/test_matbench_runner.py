@@ -239,14 +239,11 @@ def test_a_fold_stopped_mid_fit_resumes_to_the_uninterrupted_predictions(
 
 
 def test_ctrl_c_in_a_fold_is_not_recorded_as_a_finished_fold(tiny_task, tmp_path,
-                                                              monkeypatch):
+                                                              monkeypatch, sigint_handled):
     """skorch ends fit quietly on KeyboardInterrupt; the runner stops instead of
     recording a partly trained fold."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are set in the main thread only")
     path, _ = tiny_task
     _stop_in_fold(monkeypatch, fold=0, epoch=1,
                   action=lambda: signal.raise_signal(signal.SIGINT))

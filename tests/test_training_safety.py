@@ -235,13 +235,8 @@ class _CtrlCAt(Callback):
             signal.raise_signal(signal.SIGINT)
 
 
-def _main_thread_only():
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are set in the main thread only")
-
-
-def test_ctrl_c_stops_fit_and_the_caller_but_early_stopping_does_not(data):
+def test_ctrl_c_stops_fit_and_the_caller_but_early_stopping_does_not(data,
+                                                                     sigint_handled):
     """skorch ends fit quietly on KeyboardInterrupt; a user's Ctrl-C is raised again
     (cross_val_score would otherwise score a partly trained model and go on), while
     a callback that stops training that way (EarlyStopping) still ends fit quietly."""
@@ -249,7 +244,6 @@ def test_ctrl_c_stops_fit_and_the_caller_but_early_stopping_does_not(data):
 
     from sklearn.model_selection import cross_val_score
 
-    _main_thread_only()
     X, y = data
     est = CGCNNRegressor(max_epochs=4, batch_size=4, callbacks=[("c", _CtrlCAt(2))], **SMALL)
     with pytest.raises(KeyboardInterrupt, match=r"interrupted \(Ctrl-C\) in epoch 2 of 4"):
