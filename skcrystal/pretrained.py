@@ -388,8 +388,8 @@ def describe(name):
 def _check_name(name):
     if name not in _SHIPPED:
         close = difflib.get_close_matches(str(name), list(_SHIPPED), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown pre-trained model {name!r}{hint} Available: "
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ValueError(f"unknown pre-trained model {name!r}{hint} available: "
                          f"{', '.join(available())}")
     return name
 

@@ -112,8 +112,8 @@ def get(name):
     if key not in _REGISTRY:
         import difflib
         close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} Registered: {', '.join(sorted(_REGISTRY))}")
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise KeyError(f"unknown model {name!r}{hint} registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
 
 
