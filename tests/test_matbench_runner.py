@@ -392,6 +392,31 @@ def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
         "skcrystal matbench ")
 
 
+def test_cli_matbench_ctrl_c_resume_and_no_checkpoint(tiny_task, tmp_path, capsys,
+                                                       monkeypatch, sigint_handled):
+    import signal
+
+    import skcrystal.benchmarks.matbench as mb
+    from skcrystal.cli import main
+
+    path, _ = tiny_task
+    argv = ["matbench", str(path), "--model", "cgcnn", "--epochs", "3", "--seed", "0",
+            "--param", "module__hidden=8", "--folds", "1", "--out-dir", str(tmp_path)]
+    _stop_in_fold(monkeypatch, fold=1, epoch=2,
+                  action=lambda: signal.raise_signal(signal.SIGINT))
+    assert main(argv + ["--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: fold 1 interrupted, not recorded" in err and "rerun to resume" in err
+    monkeypatch.undo()
+    assert main(argv + ["--quiet"]) == 0
+    rec = read_record(tmp_path / "matbench_jdft2d__CGCNNRegressor.json.gz")
+    fold = rec["tasks"]["matbench_jdft2d"]["results"]["fold_1"]["parameters"]
+    assert fold["resumed_at_epoch"] == 2 and fold["epochs_run"] == 3
+    # --no-checkpoint: no fold is checkpointed
+    monkeypatch.setattr(mb, "_with_checkpoint", lambda *a: pytest.fail("checkpointed"))
+    assert main(argv[:-1] + [str(tmp_path / "other"), "--no-checkpoint", "--quiet"]) == 0
+
+
 def test_generic_task_from_bundled_structures(tmp_path):
     """No shared data needed: bundled perovskites, scikit-learn's cv list as folds."""
     from skcrystal.datasets import load_perovskites
