@@ -1655,6 +1655,27 @@ _INPUT_ERRORS = (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryEr
                  PermissionError, ValueError, TypeError, KeyError)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(debug):
+    """Library warnings as ``skcrystal: warning: ...`` lines on stderr (with
+    ``--debug``, Python's format with the source line)."""
+    import warnings
+
+    if debug:
+        yield
+        return
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skcrystal: warning: {message}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def main(argv=None):
     """Run the ``skcrystal`` command.
 
@@ -1678,7 +1699,8 @@ def main(argv=None):
             raise CLIError("a command is required: fit, predict, cv or models "
                            "(see 'skcrystal --help')")
         progress = _Progress(quiet=args.quiet)
-        return args.func(args, progress)
+        with _warnings_as_lines(debug):
+            return args.func(args, progress)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt as exc:

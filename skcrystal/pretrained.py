@@ -169,8 +169,18 @@ def _reference_shapes(state, path):
     return orig, atom, n_conv, nbr, h, 1 + n_fcs, n_out
 
 
-def _transplant(state, module, n_conv, n_h, path):
-    """The reference state dict in the layout of skcrystal's CGCNN module."""
+#: batch-norm update count given to a reference checkpoint that says neither its
+#: epochs nor its training set size: any count past ~44 (momentum 0.1) marks the
+#: running statistics as trained, not initial
+_TRAINED_BATCHES = 1000
+
+
+def _transplant(state, module, n_conv, n_h, path, batches=None):
+    """The reference state dict in the layout of skcrystal's CGCNN module.
+
+    ``batches``: training batches the checkpoint's batch norms saw, for a
+    state dict without their ``num_batches_tracked``.
+    """
     new = module.state_dict()
     d = module.convs[0].atom_dim
 
@@ -195,6 +205,9 @@ def _transplant(state, module, n_conv, n_h, path):
             if f"convs.{i}.{ref}.num_batches_tracked" in state:
                 put(f"convs.{i}.{ours}.num_batches_tracked",
                     state[f"convs.{i}.{ref}.num_batches_tracked"])
+            else:
+                put(f"convs.{i}.{ours}.num_batches_tracked",
+                    torch.tensor(batches or _TRAINED_BATCHES))
     linears = [k[:-len(".weight")] for k in new
                if k.startswith("head.mlp.") and k.endswith(".weight")]
     refs = ["conv_to_fc", *(f"fcs.{j}" for j in range(n_h - 1)), "fc_out"]
@@ -266,7 +279,7 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
     # the optimizer is built when training starts (fine-tuning), not to predict
     est.initialize_for_inference()
     est.module_.load_state_dict(_transplant(spec["state"], est.module_, spec["n_conv"],
-                                            spec["n_h"], path))
+                                            spec["n_h"], path, spec["batches"]))
     est.module_.eval()
     est.checkpoint_info_ = spec["info"]
     return est
@@ -322,6 +335,13 @@ def _checkpoint_spec(path, atom_init=None):
                   cutoff=radius, gaussian_step=step, gaussian_width=step)
     if classification:
         module["dropout"] = 0.5  # the reference's nn.Dropout() (training only)
+    # the reference's torch saved no num_batches_tracked: the batch norms' counts
+    # are the batches of the epochs the checkpoint was trained for (so that
+    # RecomputeBatchNorm(only_if_stale=True) sees long-trained statistics)
+    try:
+        batches = int(ckpt["epoch"]) * -(-int(args["train_size"]) // int(args["batch_size"]))
+    except (KeyError, TypeError, ValueError):
+        batches = None
     info = {"path": str(path), "epoch": ckpt.get("epoch"),
             "best_mae_error": None if ckpt.get("best_mae_error") is None
             else float(ckpt["best_mae_error"]),
@@ -329,7 +349,8 @@ def _checkpoint_spec(path, atom_init=None):
     return {"classification": classification, "module": module,
             "builder": dict(radius=radius, max_neighbors=max_nbr, neighbor_mode="reference"),
             "mean": float(normalizer["mean"]), "std": float(normalizer["std"]),
-            "state": state, "n_conv": n_conv, "n_h": n_h, "info": info}
+            "state": state, "n_conv": n_conv, "n_h": n_h, "info": info,
+            "batches": batches}
 
 
 def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):
@@ -369,7 +390,7 @@ def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):
     # as the estimator builds it: module__ parameters plus n_outputs
     module = CGCNN(n_outputs=1, **spec["module"])
     module.load_state_dict(_transplant(spec["state"], module, spec["n_conv"], spec["n_h"],
-                                       path))
+                                       path, spec["batches"]))
     builder = GraphBuilder(**spec["builder"])
     return GraphPredictor(module, builder, DEFAULT_BATCH_SIZE, [spec["mean"]], [spec["std"]],
                           1, n_jobs, _REGRESSOR_NAME), info

@@ -180,6 +180,18 @@ def test_resume_continues_an_interrupted_fit(monkeypatch, folder, tmp_path, caps
     assert code == 2 and "max_epochs" in err
 
 
+def test_library_warnings_are_one_line(folder, tmp_path, capsys):
+    """A library warning (here: the stale batch-norm statistics of a 1-epoch fit on
+    10 structures) is a 'skcrystal: warning:' line; with --debug, Python's warning."""
+    argv = ["fit", str(folder), "--epochs", "1", "-o", str(tmp_path / "m.pkl"), *SMALL]
+    code, _, err = _run(capsys, argv + ["-q"])
+    assert code == 0
+    assert "skcrystal: warning: CGCNNRegressor: 2 batch norm(s) have seen only 1" in err
+    assert "UserWarning" not in err
+    with pytest.warns(UserWarning, match="CGCNNRegressor: 2 batch norm"):
+        assert main(argv + ["-q", "--debug"]) == 0  # Python's own warning
+
+
 def test_resume_without_checkpoint(folder, tmp_path, capsys):
     code, _, err = _run(capsys, ["fit", str(folder), "-o", str(tmp_path / "m.pkl"),
                                  "--resume"])

@@ -1083,6 +1083,7 @@ class CrystalGraphNet(NeuralNet):
                     self.__dict__.pop("_seeding_", None)
                     self.__dict__.pop("_fit_memo_", None)
         self._raise_if_interrupted(interrupted)
+        self._warn_if_stale_batch_norm()
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -1103,7 +1104,31 @@ class CrystalGraphNet(NeuralNet):
             finally:
                 self.__dict__.pop("_fit_memo_", None)
         self._raise_if_interrupted(interrupted)
+        self._warn_if_stale_batch_norm()
         return self
+
+    def _warn_if_stale_batch_norm(self):
+        """Warn when batch norms' running statistics are still mostly their initial ones.
+
+        After a fit of few steps (a small data set, few epochs) the running
+        statistics (an average with momentum 0.1 from mean 0, variance 1)
+        describe no trained weights, and predictions in eval mode can be
+        far off (measured: a held-out MAE 15x the mean predictor's after
+        one batch). Recomputing them is not done silently: a checkpoint of
+        the last epoch would then predict otherwise than the estimator.
+        """
+        from .callbacks import stale_batch_norms
+
+        stale = stale_batch_norms(self.module_)
+        if stale:
+            seen = min(int(m.num_batches_tracked) for m in stale)
+            warnings.warn(
+                f"{type(self).__name__}: {len(stale)} batch norm(s) have seen only {seen} "
+                "training batch(es), so their running statistics are still mostly their "
+                "initial values and predictions (eval mode) do not reflect the trained "
+                "weights; train for more steps (more epochs, a smaller batch_size) or "
+                "add callbacks=[('recompute_bn', RecomputeBatchNorm())]",
+                UserWarning, stacklevel=3)
 
     def _raise_if_interrupted(self, interrupted):
         """Raise ``KeyboardInterrupt`` after a Ctrl-C that skorch took as a stop.
@@ -1168,16 +1193,18 @@ class CrystalGraphNet(NeuralNet):
 
         skorch rebuilds the module with fresh weights when a ``module__``
         parameter changes; the estimator then reports itself unfitted
-        instead of predicting with random weights. New ``callbacks`` of a
-        fitted estimator take effect at once (skorch would keep the old
-        ones until the next ``fit``, so ``partial_fit`` ran without them).
+        instead of predicting with random weights. New ``callbacks`` (or
+        ``callbacks__<name>``) of a fitted estimator take effect at once
+        (skorch kept the old ones until the next ``fit``, and a callback set
+        to None broke ``partial_fit``).
         """
         rebuilt = self.initialized_ and any(k.startswith("module__") for k in params)
         super().set_params(**params)
         if rebuilt:
             for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_"):
                 self.__dict__.pop(name, None)
-        if "callbacks" in params and self.initialized_:
+        if self.initialized_ and any(k == "callbacks" or k.startswith("callbacks__")
+                                     for k in params):
             self.initialize_callbacks()
         return self
 

@@ -127,8 +127,35 @@ class Checkpoint(_SkorchCheckpoint):
         return self._stage(super().f_history_)
 
 
+#: a batch norm whose running statistics still hold more than this share of
+#: their initial values (mean 0, variance 1) is stale: (1 - momentum)^updates
+STALE_SHARE = 0.01
+
+
+def _stale(norm):
+    """Whether ``norm``'s running statistics still mostly hold their initial values.
+
+    A batch norm that has seen no batch at all is not: its output is never
+    computed (CrysToGraph's last angle update), so its statistics are read
+    by nothing.
+    """
+    if not norm.track_running_stats or norm.momentum is None or \
+            getattr(norm, "_stats_recomputed", False):
+        return False  # no running statistics, or none of the initial values left
+    seen = int(norm.num_batches_tracked)
+    return seen > 0 and (1.0 - norm.momentum) ** seen > STALE_SHARE
+
+
+def stale_batch_norms(module):
+    """The batch norms of ``module`` whose running statistics are stale (see
+    :data:`STALE_SHARE`): 1 to ~44 training batches at momentum 0.1, and not
+    recomputed by :class:`RecomputeBatchNorm`."""
+    return [m for m in module.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and _stale(m)]
+
+
 class RecomputeBatchNorm(Callback):
-    """Recompute every batch norm's running statistics after training.
+    """Recompute batch norms' running statistics after training.
 
     During training a batch norm keeps an exponential moving average of the
     batch statistics (momentum 0.1), which lags behind the weights: after
@@ -140,12 +167,27 @@ class RecomputeBatchNorm(Callback):
     exact average over that pass.
 
     Use it as ``callbacks=[("recompute_bn", RecomputeBatchNorm())]``.
+
+    Parameters
+    ----------
+    only_if_stale : bool, default False
+        Recompute only the batch norms whose running statistics still hold
+        more than 1% (:data:`STALE_SHARE`) of their initial values (mean 0,
+        variance 1), i.e. that have seen fewer than ~44 training batches at
+        momentum 0.1 (the estimators warn about those after ``fit``); do
+        nothing when there is none. Batch norms that have seen more batches
+        (a long fit, a pre-trained model being fine-tuned) keep theirs.
     """
+
+    def __init__(self, only_if_stale=False):
+        self.only_if_stale = only_if_stale
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         norms = [m for m in net.module_.modules()
                  if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                  and m.track_running_stats]
+        if self.only_if_stale:
+            norms = [m for m in norms if _stale(m)]
         if not norms or X is None:
             return
         momenta = [m.momentum for m in norms]
@@ -163,3 +205,5 @@ class RecomputeBatchNorm(Callback):
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
             net.module_.eval()
+        for m in norms:  # exact statistics: none of the initial values left
+            m._stats_recomputed = True
