@@ -233,9 +233,11 @@ def test_a_fold_stopped_mid_fit_resumes_to_the_uninterrupted_predictions(
     # checkpointing changes nothing; resuming neither
     assert got["fold_0"]["data"] == want["fold_0"]["data"]
     assert got["fold_1"]["data"] == want["fold_1"]["data"]
-    assert got["fold_1"]["parameters"]["resumed_at_epoch"] == 2
+    parts = got["fold_1"]["parameters"]["parts"]
+    assert [part["after_epoch"] for part in parts] == [0, 2]
+    assert all(len(part["loadavg_start"]) == 3 and part["started_at"] for part in parts)
     assert got["fold_1"]["parameters"]["epochs_run"] == 4
-    assert "resumed_at_epoch" not in got["fold_0"]["parameters"]
+    assert "parts" not in got["fold_0"]["parameters"]
 
 
 def test_ctrl_c_in_a_fold_is_not_recorded_as_a_finished_fold(tiny_task, tmp_path,
@@ -262,7 +264,7 @@ def test_ctrl_c_in_a_fold_is_not_recorded_as_a_finished_fold(tiny_task, tmp_path
     res = run_matbench(path, "cgcnn", params=dict(TINY, max_epochs=3), folds=[0],
                        out_dir=tmp_path, resume=False, verbose=0)
     fold = res.record["tasks"]["matbench_jdft2d"]["results"]["fold_0"]["parameters"]
-    assert fold["epochs_run"] == 3 and "resumed_at_epoch" not in fold
+    assert fold["epochs_run"] == 3 and "parts" not in fold
     assert not list(tmp_path.glob("*.checkpoint"))
 
 
@@ -411,7 +413,8 @@ def test_cli_matbench_ctrl_c_resume_and_no_checkpoint(tiny_task, tmp_path, capsy
     assert main(argv + ["--quiet"]) == 0
     rec = read_record(tmp_path / "matbench_jdft2d__CGCNNRegressor.json.gz")
     fold = rec["tasks"]["matbench_jdft2d"]["results"]["fold_1"]["parameters"]
-    assert fold["resumed_at_epoch"] == 2 and fold["epochs_run"] == 3
+    assert [part["after_epoch"] for part in fold["parts"]] == [0, 2]
+    assert fold["epochs_run"] == 3
     # --no-checkpoint: no fold is checkpointed
     monkeypatch.setattr(mb, "_with_checkpoint", lambda *a: pytest.fail("checkpointed"))
     assert main(argv[:-1] + [str(tmp_path / "other"), "--no-checkpoint", "--quiet"]) == 0

@@ -786,12 +786,22 @@ def _checkpointable(est):
 
 
 def _fold_checkpoint(ckdir, est, params, train_ids, resume):
-    """Prepare a fold's checkpoint folder; the checkpoint to resume from, or None.
+    """Prepare a fold's checkpoint folder.
 
     ``ckdir/fold.json`` says which fit the folder checkpoints (estimator
-    class, parameters, training rows); a folder of another fit is an error
-    with ``resume`` (it is removed without). A folder without a finished
-    epoch (no history yet) is started afresh.
+    class, parameters, training rows) and lists the parts the fold ran in
+    (start time, epochs done before, load average); a folder of another fit
+    is an error with ``resume`` (it is removed without). A folder without a
+    finished epoch (no history yet) is started afresh.
+
+    Returns
+    -------
+    checkpoint : Checkpoint or None
+        The checkpoint to resume from (None: fit from the start).
+    done : int
+        Epochs done before this part.
+    parts : list of dict
+        Every part of the fold so far, this one last.
     """
     from ..estimators.callbacks import Checkpoint
 
@@ -802,11 +812,14 @@ def _fold_checkpoint(ckdir, est, params, train_ids, resume):
         "train_ids_sha256": hashlib.sha256("\n".join(map(str, train_ids)).encode()).hexdigest(),
     }, default=str))
     meta_path = ckdir / "fold.json"
+    start, done, parts = None, 0, []
     if ckdir.exists() and resume:
         try:
             saved = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             saved = None  # killed before the description was written: nothing saved
+        if saved is not None:
+            parts = saved.pop("parts", [])
         if saved is not None and saved != meta:
             diff = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
             if "estimator_params" in diff:
@@ -817,13 +830,19 @@ def _fold_checkpoint(ckdir, est, params, train_ids, resume):
                              f"{', '.join(diff[:6])}; remove the folder, or resume=False to "
                              "start afresh")
         if saved is not None and (ckdir / "history.json").exists():
-            return Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None,
-                              event_name=None)
-    if ckdir.exists():
-        shutil.rmtree(ckdir)
-    ckdir.mkdir(parents=True)
-    _atomic_write(meta_path, json.dumps(meta, indent=1))
-    return None
+            start = Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None,
+                               event_name=None)
+            done = len(json.loads((ckdir / "history.json").read_text(encoding="utf-8")))
+            if not parts:  # written by a version that did not list them
+                parts = [{"started_at": None, "after_epoch": 0, "loadavg_start": None}]
+    if start is None:
+        if ckdir.exists():
+            shutil.rmtree(ckdir)
+        ckdir.mkdir(parents=True)
+        parts = []
+    parts.append({"started_at": _now(), "after_epoch": done, "loadavg_start": _loadavg()})
+    _atomic_write(meta_path, json.dumps({**meta, "parts": parts}, indent=1))
+    return start, done, parts
 
 
 def _with_checkpoint(est, ckdir):
@@ -930,9 +949,9 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         resumes at its last finished epoch (with ``resume``). With an
         integer ``random_state`` the resumed fold's predictions equal an
         uninterrupted fold's (the checkpoint holds the random number
-        generator too); the fold's record says at which epoch it resumed
-        (``resumed_at_epoch``), and its ``fit_time_s`` adds the epochs run
-        before. Skipped for estimators that cannot resume (not skcrystal's,
+        generator too); the fold's record lists the parts it ran in
+        (``parts``: start time, epochs done before, load average), and its
+        ``fit_time_s`` adds the epochs run before. Skipped for estimators that cannot resume (not skcrystal's,
         or with a ``descriptors`` transformer).
     command : str, optional
         Command line to record; ``sys.argv`` by default.
@@ -1027,19 +1046,16 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         hits0, misses0 = default_cache.hits, default_cache.misses
         fold_load0 = _loadavg()
         say(f"{task.name} / {label}: fold {k} ({len(train)} train, {len(test)} test)...")
-        ckdir, start = out_dir / f"{stem}.fold{k}.checkpoint", None
+        ckdir, start, done, parts = out_dir / f"{stem}.fold{k}.checkpoint", None, 0, []
         if checkpoint:
-            start = _fold_checkpoint(ckdir, base, est_params, [task.ids[i] for i in train],
-                                     resume)
+            start, done, parts = _fold_checkpoint(
+                ckdir, base, est_params, [task.ids[i] for i in train], resume)
             _with_checkpoint(est, ckdir)
         t0 = time.perf_counter()
-        done = 0
         # a Ctrl-C: skcrystal's estimators raise it after fit, skorch's end fit quietly
         with noting_interrupts() as interrupted:
             try:
                 if start is not None:
-                    done = len(json.loads((ckdir / "history.json").read_text(
-                        encoding="utf-8")))
                     say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
                     est.resume(list(X[train]), task.y[train], start)
                 else:
@@ -1077,7 +1093,9 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
                                 "misses": default_cache.misses - misses0},
                 "loadavg_start": fold_load0, "loadavg_end": _loadavg(),
                 "torch_threads": run["environment"].get("torch_threads"),
-                "finished_at": _now(), **({"resumed_at_epoch": done} if done else {})},
+                "finished_at": _now(),
+                # a fold run in parts: when each started, after which epoch, its load
+                **({"parts": parts} if len(parts) > 1 else {})},
             "scores": fold_scores(y_test, pred)}
         results[f"fold_{k}"] = fold_result
         record["tasks"][task.name]["results"] = results = _in_fold_order(results)
