@@ -9,7 +9,8 @@ from skorch.callbacks import Callback
 from skorch.callbacks import Checkpoint as _SkorchCheckpoint
 from skorch.utils import noop
 
-__all__ = ["RecomputeBatchNorm", "Checkpoint", "EpochProgressBar"]
+__all__ = ["RecomputeBatchNorm", "Checkpoint", "EpochProgressBar", "stale_batch_norms",
+           "STALE_SHARE"]
 
 
 class EpochProgressBar(Callback):
