@@ -240,6 +240,26 @@ def test_a_fold_stopped_mid_fit_resumes_to_the_uninterrupted_predictions(
     assert "parts" not in got["fold_0"]["parameters"]
 
 
+def test_a_fold_another_process_runs_is_refused(tiny_task, tmp_path):
+    """Two processes on one fold would overwrite each other's checkpoint: the
+    second is refused, naming the fold and the holder; the other folds run."""
+    import os
+
+    from skcrystal.benchmarks.matbench import _file_lock
+
+    path, _ = tiny_task
+    lock = tmp_path / ".matbench_jdft2d__CGCNNRegressor.fold1.lock"
+    with _file_lock(lock):  # as the other process holds it
+        with pytest.raises(RuntimeError, match=rf"fold 1 of .* is being run by another "
+                                               rf"process \(pid {os.getpid()}\)"):
+            run_matbench(path, "cgcnn", params=TINY, folds=[0, 1], out_dir=tmp_path,
+                         verbose=0)
+    rec = read_record(tmp_path / "matbench_jdft2d__CGCNNRegressor.json.gz")
+    assert list(rec["tasks"]["matbench_jdft2d"]["results"]) == ["fold_0"]
+    assert run_matbench(path, "cgcnn", params=TINY, folds=[0, 1], out_dir=tmp_path,
+                        verbose=0).ran == [1]
+
+
 def test_ctrl_c_in_a_fold_is_not_recorded_as_a_finished_fold(tiny_task, tmp_path,
                                                               monkeypatch, sigint_handled):
     """skorch ends fit quietly on KeyboardInterrupt; the runner stops instead of

@@ -664,19 +664,37 @@ def _refresh(record, task):
 
 
 @contextlib.contextmanager
-def _record_lock(path):
-    """Hold an exclusive lock on ``<record>.lock`` (POSIX ``flock``; none elsewhere)."""
+def _file_lock(lock_path, busy=None):
+    """Hold an exclusive lock on ``lock_path`` (POSIX ``flock``; none elsewhere).
+
+    With ``busy`` (a message), do not wait for a lock another process holds:
+    raise ``RuntimeError(busy + " (pid N)")`` instead.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: one process per record
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy else 0))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise RuntimeError(f"{busy} (pid {holder})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _record_lock(path):
+    """Hold an exclusive lock on ``<record>.lock``."""
+    return _file_lock(path.with_name(path.name + ".lock"))
 
 
 def _save(record, task, path, row_path, merge=None):
@@ -951,8 +969,10 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
         uninterrupted fold's (the checkpoint holds the random number
         generator too); the fold's record lists the parts it ran in
         (``parts``: start time, epochs done before, load average), and its
-        ``fit_time_s`` adds the epochs run before. Skipped for estimators that cannot resume (not skcrystal's,
-        or with a ``descriptors`` transformer).
+        ``fit_time_s`` adds the epochs run before. Skipped for estimators
+        that cannot resume (not skcrystal's, or with a ``descriptors``
+        transformer). One process runs a fold at a time: another process
+        asked for the same fold raises ``RuntimeError`` naming it.
     command : str, optional
         Command line to record; ``sys.argv`` by default.
     on_fold_end : callable, optional
@@ -1041,79 +1061,82 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
     checkpoint = bool(checkpoint) and _checkpointable(base)
     ran = []
     for k in todo:
-        train, test = task.folds[k]
-        est = clone(base)
-        hits0, misses0 = default_cache.hits, default_cache.misses
-        fold_load0 = _loadavg()
-        say(f"{task.name} / {label}: fold {k} ({len(train)} train, {len(test)} test)...")
-        ckdir, start, done, parts = out_dir / f"{stem}.fold{k}.checkpoint", None, 0, []
-        if checkpoint:
-            start, done, parts = _fold_checkpoint(
-                ckdir, base, est_params, [task.ids[i] for i in train], resume)
-            _with_checkpoint(est, ckdir)
-        t0 = time.perf_counter()
-        # a Ctrl-C: skcrystal's estimators raise it after fit, skorch's end fit quietly
-        with noting_interrupts() as interrupted:
-            try:
-                if start is not None:
-                    say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
-                    est.resume(list(X[train]), task.y[train], start)
-                else:
-                    est.fit(list(X[train]), task.y[train])
-            except KeyboardInterrupt:
-                if not interrupted:
-                    raise
-        if interrupted:
-            where = (f"; its checkpoint after epoch {len(est.history)} is in {ckdir}: "
-                     "rerun to resume" if checkpoint else "")
-            raise KeyboardInterrupt(f"fold {k} interrupted, not recorded{where}")
-        t1 = time.perf_counter()
-        pred = np.asarray(est.predict(list(X[test])), dtype=np.float64).reshape(-1)
-        t2 = time.perf_counter()
-        if len(pred) != len(test):
-            raise ValueError(f"fold {k}: {type(est).__name__}.predict returned {len(pred)} "
-                             f"values for {len(test)} test structures (one target expected)")
-        y_test = task.y[test]
-        epochs = _epoch_times(est)
-        # a resumed fold's fit time counts the epochs run before it stopped
-        before = float(np.sum(epochs[:done])) if done and epochs else 0.0
-        official = (task.official_sizes or {}).get(k, (len(train), len(test)))
-        fold_result = {
-            "data": {task.ids[i]: float(p) for i, p in zip(test, pred)},
-            "parameters": {
-                "estimator": _class_path(est), "estimator_params": est_params,
-                "n_train": int(len(train)), "n_test": int(len(test)),
-                "n_train_official": int(official[0]), "n_test_official": int(official[1]),
-                "fit_time_s": round(t1 - t0 + before, 3),
-                "predict_time_s": round(t2 - t1, 3),
-                "mae_mad": float(mae_mad_score(y_test, pred)),
-                "epochs_run": len(epochs) if epochs is not None else None,
-                "epoch_time_s": round(float(np.mean(epochs)), 4) if epochs else None,
-                "graph_cache": {"hits": default_cache.hits - hits0,
-                                "misses": default_cache.misses - misses0},
-                "loadavg_start": fold_load0, "loadavg_end": _loadavg(),
-                "torch_threads": run["environment"].get("torch_threads"),
-                "finished_at": _now(),
-                # a fold run in parts: when each started, after which epoch, its load
-                **({"parts": parts} if len(parts) > 1 else {})},
-            "scores": fold_scores(y_test, pred)}
-        results[f"fold_{k}"] = fold_result
-        record["tasks"][task.name]["results"] = results = _in_fold_order(results)
-        run["folds_run"].append(k)
-        run["loadavg_end"] = _loadavg()
-        run["wall_time_s"] = round(time.perf_counter() - t_start, 3)
-        # resume=False replaces the file at the first save, then merges too
-        _save(record, task, path, row_path,
-              merge=(base, est_params) if resume or ran else None)
-        if checkpoint:
-            shutil.rmtree(ckdir, ignore_errors=True)
-        ran.append(k)
-        s = fold_result["scores"]
-        say(f"  fold {k}: MAE {s['mae']:.4g} RMSE {s['rmse']:.4g} MAE/MAD "
-            f"{fold_result['parameters']['mae_mad']:.3f} (fit {t1 - t0:.1f} s, predict "
-            f"{t2 - t1:.1f} s, load {fold_load0} -> {run['loadavg_end']})")
-        if on_fold_end is not None:
-            on_fold_end(k, fold_result)
+        # one process per fold: a second one would overwrite its checkpoint
+        with _file_lock(out_dir / f".{stem}.fold{k}.lock",
+                        busy=f"fold {k} of {path} is being run by another process"):
+            train, test = task.folds[k]
+            est = clone(base)
+            hits0, misses0 = default_cache.hits, default_cache.misses
+            fold_load0 = _loadavg()
+            say(f"{task.name} / {label}: fold {k} ({len(train)} train, {len(test)} test)...")
+            ckdir, start, done, parts = out_dir / f"{stem}.fold{k}.checkpoint", None, 0, []
+            if checkpoint:
+                start, done, parts = _fold_checkpoint(
+                    ckdir, base, est_params, [task.ids[i] for i in train], resume)
+                _with_checkpoint(est, ckdir)
+            t0 = time.perf_counter()
+            # a Ctrl-C: skcrystal's estimators raise it after fit, skorch's end fit quietly
+            with noting_interrupts() as interrupted:
+                try:
+                    if start is not None:
+                        say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
+                        est.resume(list(X[train]), task.y[train], start)
+                    else:
+                        est.fit(list(X[train]), task.y[train])
+                except KeyboardInterrupt:
+                    if not interrupted:
+                        raise
+            if interrupted:
+                where = (f"; its checkpoint after epoch {len(est.history)} is in {ckdir}: "
+                         "rerun to resume" if checkpoint else "")
+                raise KeyboardInterrupt(f"fold {k} interrupted, not recorded{where}")
+            t1 = time.perf_counter()
+            pred = np.asarray(est.predict(list(X[test])), dtype=np.float64).reshape(-1)
+            t2 = time.perf_counter()
+            if len(pred) != len(test):
+                raise ValueError(f"fold {k}: {type(est).__name__}.predict returned {len(pred)} "
+                                 f"values for {len(test)} test structures (one target expected)")
+            y_test = task.y[test]
+            epochs = _epoch_times(est)
+            # a resumed fold's fit time counts the epochs run before it stopped
+            before = float(np.sum(epochs[:done])) if done and epochs else 0.0
+            official = (task.official_sizes or {}).get(k, (len(train), len(test)))
+            fold_result = {
+                "data": {task.ids[i]: float(p) for i, p in zip(test, pred)},
+                "parameters": {
+                    "estimator": _class_path(est), "estimator_params": est_params,
+                    "n_train": int(len(train)), "n_test": int(len(test)),
+                    "n_train_official": int(official[0]), "n_test_official": int(official[1]),
+                    "fit_time_s": round(t1 - t0 + before, 3),
+                    "predict_time_s": round(t2 - t1, 3),
+                    "mae_mad": float(mae_mad_score(y_test, pred)),
+                    "epochs_run": len(epochs) if epochs is not None else None,
+                    "epoch_time_s": round(float(np.mean(epochs)), 4) if epochs else None,
+                    "graph_cache": {"hits": default_cache.hits - hits0,
+                                    "misses": default_cache.misses - misses0},
+                    "loadavg_start": fold_load0, "loadavg_end": _loadavg(),
+                    "torch_threads": run["environment"].get("torch_threads"),
+                    "finished_at": _now(),
+                    # a fold run in parts: when each started, after which epoch, its load
+                    **({"parts": parts} if len(parts) > 1 else {})},
+                "scores": fold_scores(y_test, pred)}
+            results[f"fold_{k}"] = fold_result
+            record["tasks"][task.name]["results"] = results = _in_fold_order(results)
+            run["folds_run"].append(k)
+            run["loadavg_end"] = _loadavg()
+            run["wall_time_s"] = round(time.perf_counter() - t_start, 3)
+            # resume=False replaces the file at the first save, then merges too
+            _save(record, task, path, row_path,
+                  merge=(base, est_params) if resume or ran else None)
+            if checkpoint:
+                shutil.rmtree(ckdir, ignore_errors=True)
+            ran.append(k)
+            s = fold_result["scores"]
+            say(f"  fold {k}: MAE {s['mae']:.4g} RMSE {s['rmse']:.4g} MAE/MAD "
+                f"{fold_result['parameters']['mae_mad']:.3f} (fit {t1 - t0:.1f} s, predict "
+                f"{t2 - t1:.1f} s, load {fold_load0} -> {run['loadavg_end']})")
+            if on_fold_end is not None:
+                on_fold_end(k, fold_result)
     return RunResult(record=record, path=path, row=markdown_row(record), ran=ran,
                      skipped=skipped)
 
