@@ -60,6 +60,7 @@ predict); the hybrid's descriptors are computed once, in the first fold::
 
     python benchmarks/run_matbench.py --list            # these commands
     python benchmarks/run_matbench.py --table           # RESULTS.md table of all records
+    python benchmarks/run_matbench.py --status          # folds stopped or running part way
 
 Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
 
@@ -230,6 +231,19 @@ def table(out_dir):
         print(markdown_row(path))
 
 
+def status(out_dir):
+    from skcrystal.benchmarks import fold_progress
+
+    rows = fold_progress(out_dir)
+    if not rows:
+        print(f"no fold stopped or running part way in {out_dir}")
+    for r in rows:
+        per = f", {r['epoch_s']:.0f} s per epoch" if r["epoch_s"] else ""
+        eta = f", ~{r['eta_s'] / 3600:.1f} h left" if r["eta_s"] is not None else ""
+        print(f"{r['record']} fold {r['fold']}: {r['epochs_done']}/{r['max_epochs']} epochs"
+              f"{per}{eta}, {r['parts']} part(s), last epoch ended {r['updated_at']}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=TASKS)
@@ -251,12 +265,17 @@ def main(argv=None):
     p.add_argument("--list", action="store_true", help="print the commands of the issue")
     p.add_argument("--table", action="store_true",
                    help="print the RESULTS.md table of the records in --out-dir")
+    p.add_argument("--status", action="store_true",
+                   help="print the folds stopped or running part way in --out-dir")
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(commands()))
         return 0
     if args.table:
         table(args.out_dir)
+        return 0
+    if args.status:
+        status(args.out_dir)
         return 0
     if not (args.task and args.model):
         p.error("--task and --model are required (or --list / --table)")

@@ -8,8 +8,8 @@ from sklearn.model_selection import KFold
 
 from conftest import shared_path
 
-from skcrystal.benchmarks import (BenchmarkTask, markdown_row, matbench_task, perovskites_task,
-                                  read_record, run_matbench)
+from skcrystal.benchmarks import (BenchmarkTask, fold_progress, markdown_row, matbench_task,
+                                  perovskites_task, read_record, run_matbench)
 from skcrystal.benchmarks.matbench import _matbench_hash, fold_scores
 from skcrystal.datasets import load_matbench_json
 from skcrystal.metrics import mae_mad_score
@@ -224,10 +224,16 @@ def test_a_fold_stopped_mid_fit_resumes_to_the_uninterrupted_predictions(
     ckdir = out / "matbench_jdft2d__CGCNNRegressor.fold1.checkpoint"
     assert json.loads((ckdir / "history.json").read_text())[-1]["epoch"] == 2
     assert not (out / "matbench_jdft2d__CGCNNRegressor.fold0.checkpoint").exists()
+    (progress,) = fold_progress(out)
+    assert {k: progress[k] for k in ("record", "fold", "epochs_done", "max_epochs", "parts")} \
+        == {"record": "matbench_jdft2d__CGCNNRegressor", "fold": 1, "epochs_done": 2,
+            "max_epochs": 4, "parts": 1}
+    assert progress["eta_s"] == pytest.approx(2 * progress["epoch_s"])
     monkeypatch.undo()
 
     res = run_matbench(path, "cgcnn", params=params, folds=[0, 1], out_dir=out, verbose=0)
     assert res.skipped == [0] and res.ran == [1] and not ckdir.exists()
+    assert fold_progress(out) == []
     got = res.record["tasks"]["matbench_jdft2d"]["results"]
     want = clean.record["tasks"]["matbench_jdft2d"]["results"]
     # checkpointing changes nothing; resuming neither

@@ -103,7 +103,8 @@ from .._signals import noting_interrupts
 _log = logging.getLogger(__name__)
 
 __all__ = ["PUBLISHED", "MARKDOWN_HEADER", "BenchmarkTask", "RunResult", "matbench_task",
-           "perovskites_task", "load_task", "run_matbench", "read_record", "markdown_row"]
+           "perovskites_task", "load_task", "run_matbench", "read_record", "markdown_row",
+           "fold_progress"]
 
 #: matbench v0.1 leaderboard, MAE averaged over the 5 official folds
 PUBLISHED = {
@@ -861,6 +862,45 @@ def _fold_checkpoint(ckdir, est, params, train_ids, resume):
     parts.append({"started_at": _now(), "after_epoch": done, "loadavg_start": _loadavg()})
     _atomic_write(meta_path, json.dumps({**meta, "parts": parts}, indent=1))
     return start, done, parts
+
+
+def fold_progress(out_dir="matbench_results"):
+    """The folds stopped or running part way in ``out_dir``, from their checkpoints.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        A :func:`run_matbench` output folder.
+
+    Returns
+    -------
+    list of dict
+        One per fold checkpoint folder, sorted by name: ``record`` (the
+        record's file stem), ``fold``, ``epochs_done``, ``max_epochs``,
+        ``epoch_s`` (median epoch time, s), ``eta_s`` (the remaining epochs
+        at that time, s), ``parts`` (how many parts it ran in so far) and
+        ``updated_at`` (when the last epoch ended, UTC).
+    """
+    rows = []
+    for ckdir in sorted(Path(out_dir).glob("*.fold*.checkpoint")):
+        stem, _, fold = ckdir.name[:-len(".checkpoint")].rpartition(".fold")
+        try:
+            meta = json.loads((ckdir / "fold.json").read_text(encoding="utf-8"))
+            history = json.loads((ckdir / "history.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # no finished epoch yet
+        durations = [float(row["dur"]) for row in history if row.get("dur") is not None]
+        max_epochs = meta.get("estimator_params", {}).get("max_epochs")
+        epoch_s = float(np.median(durations)) if durations else None
+        left = max(int(max_epochs) - len(history), 0) if max_epochs is not None else None
+        stamp = datetime.datetime.fromtimestamp((ckdir / "history.json").stat().st_mtime,
+                                                datetime.timezone.utc)
+        rows.append({"record": stem, "fold": int(fold), "epochs_done": len(history),
+                     "max_epochs": max_epochs, "epoch_s": epoch_s,
+                     "eta_s": None if epoch_s is None or left is None else epoch_s * left,
+                     "parts": len(meta.get("parts", [])) or 1,
+                     "updated_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    return rows
 
 
 def _with_checkpoint(est, ckdir):
