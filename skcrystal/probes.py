@@ -76,6 +76,9 @@ def classifier_counterpart(estimator):
 
     from .estimators import registry
 
+    if not hasattr(estimator, "get_params"):
+        raise TypeError(f"estimator must be a scikit-learn regressor, got "
+                        f"{type(estimator).__name__}")
     if is_classifier(estimator):
         return clone(estimator)
     name = type(estimator).__name__

@@ -116,6 +116,9 @@ def freeze_parameters(model, freeze="all_but_head"):
     list of str
         Trainable parameter names.
     """
+    if not hasattr(model, "named_parameters"):
+        raise TypeError(f"model must be a torch.nn.Module (an estimator's module_), got "
+                        f"{type(model).__name__}")
     names = [n for n, _ in model.named_parameters()]
     if freeze is None or (isinstance(freeze, str) and freeze == "none"):
         frozen = set()

@@ -279,3 +279,25 @@ def test_descriptor_paths_exit_cleanly_instead_of_segfaulting():
                 "singular": "singular"}[name] in msg, (call, name, msg)
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ValueError: X[1] (NaCl) has a singular"), last
+
+
+@pytest.mark.parametrize("call, message", [
+    ("skcrystal.graphs:line_graph", r"graph must be a CrystalGraph \(.*\)"),
+    ("skcrystal.graphs:positional_encodings", r"graph must be a CrystalGraph \(.*\)"),
+    ("skcrystal.graphs:reverse_edges", r"graph must be a CrystalGraph \(.*\)"),
+    ("skcrystal.transfer:freeze_parameters", r"model must be a torch.nn.Module \(.*\)"),
+    ("skcrystal.probes:classifier_counterpart", "estimator must be a scikit-learn regressor"),
+])
+def test_lower_level_functions_name_a_wrong_argument(call, message):
+    """None where a graph, a module or an estimator belongs: a TypeError naming the
+    argument, not an AttributeError from inside."""
+    import importlib
+    module, name = call.split(":")
+    with pytest.raises(TypeError, match=f"{message}, got NoneType"):
+        getattr(importlib.import_module(module), name)(None)
+
+
+def test_get_graphs_names_a_wrong_builder(nacl):
+    from skcrystal.graphs import get_graphs
+    with pytest.raises(TypeError, match="builder must be a GraphBuilder, got dict"):
+        get_graphs([nacl], {"radius": 8.0})

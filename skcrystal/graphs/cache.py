@@ -547,6 +547,8 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     list of CrystalGraph
     """
     cache = default_cache if cache is None else cache
+    if not (hasattr(builder, "validate") and hasattr(builder, "key")):
+        raise TypeError(f"builder must be a GraphBuilder, got {type(builder).__name__}")
     builder.validate()
     pkey = builder.key()
     keys = [(structure_key(s), pkey) for s in structures]

@@ -106,3 +106,10 @@ class CrystalGraph:
         for arrays in self.extras.get("_memo", {}).values():
             total += sum(np.asarray(a).nbytes for a in arrays.values())
         return total
+
+
+def _check_graph(graph, name="graph"):
+    """``TypeError`` naming ``name`` unless ``graph`` is a :class:`CrystalGraph`."""
+    if not isinstance(graph, CrystalGraph):
+        raise TypeError(f"{name} must be a CrystalGraph (from skcrystal.graphs.build_graph), "
+                        f"got {type(graph).__name__}")

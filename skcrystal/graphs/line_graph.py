@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .graph import _check_graph
 from .extras import GraphExtra
 
 __all__ = ["line_graph", "line_graph_extra", "count_line_graph_pairs",
@@ -244,6 +245,7 @@ def line_graph(graph, max_triplets=DEFAULT_MAX_TRIPLETS, include_self=False,
     ValueError
         When ``T > max_triplets``; names the structure, ``T`` and the bound.
     """
+    _check_graph(graph)
     _check_convention(convention, include_self)
     k_in, _ = _degrees(graph, convention)
     n_pairs = count_line_graph_pairs(graph, include_self, convention)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .graph import _check_graph
 from .extras import GraphExtra
 
 __all__ = ["positional_encodings", "positional_extra", "adjacency_matrix"]
@@ -120,6 +121,7 @@ def positional_encodings(graph, n_eigvec=20, n_rw=20):
     dict with ``pe_lap`` (n_atoms, n_eigvec) and ``pe_rw`` (n_atoms, n_rw),
     float32.
     """
+    _check_graph(graph)
     A = adjacency_matrix(graph)
     return {"pe_lap": laplacian_eigvec_pe(A, int(n_eigvec)).astype(np.float32),
             "pe_rw": random_walk_pe(A, int(n_rw)).astype(np.float32)}

@@ -6,6 +6,7 @@ graph in numpy and memoised in the cached graph.
 """
 import numpy as np
 
+from .graph import _check_graph
 from .extras import GraphExtra
 
 __all__ = ["reverse_edges", "REVERSE_EDGES_EXTRA"]
@@ -31,6 +32,7 @@ def reverse_edges(graph):
         the graph lacks it; ``"rev_edge_ok"``: bool array, shape (n_edges,),
         whether the reverse exists. ``rev_edge[rev_edge] == arange(n_edges)``.
     """
+    _check_graph(graph)
     c = np.asarray(graph.center, dtype=np.int64)
     n = np.asarray(graph.neighbor, dtype=np.int64)
     off = np.asarray(graph.offsets, dtype=np.int64)
