@@ -153,6 +153,9 @@ def _check_pretrained(est):
     if isinstance(est, FineTuner):
         check_is_fitted(est, "estimator_")
         return est.estimator_
+    if not (hasattr(est, "check_is_fitted") and hasattr(est, "initialize")):  # a skorch net
+        raise TypeError(f"the pre-trained model must be a fitted skcrystal estimator "
+                        f"(e.g. CGCNNRegressor), got {type(est).__name__}")
     try:
         est.check_is_fitted()
     except (NotFittedError, AttributeError):

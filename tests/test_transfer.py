@@ -85,6 +85,9 @@ def test_finetuner_in_cross_val_score(pretrained, data):
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
     with pytest.raises(Exception, match="not fitted"):
         FineTuner(CGCNNRegressor(), max_epochs=1).fit(X[:10], heat_all[:10])
+    for other in (None, "cgcnn"):  # not an estimator: named, not an AttributeError
+        with pytest.raises(TypeError, match="must be a fitted skcrystal estimator"):
+            FineTuner(other, max_epochs=1).fit(X[:10], heat_all[:10])
 
 
 @pytest.mark.parametrize("name", ["alignn", "crystalnet"])
