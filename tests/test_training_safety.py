@@ -181,6 +181,12 @@ def test_fit_ignores_a_loaded_generator_state(data, tmp_path):
     est.load_params(checkpoint=Checkpoint(monitor=None, dirname=str(tmp_path)))
     fresh = CGCNNRegressor(max_epochs=2, batch_size=4, **SMALL).fit(X, y)
     np.testing.assert_array_equal(est.fit(X, y).predict(X), fresh.predict(X))
+    # a best checkpoint loaded at the end of training leaves no generator behind
+    best = Checkpoint(monitor="train_loss_best", dirname=str(tmp_path / "best"),
+                      load_best=True)
+    est = CGCNNRegressor(max_epochs=2, callbacks=[("best", best)], batch_size=4,
+                         **SMALL).fit(X, y)
+    assert (tmp_path / "best" / "rng.json").exists() and "_rng_state_" not in vars(est)
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "skcrystal-rng-state", "torch": "AAAA"}')
     with pytest.raises(ValueError, match="bad.json: a generator state of 3 bytes"):

@@ -1082,6 +1082,8 @@ class CrystalGraphNet(NeuralNet):
                 finally:
                     self.__dict__.pop("_seeding_", None)
                     self.__dict__.pop("_fit_memo_", None)
+                    # a generator loaded with a best checkpoint at the end of training
+                    self.__dict__.pop("_rng_state_", None)
         self._raise_if_interrupted(interrupted)
         self._warn_if_stale_batch_norm()
         return self
@@ -1103,6 +1105,7 @@ class CrystalGraphNet(NeuralNet):
                 super().partial_fit(X, y, classes=classes, **fit_params)
             finally:
                 self.__dict__.pop("_fit_memo_", None)
+                self.__dict__.pop("_rng_state_", None)
         self._raise_if_interrupted(interrupted)
         self._warn_if_stale_batch_norm()
         return self
