@@ -258,12 +258,13 @@ def resolve_device(device):
     """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without
     a GPU is an error (raised before any data is read)."""
     import torch
+
+    from .inference import _no_gpu
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {device}: no CUDA GPU is usable here (torch "
-                       f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                       "use --device cpu or auto")
+    why = _no_gpu(device) if device.startswith("cuda") else None
+    if why:
+        raise CLIError(f"--device {device}: {why}; use --device cpu or auto")
     return device
 
 
@@ -879,8 +880,7 @@ def _training_callbacks(est, args, ckdir):
     from skcrystal.estimators.callbacks import Checkpoint
 
     callbacks = list(est.callbacks or [])
-    callbacks.append(("checkpoint_last", Checkpoint(monitor=None, dirname=str(ckdir / "last"),
-                                                     f_criterion=None, event_name=None)))
+    callbacks.append(("checkpoint_last", Checkpoint.every_epoch(ckdir / "last")))
     if args.val_frac:
         seed = 0 if args.seed is None else args.seed
         est.set_params(train_split=ValidSplit(args.val_frac, stratified=args.task ==
@@ -1026,9 +1026,7 @@ def cmd_fit(args, progress):
         try:
             if args.resume:
                 from skcrystal.estimators.callbacks import Checkpoint
-                est.resume(X_train, y_train, Checkpoint(
-                    monitor=None, dirname=str(ckdir / "last"), f_criterion=None,
-                    event_name=None))
+                est.resume(X_train, y_train, Checkpoint.every_epoch(ckdir / "last"))
             else:
                 est.fit(X_train, y_train)
         except KeyboardInterrupt:

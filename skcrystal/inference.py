@@ -30,6 +30,14 @@ __all__ = ["GraphPredictor", "DEFAULT_BATCH_SIZE"]
 DEFAULT_BATCH_SIZE = 64
 
 
+def _no_gpu(device):
+    """Why torch cannot run on ``device`` here ("no CUDA GPU is usable ..."), or None."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        return (f"no CUDA GPU is usable here (torch {torch.__version__}, CUDA build: "
+                f"{torch.version.cuda or 'no'})")
+    return None
+
+
 class GraphPredictor:
     """A fitted regression module with what turns its outputs into predictions.
 

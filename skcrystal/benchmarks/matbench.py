@@ -754,6 +754,16 @@ def _merge_record(record, disk, task):
     runs.sort(key=lambda r: r.get("started_at") or "")
 
 
+_UNSET = object()
+
+
+def _param_diff(old, new, limit=6):
+    """``"name: old -> new, ..."`` for the parameters that differ (the first ``limit``)."""
+    diff = sorted(k for k in set(old) | set(new) if old.get(k, _UNSET) != new.get(k, _UNSET))
+    return ", ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+                     for k in diff[:limit])
+
+
 def _check_resumable(record, path, task, est, params):
     """Raise when the saved folds were run with another estimator or rows."""
     if task.name not in record.get("tasks", {}):
@@ -775,13 +785,9 @@ def _check_resumable(record, path, task, est, params):
         new = {k: v for k, v in params.items() if k not in _RESUME_IGNORED
                and (k in old or k not in defaults or defaults[k] != v)}
         if old != new:
-            diff = sorted(set(old) ^ set(new) | {k for k in set(old) & set(new)
-                                                 if old[k] != new[k]})
-            shown = ", ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-                              for k in diff[:6])
             raise ValueError(f"cannot resume {path}: {fold_key} was run with other "
-                             f"estimator parameters ({shown}); use another label or "
-                             "out_dir, or resume=False to start afresh")
+                             f"estimator parameters ({_param_diff(old, new)}); use another "
+                             "label or out_dir, or resume=False to start afresh")
         k = int(fold_key.rsplit("_", 1)[1])
         if k in task.folds:
             want = {task.ids[i] for i in task.folds[k][1]}
@@ -840,17 +846,13 @@ def _fold_checkpoint(ckdir, est, params, train_ids, resume):
         if saved is not None:
             parts = saved.pop("parts", [])
         if saved is not None and saved != meta:
-            diff = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
-            if "estimator_params" in diff:
-                old, new = saved.get("estimator_params", {}), meta["estimator_params"]
-                diff = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-                        for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            old, new = saved.get("estimator_params", {}), meta["estimator_params"]
+            what = _param_diff(old, new) if old != new else ", ".join(
+                sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k)))
             raise ValueError(f"cannot resume from {ckdir}: it checkpoints a fit with other "
-                             f"{', '.join(diff[:6])}; remove the folder, or resume=False to "
-                             "start afresh")
+                             f"{what}; remove the folder, or resume=False to start afresh")
         if saved is not None and (ckdir / "history.json").exists():
-            start = Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None,
-                               event_name=None)
+            start = Checkpoint.every_epoch(ckdir)
             done = len(json.loads((ckdir / "history.json").read_text(encoding="utf-8")))
             if not parts:  # written by a version that did not list them
                 parts = [{"started_at": None, "after_epoch": 0, "loadavg_start": None}]
@@ -903,12 +905,32 @@ def fold_progress(out_dir="matbench_results"):
     return rows
 
 
+def _fold_dir(out_dir, stem, k):
+    """The checkpoint folder of fold ``k`` of the record ``stem``."""
+    return Path(out_dir) / f"{stem}.fold{k}.checkpoint"
+
+
+def _fit_fold(est, X, y, start):
+    """Fit ``est``, or resume it from the checkpoint ``start``; whether a Ctrl-C
+    stopped it (skcrystal's estimators raise it after fit, skorch's end fit quietly)."""
+    with noting_interrupts() as interrupted:
+        try:
+            if start is not None:
+                est.resume(X, y, start)
+            else:
+                est.fit(X, y)
+        except KeyboardInterrupt:
+            if not interrupted:
+                raise
+    return bool(interrupted)
+
+
 def _with_checkpoint(est, ckdir):
     """``est`` with a callback checkpointing every epoch into ``ckdir``."""
     from ..estimators.callbacks import Checkpoint
 
-    cp = Checkpoint(monitor=None, dirname=str(ckdir), f_criterion=None, event_name=None)
-    return est.set_params(callbacks=[*(est.callbacks or []), ("matbench_checkpoint", cp)])
+    return est.set_params(callbacks=[*(est.callbacks or []),
+                                     ("matbench_checkpoint", Checkpoint.every_epoch(ckdir))])
 
 
 # ---------------------------------------------------------------- runner
@@ -1082,7 +1104,7 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
     if skipped:
         say(f"{task.name} / {label}: fold(s) {skipped} already in {path}, skipped")
         for k in skipped:  # a run stopped after recording the fold, before removing it
-            shutil.rmtree(out_dir / f"{stem}.fold{k}.checkpoint", ignore_errors=True)
+            shutil.rmtree(_fold_dir(out_dir, stem, k), ignore_errors=True)
     if not todo:
         row = markdown_row(record)
         return RunResult(record=record, path=path, row=row, ran=[], skipped=skipped)
@@ -1109,24 +1131,15 @@ def run_matbench(task, estimator, folds=None, out_dir="matbench_results", resume
             hits0, misses0 = default_cache.hits, default_cache.misses
             fold_load0 = _loadavg()
             say(f"{task.name} / {label}: fold {k} ({len(train)} train, {len(test)} test)...")
-            ckdir, start, done, parts = out_dir / f"{stem}.fold{k}.checkpoint", None, 0, []
+            ckdir, start, done, parts = _fold_dir(out_dir, stem, k), None, 0, []
             if checkpoint:
                 start, done, parts = _fold_checkpoint(
                     ckdir, base, est_params, [task.ids[i] for i in train], resume)
                 _with_checkpoint(est, ckdir)
+            if start is not None:
+                say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
             t0 = time.perf_counter()
-            # a Ctrl-C: skcrystal's estimators raise it after fit, skorch's end fit quietly
-            with noting_interrupts() as interrupted:
-                try:
-                    if start is not None:
-                        say(f"  fold {k}: resuming after epoch {done}, from {ckdir}")
-                        est.resume(list(X[train]), task.y[train], start)
-                    else:
-                        est.fit(list(X[train]), task.y[train])
-                except KeyboardInterrupt:
-                    if not interrupted:
-                        raise
-            if interrupted:
+            if _fit_fold(est, list(X[train]), task.y[train], start):
                 where = (f"; its checkpoint after epoch {len(est.history)} is in {ckdir}: "
                          "rerun to resume" if checkpoint else "")
                 raise KeyboardInterrupt(f"fold {k} interrupted, not recorded{where}")

@@ -52,7 +52,7 @@ from .._malloc import heap_allocation
 from .._signals import noting_interrupts
 from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
-from ..inference import DEFAULT_BATCH_SIZE
+from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
 from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
 from ._screen import MIN_ROWS as _SCREEN_MIN_ROWS
@@ -229,14 +229,12 @@ def _check_device(device):
     if device is None:
         return
     try:
-        kind = torch.device(device).type
+        why = _no_gpu(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
                          "'cuda:1')") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: no CUDA GPU is usable here (torch "
-                         f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                         "use device='cpu'")
+    if why:
+        raise ValueError(f"device={device!r}: {why}; use device='cpu'")
 
 
 def _write_text(f, text):
@@ -1073,19 +1071,17 @@ class CrystalGraphNet(NeuralNet):
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
         self.__dict__.pop("_rng_state_", None)  # fit starts from random_state
-        with noting_interrupts() as interrupted:
-            with _seeded(self.random_state), _distributed.training_context(self), \
-                    heap_allocation():
-                self._seeding_ = True
-                try:
-                    super().fit(X, y, **fit_params)
-                finally:
-                    self.__dict__.pop("_seeding_", None)
-                    self.__dict__.pop("_fit_memo_", None)
-                    # a generator loaded with a best checkpoint at the end of training
-                    self.__dict__.pop("_rng_state_", None)
-        self._raise_if_interrupted(interrupted)
-        self._warn_if_stale_batch_norm()
+        with noting_interrupts() as interrupted, _seeded(self.random_state), \
+                _distributed.training_context(self), heap_allocation():
+            self._seeding_ = True
+            try:
+                super().fit(X, y, **fit_params)
+            finally:
+                self.__dict__.pop("_seeding_", None)
+                self.__dict__.pop("_fit_memo_", None)
+                # a generator loaded with a best checkpoint at the end of training
+                self.__dict__.pop("_rng_state_", None)
+        self._after_training(interrupted)
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -1106,12 +1102,18 @@ class CrystalGraphNet(NeuralNet):
             finally:
                 self.__dict__.pop("_fit_memo_", None)
                 self.__dict__.pop("_rng_state_", None)
-        self._raise_if_interrupted(interrupted)
-        self._warn_if_stale_batch_norm()
+        self._after_training(interrupted)
         return self
 
-    def _warn_if_stale_batch_norm(self):
-        """Warn when batch norms' running statistics are still mostly their initial ones.
+    def _after_training(self, interrupted):
+        """Once ``fit`` / ``partial_fit`` has wrapped up: raise a Ctrl-C that
+        skorch took as a stop, else warn about stale batch-norm statistics.
+
+        skorch ends training quietly on ``KeyboardInterrupt`` (its
+        ``EarlyStopping`` stops that way, and still does); a Ctrl-C from
+        the user (SIGINT) is raised again, so ``cross_val_score``, a grid
+        search or a script stops instead of scoring a partly trained model
+        and going on.
 
         After a fit of few steps (a small data set, few epochs) the running
         statistics (an average with momentum 0.1 from mean 0, variance 1)
@@ -1122,6 +1124,11 @@ class CrystalGraphNet(NeuralNet):
         """
         from .callbacks import stale_batch_norms
 
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"{type(self).__name__} training interrupted (Ctrl-C) in epoch "
+                f"{len(self.history)} of {self.max_epochs}; the estimator keeps the "
+                "weights it had then")
         stale = stale_batch_norms(self.module_)
         if stale:
             seen = min(int(m.num_batches_tracked) for m in stale)
@@ -1132,21 +1139,6 @@ class CrystalGraphNet(NeuralNet):
                 "weights; train for more steps (more epochs, a smaller batch_size) or "
                 "add callbacks=[('recompute_bn', RecomputeBatchNorm())]",
                 UserWarning, stacklevel=3)
-
-    def _raise_if_interrupted(self, interrupted):
-        """Raise ``KeyboardInterrupt`` after a Ctrl-C that skorch took as a stop.
-
-        skorch ends training quietly on ``KeyboardInterrupt`` (its
-        ``EarlyStopping`` stops that way, and still does); a Ctrl-C from
-        the user (SIGINT) is raised again once training has wrapped up, so
-        ``cross_val_score``, a grid search or a script stops instead of
-        scoring a partly trained model and going on.
-        """
-        if interrupted:
-            raise KeyboardInterrupt(
-                f"{type(self).__name__} training interrupted (Ctrl-C) in epoch "
-                f"{len(self.history)} of {self.max_epochs}; the estimator keeps the "
-                "weights it had then")
 
     def resume(self, X, y, checkpoint):
         """Continue an interrupted ``fit`` from a checkpoint to ``max_epochs`` in all.
@@ -1262,9 +1254,6 @@ class CrystalGraphNet(NeuralNet):
         """
         if f_rng is not None:
             _write_text(f_rng, json.dumps(_rng_state()))
-            if f_state is None and not _any_file(f_params, f_optimizer, f_criterion,
-                                                 f_history, kwargs):
-                return None
         if f_state is not None:
             self.check_is_fitted()
             if getattr(self, "descriptors_", None) is not None:
@@ -1273,8 +1262,9 @@ class CrystalGraphNet(NeuralNet):
                     f"{type(self.descriptors_).__name__}; pickle the estimator "
                     "instead, or pass the descriptors as DataFrame columns")
             _write_text(f_state, json.dumps(self._data_state()))
-            if not _any_file(f_params, f_optimizer, f_criterion, f_history, kwargs):
-                return None  # the state alone: nothing for skorch to save
+        if (f_rng is not None or f_state is not None) and not _any_file(
+                f_params, f_optimizer, f_criterion, f_history, kwargs):
+            return None  # the state or generator alone: nothing for skorch to save
         return super().save_params(f_params=f_params, f_optimizer=f_optimizer,
                                    f_criterion=f_criterion, f_history=f_history, **kwargs)
 
@@ -1292,9 +1282,6 @@ class CrystalGraphNet(NeuralNet):
         """
         if f_rng is not None:
             self._rng_state_ = _read_rng_state(f_rng)
-            if f_state is None and checkpoint is None and not _any_file(
-                    f_params, f_optimizer, f_criterion, f_history, kwargs):
-                return None
         if checkpoint is not None and (getattr(checkpoint, "f_state", None) is not None
                                        or getattr(checkpoint, "f_rng", None) is not None):
             return self._load_checkpoint(checkpoint, f_params, f_optimizer, f_criterion,
@@ -1307,12 +1294,14 @@ class CrystalGraphNet(NeuralNet):
             # and history (Checkpoint(load_best=True) loads at the end of fit)
             if not self.initialized_ or sizes != (self.n_outputs_, self.n_descriptors_):
                 self.initialize()
-            if checkpoint is None and not _any_file(f_params, f_optimizer, f_criterion,
-                                                    f_history, kwargs):
-                return None  # the state alone: nothing for skorch to load
-        return self._skorch_load(getattr(f_params, "name", f_params), f_params=f_params,
-                                 f_optimizer=f_optimizer, f_criterion=f_criterion,
-                                 f_history=f_history, checkpoint=checkpoint, **kwargs)
+        if (f_rng is not None or f_state is not None) and checkpoint is None and \
+                not _any_file(f_params, f_optimizer, f_criterion, f_history, kwargs):
+            return None  # the state or generator alone: nothing for skorch to load
+        source = next((getattr(f, "name", f) for f in (f_params, f_optimizer, f_criterion)
+                       if f is not None), "the saved files")
+        return self._skorch_load(source, f_params=f_params, f_optimizer=f_optimizer,
+                                 f_criterion=f_criterion, f_history=f_history,
+                                 checkpoint=checkpoint, **kwargs)
 
     def _skorch_load(self, source, **kwargs):
         """skorch's ``load_params``; weights or an optimizer state that do not fit

@@ -83,6 +83,13 @@ class Checkpoint(_SkorchCheckpoint):
                          sink=sink, load_best=load_best, use_safetensors=use_safetensors,
                          f_state=f_state, f_rng=f_rng, **kwargs)
 
+    @classmethod
+    def every_epoch(cls, dirname):
+        """The checkpoint :meth:`CrystalGraphNet.resume` needs, saved after every
+        epoch into ``dirname`` (weights, optimizer, history, data state, generator;
+        no criterion file, no event column in the history)."""
+        return cls(monitor=None, dirname=str(dirname), f_criterion=None, event_name=None)
+
     def save_model(self, net):
         self._staged_, self._failed_ = {}, []
         staged = self._staged_
@@ -133,6 +140,12 @@ class Checkpoint(_SkorchCheckpoint):
 STALE_SHARE = 0.01
 
 
+def _batch_norms(module):
+    """The batch norms of ``module`` that keep running statistics."""
+    return [m for m in module.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
 def _stale(norm):
     """Whether ``norm``'s running statistics still mostly hold their initial values.
 
@@ -140,9 +153,8 @@ def _stale(norm):
     computed (CrysToGraph's last angle update), so its statistics are read
     by nothing.
     """
-    if not norm.track_running_stats or norm.momentum is None or \
-            getattr(norm, "_stats_recomputed", False):
-        return False  # no running statistics, or none of the initial values left
+    if norm.momentum is None or getattr(norm, "_stats_recomputed", False):
+        return False  # a cumulative average or recomputed: none of the initial values left
     seen = int(norm.num_batches_tracked)
     return seen > 0 and (1.0 - norm.momentum) ** seen > STALE_SHARE
 
@@ -151,8 +163,7 @@ def stale_batch_norms(module):
     """The batch norms of ``module`` whose running statistics are stale (see
     :data:`STALE_SHARE`): 1 to ~44 training batches at momentum 0.1, and not
     recomputed by :class:`RecomputeBatchNorm`."""
-    return [m for m in module.modules()
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and _stale(m)]
+    return [m for m in _batch_norms(module) if _stale(m)]
 
 
 class RecomputeBatchNorm(Callback):
@@ -184,11 +195,7 @@ class RecomputeBatchNorm(Callback):
         self.only_if_stale = only_if_stale
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        norms = [m for m in net.module_.modules()
-                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                 and m.track_running_stats]
-        if self.only_if_stale:
-            norms = [m for m in norms if _stale(m)]
+        norms = (stale_batch_norms if self.only_if_stale else _batch_norms)(net.module_)
         if not norms or X is None:
             return
         momenta = [m.momentum for m in norms]
