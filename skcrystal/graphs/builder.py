@@ -133,7 +133,12 @@ class GraphBuilder:
         if self.symmetrize is not None and self.neighbor_mode == "reference":
             raise ValueError("symmetrize applies to neighbor_mode='keep_ties' (the "
                              "'reference' mode is the CGCNN checkpoints' padded graph)")
+        self._validated_ = self._params()
         return self
+
+    def _params(self):
+        return (self.radius, self.max_neighbors, self.tie_tol, self.grow_radius,
+                self.neighbor_mode, self.symmetrize)
 
     def key(self):
         """Hashable description of the parameters (part of the cache key)."""
@@ -171,7 +176,10 @@ class GraphBuilder:
         if not hasattr(structure, "lattice") or not hasattr(structure, "frac_coords"):
             raise TypeError(f"{where} is a {type(structure).__name__}, not a pymatgen "
                             "Structure")
-        self.validate()  # ~2 µs: parameters set after construction are checked too
+        # parameters set after construction (without validate()) are checked too;
+        # callers that validated once do not pay it per structure
+        if getattr(self, "_validated_", None) != self._params():
+            self.validate()
         # cheap guard for direct calls (check_structures has already run
         # for estimator input): a singular lattice divides by zero below
         _check_lattice(structure,
