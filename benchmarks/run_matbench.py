@@ -56,7 +56,7 @@ predict); the hybrid's descriptors are computed once, in the first fold::
     python benchmarks/run_matbench.py --task perovskites --model hybrid         # ~19 min
     python benchmarks/run_matbench.py --task perovskites --model alignn --size small  # ~1.8 h
     python benchmarks/run_matbench.py --task perovskites --model crystograph --size small
-                                                                     # ~16 h (300 epochs)
+                                                                     # ~20 h (300 epochs)
 
     python benchmarks/run_matbench.py --list            # these commands
     python benchmarks/run_matbench.py --table           # RESULTS.md table of all records
@@ -67,13 +67,13 @@ Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
 ===========================  =============  =============  ===================
 model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
 ===========================  =============  =============  ===================
-ALIGNN full (256, 4+4)       22 s [m]       190 s [m]      2.5 h [m] / 26 h [m]
+ALIGNN full (256, 4+4)       22 s [m]       166 s [m]      2.5 h [m] / 23 h [m]
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
 ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
 CrysToGraph full (256, 8x32) 68 s           ~350 s         23 h / ~146 h
 CrysToGraph medium (128)     16 s           --             5.5 h / --
-CrysToGraph small (64, 4x16) 5.7 s          48-60 s [m]    1.9 h / 20-25 h [m]
+CrysToGraph small (64, 4x16) 5.7 s          49 s [m]       1.9 h / 20 h [m]
 ===========================  =============  =============  ===================
 
 (perovskites CrysToGraph epochs estimated on 800 training rows and scaled
@@ -83,8 +83,9 @@ runs side by side, and the whole task extrapolated from it: ALIGNN medium
 CrysToGraph small 47-50 min per fold of 60 epochs (estimated ~39 s per
 epoch); ALIGNN full on jdft2d 37 min per fold, 2.5 h for the four folds
 measured (the estimate was 49 s per epoch); on the perovskites 176 s per
-epoch alone, 177-201 s beside another run (the estimate was 265 s), and
-CrysToGraph small 52-66 s beside another run at its 300 epochs. A fold that
+epoch alone, 146-201 s beside another run (the estimate was 265 s; fold 0
+took 4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
+run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch). A fold that
 outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
 see below.)
 
