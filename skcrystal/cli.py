@@ -262,7 +262,11 @@ def resolve_device(device):
     from .inference import _no_gpu
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    why = _no_gpu(device) if device.startswith("cuda") else None
+    try:
+        why = _no_gpu(device) if device.startswith("cuda") else None
+    except (RuntimeError, TypeError):  # torch's "Invalid device string", unnamed
+        raise CLIError(f"--device {device}: not a torch device (e.g. cpu, cuda, "
+                       "cuda:1)") from None
     if why:
         raise CLIError(f"--device {device}: {why}; use --device cpu or auto")
     return device
