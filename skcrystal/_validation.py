@@ -522,6 +522,55 @@ def _ragged_row(y):
     return "rows of different lengths or nested sequences"
 
 
+def check_keyword_names(target, params, prefix="", owner=None):
+    """Raise if ``target`` (a class or function) takes none of some ``params``.
+
+    Python's own error ("got an unexpected keyword argument 'hiden'") names
+    neither the object nor the prefixed name the user wrote
+    (``module__hiden``); this one names both and lists what is accepted.
+
+    Parameters
+    ----------
+    target : class or function
+        Its signature decides; anything else (an instance, None), a
+        signature with ``**kwargs`` or one that :func:`inspect.signature`
+        cannot read accepts every name.
+    params : iterable of str
+        Keyword names to be passed to ``target``.
+    prefix : str
+        Written before each name in the message (``"module__"``).
+    owner : str, optional
+        The name of ``target`` in the message (default: its ``__name__``).
+
+    Raises
+    ------
+    TypeError
+        ``"<prefix><name>: <owner> has no parameter '<name>' (did you mean
+        ...?). Its parameters: ..."``, for the first unknown name.
+    """
+    import inspect
+    if not (isinstance(target, type) or inspect.isfunction(target)):
+        return
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    known = [n for n, p in signature.parameters.items()
+             if n != "self" and p.kind is not p.VAR_POSITIONAL]
+    unknown = [n for n in params if n not in known]
+    if not unknown:
+        return
+    import difflib
+    name = unknown[0]
+    owner = owner or getattr(target, "__name__", type(target).__name__)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+    raise TypeError(f"{prefix + name}: {owner} has no parameter {name!r}{hint}. "
+                    f"Its parameters: {', '.join(known)}")
+
+
 def check_consistent_length(n_x, n_y, name_x="X", name_y="y"):
     if n_x != n_y:
         raise ValueError(

@@ -293,21 +293,18 @@ def _check_param_names(est_cls, params):
         raise CLIError(f"--param {key}: {est_cls.__name__} has no parameter {key!r}; "
                        f"{hint}prefixed parameters start with one of "
                        f"{', '.join(p + '__' for p in prefixes)}")
-    # module__x / optimizer__x / criterion__x against the class they go to,
-    # so a typo fails now rather than after loading data and building graphs
-    for prefix in ("module", "optimizer", "criterion"):
+    # module__x / optimizer__x / ... against the class they go to (the
+    # estimator's own check, worded for the command line), so a typo fails
+    # now rather than after loading data and building graphs
+    from ._validation import check_keyword_names
+    for prefix in ("module", "optimizer", "criterion", "iterator_train", "iterator_valid"):
         target = params.get(prefix, getattr(proto, prefix, None))
-        names = _init_arg_names(target)
-        if names is None:
-            continue
-        for key in params:
-            head, _, rest = key.partition("__")
-            if head == prefix and rest and "__" not in rest and rest not in names:
-                close = difflib.get_close_matches(rest, sorted(names), n=1)
-                hint = f" (did you mean {prefix}__{close[0]}?)" if close else ""
-                raise CLIError(f"--param {key}: {getattr(target, '__name__', target)} has "
-                               f"no parameter {rest!r}{hint}; it takes "
-                               f"{', '.join(sorted(names))}")
+        names = [rest for head, _, rest in (key.partition("__") for key in params)
+                 if head == prefix and rest and "__" not in rest and rest != "param_groups"]
+        try:
+            check_keyword_names(target, names, prefix + "__")
+        except TypeError as e:
+            raise CLIError(f"--param {e}") from None
 
 
 def _init_arg_names(cls):

@@ -274,6 +274,16 @@ def test_bad_training_parameters_are_named(name, data):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda': no CUDA GPU is usable here"):
             make(name, device="cuda").fit(X[:4], y[:4])
+    # a misspelt prefixed name: the prefixed name, the object, a suggestion
+    for param, owner, meant in [("optimizer__weight_dcay", "AdamW", "optimizer__weight_decay"),
+                                ("criterion__reductio", "Loss", "criterion__reduction"),
+                                ("iterator_train__num_worker", "DataLoader",
+                                 "iterator_train__num_workers"),
+                                ("module__dropuot", "", "module__dropout")]:
+        with pytest.raises(TypeError, match=rf"^{param}: \w*{owner} has no parameter "
+                                            rf"'{param.split('__')[1]}' \(did you mean "
+                                            rf"'{meant}'\?\)"):
+            make(name, **{param: 1}).fit(["never read.cif"], [0.0])
 
 
 def test_isolated_atom_error_names_structure(name, data):

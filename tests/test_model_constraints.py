@@ -72,6 +72,19 @@ def test_invalid_module_parameter_still_raises_sklearns_error():
     CGCNN(hidden=np.int64(8), n_conv=1, cutoff=np.float32(6.0))
 
 
+@pytest.mark.parametrize("spec", registry.specs(), ids=lambda s: s.name)
+def test_unknown_module_parameter_is_named_with_its_prefix(spec):
+    # not Python's bare "got an unexpected keyword argument 'hiden'"
+    with pytest.raises(TypeError, match=rf"^hiden: {spec.module.__name__} has no parameter "
+                                        r"'hiden' \(did you mean 'hidden'\?\)\. Its parameters: "
+                                        r"n_outputs, "):
+        spec.module(hiden=8)
+    estimator = spec.regressor(module__bogus=1, max_epochs=1)
+    with pytest.raises(TypeError, match=rf"^module__bogus: {spec.module.__name__} has no "
+                                        r"parameter 'bogus'\. Its parameters: .*\bcutoff\b"):
+        estimator.fit(["never read.cif"], [0.0])
+
+
 def test_every_registered_module_validates_its_defaults_plainly():
     import inspect
 

@@ -50,7 +50,8 @@ from skorch.utils import is_dataset
 
 from .._malloc import heap_allocation
 from .._signals import noting_interrupts
-from .._validation import check_consistent_length, check_structures, descriptor_values, split_input
+from .._validation import (check_consistent_length, check_keyword_names, check_structures,
+                           descriptor_values, split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
 from ..nn._constraints import sklearn_constraints
@@ -577,6 +578,10 @@ class CrystalGraphNet(NeuralNet):
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):
             module_cls.validate_params(self.get_params_for("module"))
+        # before any data is read, not at the first epoch
+        for prefix in ("optimizer", "criterion", "iterator_train", "iterator_valid"):
+            names = [k for k in self.get_params_for(prefix) if k != "param_groups"]
+            check_keyword_names(getattr(self, prefix, None), names, prefix + "__")
 
     # ------------------------------------------------------------------ module
     @property

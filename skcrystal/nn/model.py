@@ -33,6 +33,7 @@ import os
 
 from torch import nn
 
+from .._validation import check_keyword_names
 from ._constraints import Interval, StrOptions, validate
 
 __all__ = ["CrystalModel", "COMMON_CONSTRAINTS"]
@@ -82,6 +83,7 @@ class CrystalModel(nn.Module):
         def checked_init(self, *args, **kw):
             params = None
             if type(self) is cls:
+                cls._check_names(kw, prefix="")
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
                 params = dict(bound.arguments)
@@ -167,6 +169,9 @@ class CrystalModel(nn.Module):
         ------
         sklearn.utils._param_validation.InvalidParameterError
             (a ``ValueError``/``TypeError``) naming ``prefix + name``.
+        TypeError
+            For a name the constructor does not take, naming ``prefix +
+            name`` and listing the model's parameters.
 
         Notes
         -----
@@ -174,9 +179,14 @@ class CrystalModel(nn.Module):
         are accepted without importing scikit-learn; scikit-learn judges
         every other value (see :mod:`skcrystal.nn._constraints`).
         """
+        cls._check_names(params, prefix)
         constraints = {prefix + k: v for k, v in cls._parameter_constraints.items()}
         validate(constraints, {prefix + k: v for k, v in params.items()},
                  caller_name=cls.__name__)
+
+    @classmethod
+    def _check_names(cls, params, prefix):
+        check_keyword_names(cls.__init__, params, prefix, owner=cls.__name__)
 
     def embed(self, batch):  # pragma: no cover - abstract
         """Crystal representations, shape (n_graphs, d)."""
