@@ -290,6 +290,26 @@ def test_load_matbench_json(tmp_path):
         load_matbench_json(empty_path)
 
 
+def test_broken_json_files_are_named(tmp_path):
+    """A cut download or a wrong file is a ValueError naming it, not json's bare error."""
+    good = shared_path(*JDFT2D).read_bytes()
+    cases = {
+        "cut.json.gz": (good[:5000], r"cut.json.gz is a damaged gzip file"),
+        "text.json": (b'{"index": [1, 2', r"text.json is not valid JSON: .* at line 1, column 16"),
+        "text.json.gz": (gzip.compress(b"not json"),
+                         r"text.json.gz is not valid JSON \(after gunzip\)"),
+        "utf16.json": (b"\xff\xfe{\x00}\x00", r"utf16.json is not UTF-8 text"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            load_matbench_json(tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            load_mlearn(tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            matbench_folds(tmp_path / name, ["mb-jdft2d-001"])
+
+
 def test_matbench_folds_partial_task():
     path, fold_file = shared_path(*JDFT2D), shared_path(*JDFT2D_FOLDS)
     with open(fold_file) as fh:

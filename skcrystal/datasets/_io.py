@@ -18,8 +18,21 @@ def _check_path(path, kind="file"):
 
 
 def _load_json(path):
+    """The JSON in ``path`` (gzipped or not); a broken file is a ValueError naming it."""
     with open(path, "rb") as fh:
         head = fh.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return json.load(fh)
+    gzipped = head == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON{' (after gunzip)' if gzipped else ''}: "
+                         f"{e.msg} at line {e.lineno}, column {e.colno}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); expected JSON"
+                         f"{' (gzipped or not)' if not gzipped else ''}") from None
+    except (EOFError, gzip.BadGzipFile, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno:
+            raise  # a read error of the file system, already named by the OS
+        raise ValueError(f"{path} is a damaged gzip file ({e}); download it again") from None

@@ -11,7 +11,6 @@ these helpers read. Its layout::
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -43,8 +42,7 @@ def _matbench_ids(task, n):
 def _read_fold_file(fold_file, ids, task=None):
     """Return (task key, {fold number: (train id set, test id set)})."""
     fold_file = _check_path(fold_file)
-    with open(fold_file, encoding="utf-8") as fh:
-        content = json.load(fh)
+    content = _load_json(fold_file)
     splits = content.get("splits") if isinstance(content, dict) else None
     if not isinstance(splits, dict) or not splits:
         raise ValueError(f"{fold_file} is not a matbench fold file (no 'splits' mapping "
