@@ -373,9 +373,18 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
             if isinstance(s, str):
                 hint = (" (a string: parse CIFs first, e.g. with "
                         "skcrystal.datasets.structures_from_cif)")
+            elif any(c.__name__ == "Atoms" and c.__module__.split(".")[0] == "ase"
+                     for c in type(s).__mro__):
+                hint = (" (an ASE Atoms: convert it with pymatgen's "
+                        "AseAtomsAdaptor.get_structure(atoms), from pymatgen.io.ase)")
+            elif type(s).__name__ in ("Molecule", "IMolecule"):
+                hint = (" (a Molecule has no lattice; these models take periodic crystals: "
+                        "put it in a box with Molecule.get_boxed_structure)")
             src = "" if sources is None else f" (file {str(sources[i])!r})"
+            kind = type(s).__name__
+            article = "an" if kind[:1].upper() in "AEIOU" else "a"
             raise TypeError(
-                f"{name}[{i}]{src} is a {type(s).__name__}, not a pymatgen "
+                f"{name}[{i}]{src} is {article} {kind}, not a pymatgen "
                 f"Structure{hint}: {_describe(s)}")
         if len(s) == 0:
             raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "

@@ -226,7 +226,9 @@ def test_bad_structures_name_the_item(fitted, data):
         (X[:1] + [Structure(Lattice.cubic(3), [], [])], ValueError, r"X\[1\].*empty"),
         (X[:1] + ["not a structure"], TypeError, r"X\[1\] is a str"),
         (X[:1] + [Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]])], TypeError,
-         r"X\[1\] is a Molecule"),
+         r"X\[1\] is a Molecule, .*has no lattice.*get_boxed_structure"),
+        (X[:1] + [type("Atoms", (), {"__module__": "ase.atoms"})()], TypeError,
+         r"X\[1\] is an Atoms, .*AseAtomsAdaptor.get_structure"),
         ([], ValueError, "empty"),
     ]
     if 118 not in fitted.module_.supported_elements:  # a learnable embedding has all
