@@ -580,6 +580,58 @@ def check_keyword_names(target, params, prefix="", owner=None):
                     f"Its parameters: {', '.join(known)}")
 
 
+def check_parameter_names(estimator, names, prefixes):
+    """Raise if ``estimator`` takes none of some parameter ``names``.
+
+    A name is taken when a constructor along its class hierarchy names it
+    or it starts with one of ``prefixes`` and a double underscore
+    (``module__hidden``); skorch's own check says only "unexpected
+    argument(s)", without the estimator or the nearest valid name.
+
+    Parameters
+    ----------
+    estimator : scikit-learn estimator
+    names : iterable of str
+    prefixes : iterable of str
+        Routed prefixes (``"module"``, ``"optimizer"``...), without ``__``.
+
+    Raises
+    ------
+    ValueError
+        ``"<name>: <Estimator> has no parameter '<name>' (did you mean
+        '<closest>'?); ..."`` for the first unknown name; a known prefix
+        with one underscore (``optimizer_lr``) is told its double one.
+    """
+    import difflib
+    import inspect
+    prefixes = sorted(set(prefixes), key=lambda p: (-len(p), p))
+    # the constructors along the class hierarchy (a subclass passes **kwargs
+    # on to its base: skorch's NeuralNet takes device, lr...)
+    valid = {n for klass in type(estimator).__mro__ if "__init__" in vars(klass)
+             for n, p in inspect.signature(klass.__init__).parameters.items()
+             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    cls = type(estimator).__name__
+    for name in sorted(names):
+        if name in valid or name.endswith("_"):
+            continue
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            if name.startswith(prefix + "__") or name == prefix:
+                continue
+            meant = prefix + "__" + name[len(prefix):].lstrip("_")
+            raise ValueError(f"{name}: {cls} has no parameter {name!r} (did you mean "
+                             f"{meant!r}?)")
+        head, sep, rest = name.partition("__")
+        if sep:  # a misspelt prefix: modul__hidden
+            close = [c + "__" + rest for c in difflib.get_close_matches(head, prefixes, n=1)]
+        else:
+            close = difflib.get_close_matches(name, sorted(valid), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name}: {cls} has no parameter {name!r}{hint}; prefixed "
+                         f"parameters start with one of "
+                         f"{', '.join(sorted(p + '__' for p in prefixes))}")
+
+
 def check_consistent_length(n_x, n_y, name_x="X", name_y="y"):
     if n_x != n_y:
         raise ValueError(

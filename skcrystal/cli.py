@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import difflib
 import importlib
 import re
 import shlex
@@ -273,30 +272,23 @@ def resolve_device(device):
 
 
 def _check_param_names(est_cls, params):
-    """Unknown parameter names as one line, before the estimator sees them."""
+    """Unknown parameter names as one line, before the estimator sees them
+    (the estimator's own checks, worded for the command line)."""
     try:
         proto = est_cls()
-        valid = set(proto.get_params(deep=False))
         # module/criterion/optimizer join prefixes_ only once initialized
         prefixes = ["module", "criterion", "optimizer"] + [
             p for p in getattr(proto, "prefixes_", []) if p not in ("module", "criterion",
                                                                      "optimizer")]
     except Exception:  # an estimator that cannot be built bare: let it judge
         return
-    for key in params:
-        prefix = key.split("__", 1)[0] if "__" in key else None
-        if key in valid or (prefix is not None and prefix in prefixes):
-            continue
-        candidates = sorted(valid) + [p + "__" for p in prefixes]
-        close = difflib.get_close_matches(key, candidates, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise CLIError(f"--param {key}: {est_cls.__name__} has no parameter {key!r}; "
-                       f"{hint}prefixed parameters start with one of "
-                       f"{', '.join(p + '__' for p in prefixes)}")
-    # module__x / optimizer__x / ... against the class they go to (the
-    # estimator's own check, worded for the command line), so a typo fails
-    # now rather than after loading data and building graphs
-    from ._validation import check_keyword_names
+    from ._validation import check_keyword_names, check_parameter_names
+    try:
+        check_parameter_names(proto, params, prefixes)
+    except ValueError as e:
+        raise CLIError(f"--param {e}") from None
+    # module__x / optimizer__x / ... against the class they go to, so a typo
+    # fails now rather than after loading data and building graphs
     for prefix in ("module", "optimizer", "criterion", "iterator_train", "iterator_valid"):
         target = params.get(prefix, getattr(proto, prefix, None))
         names = [rest for head, _, rest in (key.partition("__") for key in params)

@@ -286,6 +286,13 @@ def test_bad_training_parameters_are_named(name, data):
                                             rf"'{param.split('__')[1]}' \(did you mean "
                                             rf"'{meant}'\?\)"):
             make(name, **{param: 1}).fit(["never read.cif"], [0.0])
+    # a misspelt name or prefix: the estimator and the name meant (skorch's own
+    # message says only "__init__() got unexpected argument(s) max_epoch")
+    for param, meant in [("max_epoch", "max_epochs"), ("modul__hidden", "module__hidden"),
+                         ("optimizer_lr", "optimizer__lr")]:
+        with pytest.raises(ValueError, match=rf"^{param}: \w+ has no parameter '{param}' "
+                                             rf"\(did you mean '{meant}'\?\)"):
+            make(name, **{param: 1}).fit(["never read.cif"], [0.0])
 
 
 def test_isolated_atom_error_names_structure(name, data):

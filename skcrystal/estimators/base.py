@@ -50,8 +50,9 @@ from skorch.utils import is_dataset
 
 from .._malloc import heap_allocation
 from .._signals import noting_interrupts
-from .._validation import (check_consistent_length, check_keyword_names, check_structures,
-                           descriptor_values, split_input)
+from .._validation import (check_consistent_length, check_keyword_names,
+                           check_parameter_names, check_structures, descriptor_values,
+                           split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
 from ..nn._constraints import sklearn_constraints
@@ -616,6 +617,13 @@ class CrystalGraphNet(NeuralNet):
     def initialize(self):
         self.__dict__.pop("_optimizer_deferred_", None)
         return super().initialize()
+
+    def _validate_params(self):
+        # skorch's check of the names given, with the estimator named and the
+        # nearest valid name suggested; skorch's then (its other checks)
+        check_parameter_names(self, self._params_to_validate,
+                              {"module", "criterion", "optimizer", *self.prefixes_})
+        super()._validate_params()
 
     def initialize_for_inference(self):
         """Initialize like :meth:`initialize`, creating the optimizer on first use.
