@@ -237,6 +237,20 @@ def test_unwritable_cache_warns_and_still_returns_graphs(tmp_path, monkeypatch):
                for g, s in zip(graphs, X))
 
 
+def test_cache_dir_that_cannot_be_a_folder_is_named(tmp_path):
+    from skcrystal.estimators.cgcnn import CGCNNRegressor
+    a_file = tmp_path / "graphs.txt"
+    a_file.write_text("not a folder")
+    # the estimator checks before reading any structure
+    with pytest.raises(NotADirectoryError, match=r"cache_dir='.*graphs.txt' is a file, not a "
+                                                 r"folder"):
+        CGCNNRegressor(cache_dir=str(a_file)).fit(["never read.cif"], [0.0])
+    # below a file: os's error with the parameter and the folder it could not create
+    with pytest.raises(OSError, match=r"cache_dir='.*graphs.txt/sub': cannot create the graph "
+                                      r"cache folder '.*graphs-v\d+-[0-9a-f]+'"):
+        get_graphs(structures(1), BUILDER, cache=GraphCache(), cache_dir=str(a_file / "sub"))
+
+
 # ---------------------------------------------------------------- crashes
 _KILLED_MID_WRITE = """
 import sys, time

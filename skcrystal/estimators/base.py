@@ -54,6 +54,7 @@ from .._validation import (check_consistent_length, check_keyword_names,
                            check_parameter_names, check_structures, descriptor_values,
                            split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
+from ..graphs.cache import check_cache_dir
 from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
 from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
@@ -575,6 +576,7 @@ class CrystalGraphNet(NeuralNet):
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
         parse_bytes(self.max_memory, "max_memory")
+        check_cache_dir(self.cache_dir)
         _check_device(self.device)
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):

@@ -486,10 +486,22 @@ def _clean_orphans(folder, max_age=ORPHAN_AGE):
             pass
 
 
+def check_cache_dir(cache_dir):
+    """Raise ``NotADirectoryError`` naming ``cache_dir`` if it is an existing file."""
+    if cache_dir is not None and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise NotADirectoryError(f"cache_dir={os.fspath(cache_dir)!r} is a file, not a "
+                                 "folder (the on-disk graph cache is a folder)")
+
+
 def _params_dir(cache_dir, builder):
     tag = hashlib.sha256(repr(builder.key()).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"graphs-v{GRAPH_FORMAT_VERSION}-{tag}")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:  # os names only the subfolder, not the parameter
+        check_cache_dir(cache_dir)
+        raise OSError(e.errno, f"cache_dir={os.fspath(cache_dir)!r}: cannot create the "
+                               f"graph cache folder {path!r}: {e.strerror}") from None
     with _cleaned_lock:
         first = path not in _cleaned
         _cleaned.add(path)
