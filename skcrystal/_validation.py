@@ -580,6 +580,18 @@ def check_keyword_names(target, params, prefix="", owner=None):
                     f"Its parameters: {', '.join(known)}")
 
 
+def constructor_parameters(cls):
+    """Names the constructors along ``cls``'s hierarchy take.
+
+    A subclass passes ``**kwargs`` on to its base (skorch's ``NeuralNet``
+    takes ``device``, ``lr``...), so its own signature is not the whole set.
+    """
+    import inspect
+    return {n for klass in cls.__mro__ if "__init__" in vars(klass)
+            for n, p in inspect.signature(klass.__init__).parameters.items()
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def check_parameter_names(estimator, names, prefixes):
     """Raise if ``estimator`` takes none of some parameter ``names``.
 
@@ -603,13 +615,8 @@ def check_parameter_names(estimator, names, prefixes):
         with one underscore (``optimizer_lr``) is told its double one.
     """
     import difflib
-    import inspect
     prefixes = sorted(set(prefixes), key=lambda p: (-len(p), p))
-    # the constructors along the class hierarchy (a subclass passes **kwargs
-    # on to its base: skorch's NeuralNet takes device, lr...)
-    valid = {n for klass in type(estimator).__mro__ if "__init__" in vars(klass)
-             for n, p in inspect.signature(klass.__init__).parameters.items()
-             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    valid = constructor_parameters(type(estimator))
     cls = type(estimator).__name__
     for name in sorted(names):
         if name in valid or name.endswith("_"):

@@ -62,6 +62,39 @@ def test_shapes_and_training_only_scaling(perov):
     assert isinstance(c.descriptors, CellDescriptors) and not hasattr(c, "descriptor_scaler_")
 
 
+class ScaledVolume(TransformerMixin, BaseEstimator):
+    """Structures -> [scale * volume per atom], a descriptor with a parameter."""
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.array([[self.scale * s.volume / len(s)] for s in X])
+
+
+def test_descriptor_parameters_are_set_like_nested_estimators(perov):
+    """descriptors__<name> reaches the transformer (scikit-learn's nested parameters),
+    so a grid search can tune it; skorch stored it on the estimator and fit refused it."""
+    from sklearn.model_selection import GridSearchCV
+    X, vol = perov
+    est = CGCNNRegressor(max_epochs=1, descriptors=ScaledVolume(), **TINY)
+    est.set_params(descriptors__scale=2.0, lr=0.01)
+    assert est.descriptors.scale == 2.0 and est.lr == 0.01
+    assert est.get_params()["descriptors__scale"] == 2.0
+    assert "descriptors__scale" not in vars(est)
+    c = clone(est)
+    assert c.descriptors.scale == 2.0 and c.descriptors is not est.descriptors
+    grid = GridSearchCV(est, {"descriptors__scale": [1.0, 3.0]}, cv=2).fit(X[:24], vol[:24])
+    assert grid.best_estimator_.descriptors.scale in (1.0, 3.0)
+    assert [p["descriptors__scale"] for p in grid.cv_results_["params"]] == [1.0, 3.0]
+    with pytest.raises(ValueError, match=r"descriptors__scale: descriptors=None has no "
+                                         r"parameters to set"):
+        CGCNNRegressor().set_params(descriptors__scale=2.0)
+
+
 def test_dataframe_with_precomputed_descriptor_columns(perov):
     X, vol = perov
     vpa = np.array([s.volume / len(s) for s in X])

@@ -51,8 +51,8 @@ from skorch.utils import is_dataset
 from .._malloc import heap_allocation
 from .._signals import noting_interrupts
 from .._validation import (check_consistent_length, check_keyword_names,
-                           check_parameter_names, check_structures, descriptor_values,
-                           split_input)
+                           check_parameter_names, check_structures, constructor_parameters,
+                           descriptor_values, split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..graphs.cache import check_cache_dir
 from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
@@ -1206,10 +1206,25 @@ class CrystalGraphNet(NeuralNet):
         instead of predicting with random weights. New ``callbacks`` (or
         ``callbacks__<name>``) of a fitted estimator take effect at once
         (skorch kept the old ones until the next ``fit``, and a callback set
-        to None broke ``partial_fit``).
+        to None broke ``partial_fit``). ``descriptors__<name>`` sets a
+        parameter of the ``descriptors`` transformer, as scikit-learn does
+        for nested estimators (skorch would store it on the estimator and
+        reject it at ``fit``).
         """
+        nested = {}
+        routed = {"module", "criterion", "optimizer", *self.prefixes_}
+        for key in [k for k in params if "__" in k]:
+            head, _, rest = key.partition("__")
+            if head not in routed and head in constructor_parameters(type(self)):
+                nested.setdefault(head, {})[rest] = params.pop(key)
         rebuilt = self.initialized_ and any(k.startswith("module__") for k in params)
         super().set_params(**params)
+        for head, sub in nested.items():  # after their owners, as scikit-learn does
+            owner = getattr(self, head)
+            if not hasattr(owner, "set_params"):
+                raise ValueError(f"{head}__{next(iter(sub))}: {head}={owner!r} has no "
+                                 "parameters to set")
+            owner.set_params(**sub)
         if rebuilt:
             for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_"):
                 self.__dict__.pop(name, None)
