@@ -104,6 +104,49 @@ def test_structures_from_cif_errors():
         structures_from_cif(bad[1:2] * 2, ids=["a", "b"], on_error="skip")
 
 
+_ONE_ATOM_CIF = """data_{name}
+_cell_length_a {a}
+_cell_length_b {a}
+_cell_length_c {a}
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+ _atom_site_label
+ _atom_site_type_symbol
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ {el}1 {el} 0 0 0
+"""
+
+
+def test_cif_with_several_structures_is_an_error_and_publication_blocks_are_left_out(
+        tmp_path):
+    """One file or row is one target: a CIF of two structures is not read as its first;
+    a journal or CSD export's block without atoms (data_global) does not stop the one
+    structure it describes."""
+    na = _ONE_ATOM_CIF.format(name="na", a=4.0, el="Na")
+    cl = _ONE_ATOM_CIF.format(name="cl", a=5.0, el="Cl")
+    publication = "data_global\n_journal_name_full 'A journal'\n_publ_section_title 'T'\n\n"
+    with pytest.raises(ValueError, match=r"row 0 \(id 'two'\): ValueError: the CIF holds 2 "
+                                         r"structures \(data blocks\)"):
+        structures_from_cif([na + cl], ids=["two"])
+    for text in (publication + na, na + publication):
+        [s] = structures_from_cif([text])
+        assert s.composition.reduced_formula == "Na" and s.lattice.a == pytest.approx(4.0)
+    # a block with atom sites that fails is still an error, with pymatgen's reason
+    broken = na.replace("Na1 Na 0 0 0", "Na1 Na 0 0 zz")
+    with pytest.raises(ValueError, match="could not parse the CIF at row 0"):
+        structures_from_cif([publication + broken])
+    # the same from a folder: the error names the file
+    (tmp_path / "two.cif").write_text(na + cl)
+    (tmp_path / "one.cif").write_text(publication + na)
+    with pytest.raises(ValueError, match=r"two.cif.*holds 2 structures"):
+        load_structures(tmp_path)
+
+
 def test_cif_warnings_are_suppressed(nacl):
     # symmetry operations + 0.33333 coordinates: pymatgen's CifParser path,
     # which warns about rounding to 1/3

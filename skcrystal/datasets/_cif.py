@@ -254,7 +254,40 @@ def _pymatgen_parse(text):
         _PARSE_KW = {"primitive": False}
         if "on_error" in params:
             _PARSE_KW["on_error"] = "raise"
-    return CifParser.from_str(text).parse_structures(**_PARSE_KW)[0]
+    try:
+        structures = CifParser.from_str(text).parse_structures(**_PARSE_KW)
+    except Exception:
+        if "on_error" not in _PARSE_KW:
+            raise
+        structures = _structure_blocks(text)
+        if not structures:
+            raise
+    if len(structures) > 1:
+        # one file (or row) is one target: taking the first block would
+        # silently drop the rest
+        raise ValueError(f"the CIF holds {len(structures)} structures (data blocks); one "
+                         "structure per file or row is read: split it into one CIF per "
+                         "structure")
+    return structures[0]
+
+
+def _structure_blocks(text):
+    """The structures of a CIF whose failing blocks hold no atom sites, else None.
+
+    pymatgen's strict mode fails on any block without a structure (the
+    publication block ``data_global`` of journal and CSD exports); such
+    blocks are left out, a block with atom sites that fails is not.
+    """
+    from pymatgen.io.cif import CifFile, CifParser
+    site_keys = ("_atom_site_fract_x", "_atom_site_Cartn_x")
+    n_with_sites = sum(any(k in block.data for k in site_keys)
+                       for block in CifFile.from_str(text).data.values())
+    try:
+        structures = CifParser.from_str(text).parse_structures(primitive=False,
+                                                               on_error="ignore")
+    except ValueError:  # "no structures": the strict error says why
+        return None
+    return structures if len(structures) == n_with_sites else None
 
 
 def _parse_one(text, parser):
@@ -361,7 +394,9 @@ def structures_from_cif(strings, n_jobs=None, on_error="raise", ids=None,
     Parameters
     ----------
     strings : iterable of str
-        CIF texts, one structure each (the first data block is used).
+        CIF texts, one structure each (data blocks without a structure,
+        e.g. a publication block, are ignored; a CIF holding several
+        structures is an error for its row).
     n_jobs : int, optional
         Worker processes for joblib (``-1``: all cores) for the CIFs that
         need pymatgen's ``CifParser`` (symmetry operations, partial
