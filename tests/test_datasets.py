@@ -524,6 +524,23 @@ def test_load_structures_folder_of_files(tmp_path, nacl, diamond):
         load_structures(empty)
 
 
+def test_vasp4_poscar_without_element_names_is_an_error(tmp_path, nacl):
+    """pymatgen reads a VASP 4 POSCAR (no element line) as H, He... with a warning the
+    loaders silence: an error naming the file, not a structure of the wrong elements."""
+    vasp5 = nacl.to(fmt="poscar").splitlines()
+    assert vasp5[5].split() == ["Na", "Cl"] and vasp5[6].split() == ["4", "4"]
+    coords = [" ".join(line.split()[:3]) for line in vasp5[8:]]  # without pymatgen's symbols
+    (tmp_path / "POSCAR_v4").write_text("\n".join(vasp5[:5] + vasp5[6:8] + coords) + "\n")
+    with pytest.raises(ValueError, match=r"could not parse the structure file at row 0 \(id "
+                                         r"'POSCAR_v4'\).*does not name its elements.*as H, "
+                                         r"He: add the element line"):
+        load_structures(tmp_path)
+    # symbols after the coordinates name them: read as written
+    (tmp_path / "POSCAR_v4").write_text("\n".join(vasp5[:5] + vasp5[6:]) + "\n")
+    _, [s] = load_structures(tmp_path)
+    assert s.composition.reduced_formula == "NaCl"
+
+
 def test_load_structures_csv_without_target(small_csv, tmp_path):
     path, rows = small_csv
     bare = tmp_path / "bare.csv"

@@ -89,6 +89,12 @@ def test_bad_files_are_named(tmp_path):
     assert g is not None and e0 is None
     assert e1.parse and e1.path == paths[1] and "cannot be parsed" in e1.reason
     assert not e2.parse and "overlapping" in e2.reason and "NaCl" in e2.reason
+    # a VASP 4 POSCAR (no element names anywhere): named, not read as H and He
+    lines = good.to(fmt="poscar").splitlines()
+    coords = [" ".join(line.split()[:3]) for line in lines[8:]]
+    (tmp_path / "POSCAR_v4").write_text("\n".join(lines[:5] + lines[6:8] + coords) + "\n")
+    [(g3, e3)] = read_file_graphs([str(tmp_path / "POSCAR_v4")], _params("reference"))
+    assert g3 is None and e3.parse and "does not name its elements" in e3.reason
 
 
 def test_cli_predict_names_a_bad_file_or_skips_it(cif_folder, tmp_path, capsys):

@@ -355,10 +355,11 @@ def _describe_row(i, ids, where):
     return f"row {i}{ident}{where}"
 
 
-def _resolve_errors(structures, errors, on_error, ids=None, where=""):
+def _resolve_errors(structures, errors, on_error, ids=None, where="", what="CIF"):
     """Raise for the first bad row, or drop bad rows with one warning.
 
-    Returns the kept structures and their positions in the input.
+    ``what`` names the text of a row in the messages ("CIF", "structure
+    file"). Returns the kept structures and their positions in the input.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -367,7 +368,7 @@ def _resolve_errors(structures, errors, on_error, ids=None, where=""):
         i = bad[0]
         more = f" ({len(bad) - 1} more rows also failed)" if len(bad) > 1 else ""
         raise ValueError(
-            f"could not parse the CIF at {_describe_row(i, ids, where)}: "
+            f"could not parse the {what} at {_describe_row(i, ids, where)}: "
             f"{errors[i]}{more}; pass on_error='skip' to drop unparsable rows")
     keep = np.array([i for i, e in enumerate(errors) if e is None], dtype=int)
     if bad and len(keep) == 0:
@@ -377,7 +378,7 @@ def _resolve_errors(structures, errors, on_error, ids=None, where=""):
     if bad:
         listed = ", ".join(_describe_row(i, ids, "") for i in bad[:20])
         warnings.warn(SkippedRowsWarning(
-            f"skipped {len(bad)} of {len(errors)} rows{where} whose CIF could "
+            f"skipped {len(bad)} of {len(errors)} rows{where} whose {what} could "
             f"not be parsed: {listed}{' ...' if len(bad) > 20 else ''}",
             [(i, None if ids is None else ids[i], errors[i]) for i in bad]),
             stacklevel=3)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cif import _parse_many, _resolve_errors
-from ._io import _check_path, _load_json
+from ._io import _check_path, _load_json, _parse_poscar
 from ._matbench import _matbench_from_split, _structures_from_dicts
 
 __all__ = ["load_csv", "load_cgcnn_folder", "load_alignn_folder", "load_mlearn", "load",
@@ -227,8 +227,6 @@ def _parse_files(files, ids, where, n_jobs=None, on_error="raise"):
     """
     import warnings
 
-    from pymatgen.core import Structure
-
     structures, errors = [None] * len(files), [None] * len(files)
     cifs = [i for i, f in enumerate(files) if _is_cif_file(f.name)]
     parsed, failed = _parse_many([_read_text(files[i]) for i in cifs], n_jobs=n_jobs)
@@ -238,10 +236,11 @@ def _parse_files(files, ids, where, n_jobs=None, on_error="raise"):
         warnings.simplefilter("ignore")  # pymatgen's per-file POSCAR warnings
         for i in sorted(set(range(len(files))) - set(cifs)):
             try:
-                structures[i] = Structure.from_str(_read_text(files[i]), fmt="poscar")
+                structures[i] = _parse_poscar(_read_text(files[i]))
             except Exception as exc:  # reported per row by _resolve_errors
                 errors[i] = f"{type(exc).__name__}: {exc}"
-    return _resolve_errors(structures, errors, on_error, ids=ids, where=where)
+    what = "CIF" if len(cifs) == len(files) else "structure file"
+    return _resolve_errors(structures, errors, on_error, ids=ids, where=where, what=what)
 
 
 def _folder_files(folder, kind, ids, id_prop):

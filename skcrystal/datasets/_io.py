@@ -1,4 +1,4 @@
-"""File helpers shared by the loaders (paths and possibly gzipped JSON)."""
+"""File helpers shared by the loaders (paths, possibly gzipped JSON, POSCARs)."""
 from __future__ import annotations
 
 import gzip
@@ -36,3 +36,23 @@ def _load_json(path):
         if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno:
             raise  # a read error of the file system, already named by the OS
         raise ValueError(f"{path} is a damaged gzip file ({e}); download it again") from None
+
+
+def _parse_poscar(text):
+    """The structure of a VASP POSCAR text.
+
+    pymatgen reads a POSCAR whose elements it cannot determine (a VASP 4
+    file: no element line above the counts, no symbols after the
+    coordinates) as H, He, Li... with only a warning, which the loaders
+    silence with pymatgen's other per-file warnings; here that is an error.
+    """
+    from pymatgen.io.vasp import Poscar
+
+    poscar = Poscar.from_str(text)
+    if not poscar.true_names:
+        raise ValueError(
+            "the POSCAR does not name its elements (a VASP 4 file: no element line above "
+            "the atom counts, no symbols after the coordinates); pymatgen would read them "
+            f"as {', '.join(sorted({str(el) for el in poscar.structure.species}, key=str))}: "
+            "add the element line")
+    return poscar.structure

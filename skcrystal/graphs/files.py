@@ -29,6 +29,7 @@ import numpy as np
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
                            _check_overlaps_arrays, check_structures, first_line)
 from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
+from ..datasets._io import _parse_poscar
 from .builder import GraphBuilder
 
 __all__ = ["graphs_from_files", "read_file_graphs", "prepare_worker"]
@@ -131,11 +132,8 @@ def _fast_graph(text, builder, supported):
 
 def _slow_graph(path, text, builder, supported):
     """The graph through pymatgen: parse, check_structures, build."""
-    from pymatgen.core import Structure
-
     try:
-        structure = _pymatgen_parse(text) if _is_cif(path) else \
-            Structure.from_str(text, fmt="poscar")
+        structure = _pymatgen_parse(text) if _is_cif(path) else _parse_poscar(text)
     except Exception as exc:  # noqa: BLE001 - any parser failure names the file
         raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {first_line(exc)}",
                         parse=True) from None
