@@ -17,10 +17,22 @@ def test_target_scaler_round_trip_and_shapes():
     np.testing.assert_allclose(s.inverse_transform(z), y, rtol=1e-6)
     assert s.inverse_transform(z).shape == (4,)
     Y = np.stack([y, 2 * y, np.ones(4)], axis=1)  # a constant column keeps scale 1
-    s2 = TargetScaler().fit(Y)
+    with pytest.warns(UserWarning, match=r"y is constant in target column\(s\) \[2\] "
+                                         r"\(every value 1\): nothing to learn"):
+        s2 = TargetScaler().fit(Y)
     assert s2.scale_[2] == 1.0 and s2.inverse_transform(s2.transform(Y)).shape == (4, 3)
     with pytest.raises(ValueError, match="2 targets but the model was fitted with 3"):
         s2.transform(Y[:, :2])
+
+
+def test_constant_target_warns_once_per_fit():
+    with pytest.warns(UserWarning, match=r"y is constant \(every value 3.5\)"):
+        TargetScaler().fit(np.full(5, 3.5))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TargetScaler().fit(np.array([3.5]))  # one row: no spread to speak of
+        TargetScaler().fit(np.array([3.5, 3.5 + 1e-9]))
 
 
 def test_label_encoder_any_labels_and_unseen():

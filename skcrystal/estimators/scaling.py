@@ -66,6 +66,17 @@ class TargetScaler(_State):
         self.mean_ = y2.mean(axis=0)
         std = y2.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
+        constant = np.flatnonzero(std == 0)
+        if len(y2) > 1 and len(constant):
+            import warnings
+            where = "" if y2.shape[1] == 1 else \
+                f" in target column(s) {constant.tolist()}"
+            values = ", ".join(f"{v:g}" for v in self.mean_[constant][:5])
+            # the network then has to learn to output exactly zero, which a
+            # short fit does not: predictions scatter around the one value
+            warnings.warn(f"y is constant{where} (every value {values}): nothing to learn, "
+                          "and the model's predictions only approach that value as it "
+                          "trains; check the target column", UserWarning, stacklevel=4)
         return self
 
     @property
