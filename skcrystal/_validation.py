@@ -469,9 +469,17 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
             try:
                 arr = arr.astype(np.float64)
             except (TypeError, ValueError):
+                flat = arr.reshape(len(arr), -1)
+                rows = [i for i in range(len(flat)) if not all(_is_number(v) for v in flat[i])]
+                shown = []
+                for i in rows[:5]:
+                    row = flat[i].tolist()  # Python values: 'N/A', not np.str_('N/A')
+                    shown.append(f"{i} ({(row[0] if len(row) == 1 else row)!r})")
+                shown = ", ".join(shown)
                 raise TypeError(
                     f"{name} must be numeric for a regressor, got dtype "
-                    f"{np.asarray(y).dtype}") from None
+                    f"{np.asarray(y).dtype} with values that are no numbers at rows "
+                    f"{shown}{' ...' if len(rows) > 5 else ''}") from None
         arr = arr.astype(np.float64)
         if not allow_nan:
             bad = ~np.isfinite(arr)
@@ -483,6 +491,14 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
     if n_samples is not None:
         check_consistent_length(n_samples, len(arr), "X", name)
     return arr
+
+
+def _is_number(v):
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _is_missing(v):

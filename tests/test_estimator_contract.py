@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
-from sklearn.base import clone
+from sklearn.base import clone, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
@@ -256,6 +256,12 @@ def test_bad_targets(name, data):
         est.fit(X[:8], y[:7])
     with pytest.raises(ValueError, match="1-D or 2-D"):
         est.fit(X[:8], y[:8].reshape(2, 2, 2))
+    # a column read as text: the rows that are no numbers (numeric text is fine)
+    y_text = y[:8].astype(str).astype(object)
+    y_text[3], y_text[6] = "N/A", None
+    if is_regressor(est):
+        with pytest.raises(TypeError, match=r"no numbers at rows 3 \('N/A'\), 6 \(None\)$"):
+            est.fit(X[:8], y_text)
     with pytest.raises(NotFittedError):
         make(name).predict(X[:2])
 
