@@ -1279,7 +1279,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
 
     from skcrystal.graphs import attach_extras
     from skcrystal.graphs.files import graphs_from_files
-    from skcrystal.inference import GraphPredictor
+    from skcrystal.inference import GraphPredictor, warn_untrained_elements
 
     n = len(files)
     if isinstance(est, GraphPredictor):
@@ -1307,6 +1307,8 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
         labels = [describe(i) for i in positions]
         graphs = attach_extras(list(pending), getattr(module, "graph_extras", ()),
                                labels=labels)
+        warn_untrained_elements(module, getattr(est, "trained_elements_", None), graphs,
+                                labels.__getitem__)
         pred = predictor.predict(graphs) if predictor is not None else None
         if pred is None:
             from skcrystal.estimators.base import GraphDataset

@@ -38,6 +38,77 @@ def _no_gpu(device):
     return None
 
 
+def _learnable_rows(module):
+    """Rows of ``module``'s learnable atom embedding table, or 0 for a fixed table."""
+    embedding = getattr(getattr(module, "embedding", None), "embedding", None)
+    return 0 if embedding is None else int(embedding.num_embeddings)
+
+
+def trained_elements(module, graphs, before=None):
+    """Atomic numbers a learnable atom embedding trains on in ``graphs``.
+
+    A fixed feature table (CGCNN's, a user's) gives every element meaningful
+    features; a learnable embedding (``atom_features="embedding"``) keeps
+    random initial rows for elements no training structure had.
+
+    Parameters
+    ----------
+    module : CrystalModel
+    graphs : list of CrystalGraph
+        The training graphs.
+    before : tuple of int, optional
+        Elements of earlier training (``partial_fit``), kept.
+
+    Returns
+    -------
+    tuple of int or None
+        None for a fixed feature table.
+    """
+    rows = _learnable_rows(module)
+    if not rows:
+        return None
+    seen = np.zeros(rows, dtype=bool)
+    if graphs:
+        seen[np.concatenate([g.atomic_numbers for g in graphs])] = True
+    if before is not None:
+        seen[list(before)] = True
+    return tuple(np.flatnonzero(seen).tolist())
+
+
+def warn_untrained_elements(module, trained, graphs, label, stacklevel=2):
+    """Warn for graphs with elements the learnable embedding never trained on.
+
+    Parameters
+    ----------
+    module : CrystalModel
+    trained : tuple of int or None
+        :func:`trained_elements` of the fit (None: not noted, no check).
+    graphs : list of CrystalGraph
+    label : callable
+        ``label(i)`` names graph ``i`` in the message (``X[3] (KCl)``, a file).
+    """
+    rows = _learnable_rows(module)
+    if trained is None or not rows:
+        return
+    seen = np.zeros(rows, dtype=bool)
+    seen[list(trained)] = True
+    unseen = [i for i, g in enumerate(graphs) if not seen[g.atomic_numbers].all()]
+    if not unseen:
+        return
+    import warnings
+
+    from pymatgen.core import Element
+    listed = "; ".join(
+        f"{label(i)}: " + ", ".join(Element.from_Z(z).symbol
+                                    for z in np.unique(graphs[i].atomic_numbers) if not seen[z])
+        for i in unseen[:5])
+    warnings.warn(
+        f"{len(unseen)} structure(s) have elements no training structure had, whose "
+        "learnable embedding rows (atom_features='embedding') are still their random "
+        f"initial values: their predictions are guesses. {listed}"
+        f"{' ...' if len(unseen) > 5 else ''}", UserWarning, stacklevel=stacklevel + 1)
+
+
 class GraphPredictor:
     """A fitted regression module with what turns its outputs into predictions.
 

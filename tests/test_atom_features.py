@@ -208,3 +208,41 @@ def test_agreement_with_reference_atom_init(table):
     for z in f_series:
         assert _categories(ref[z], ref_sizes, ref_shift)[0] == 0
         assert _categories(table[z], SIZES, ours_shift)[0] == 3
+
+
+def test_learnable_embedding_warns_for_elements_it_never_trained(tmp_path):
+    """atom_features="embedding" keeps random rows for elements no training structure
+    had: predicting with them warns, naming the structures and elements; a fixed table
+    (every element has features) does not warn."""
+    from pymatgen.core import Lattice, Structure
+
+    from skcrystal.estimators import CGCNNRegressor
+
+    def rocksalt(a, b, d):
+        return Structure(Lattice.cubic(d), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+    train = [rocksalt("Na", "Cl", 5.6 + 0.05 * i) for i in range(6)]
+    y = np.arange(6.0)
+    small = dict(max_epochs=1, batch_size=2, random_state=0, module__hidden=8,
+                 module__n_conv=1, module__h_fea_len=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the batch norms' few steps
+        est = CGCNNRegressor(module__atom_features="embedding", **small).fit(train, y)
+        fixed = CGCNNRegressor(**small).fit(train, y)
+    assert est.trained_elements_ == (11, 17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict(train[:2])  # trained elements only
+        fixed.predict([rocksalt("U", "Xe", 6.0)])
+    with pytest.warns(UserWarning, match=r"1 structure\(s\) have elements no training "
+                                         r"structure had.*X\[1\] \(KCl\): K$"):
+        est.predict([train[0], rocksalt("K", "Cl", 6.3)])
+    # the note survives saving the state, and partial_fit adds the elements it trains on
+    est.save_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    fresh = CGCNNRegressor(module__atom_features="embedding", **small).initialize()
+    fresh.load_params(f_params=tmp_path / "w.pt", f_state=tmp_path / "s.json")
+    assert fresh.trained_elements_ == (11, 17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit([rocksalt("K", "Cl", 6.3)], [1.0])
+    assert est.trained_elements_ == (11, 17, 19)

@@ -302,3 +302,21 @@ def test_training_errors_name_files_not_positions(folder, tmp_path, capsys):
                                  "--batch-size", "4", "-o", str(tmp_path / "m.pkl"), "-q",
                                  *SMALL])
     assert code == 2 and "non-finite" in err and ".cif (" in err and "X[" not in err
+
+
+def test_predict_warns_for_elements_a_learnable_embedding_never_trained(folder, tmp_path,
+                                                                        capsys):
+    from pymatgen.core import Lattice, Structure
+    model = str(tmp_path / "m.pkl")
+    code, _, err = _run(capsys, ["fit", str(folder), "--epochs", "1", "-o", model, "-q",
+                                 "--param", "module__atom_features=embedding", *SMALL])
+    assert code == 0, err
+    new = tmp_path / "new"
+    new.mkdir()
+    Structure(Lattice.cubic(6.0), ["U", "Xe"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(new / "ux.cif"))
+    shutil.copy(folder / f"{_ids(folder)[0]}.cif", new)
+    code, _, err = _run(capsys, ["predict", model, str(new), "--out", str(tmp_path / "p.csv")])
+    assert code == 0, err
+    assert "skcrystal: warning: 1 structure(s) have elements no training structure had" in err
+    assert "ux.cif: Xe, U" in err

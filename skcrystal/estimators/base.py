@@ -55,7 +55,8 @@ from .._validation import (check_consistent_length, check_keyword_names,
                            descriptor_values, split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
 from ..graphs.cache import check_cache_dir
-from ..inference import DEFAULT_BATCH_SIZE, _no_gpu
+from ..inference import (DEFAULT_BATCH_SIZE, _no_gpu, trained_elements,
+                         warn_untrained_elements)
 from ..nn._constraints import sklearn_constraints
 from . import _distributed, _lazy
 from ._screen import MIN_ROWS as _SCREEN_MIN_ROWS
@@ -924,7 +925,21 @@ class CrystalGraphNet(NeuralNet):
         graphs = self._graphs(structures, module)
         if memo is not None and y is not None:  # training: before the first epoch
             self._check_training_memory(graphs, structures, module)
+        self._trained_elements(graphs, structures, module, training=y is not None)
         return GraphDataset(graphs, D, y_enc)
+
+    def _trained_elements(self, graphs, structures, module, training):
+        """Note the elements a learnable atom embedding trains on (``trained_elements_``);
+        warn at prediction for structures with others (see
+        :func:`skcrystal.inference.trained_elements`)."""
+        if training:
+            trained = trained_elements(module, graphs, getattr(self, "trained_elements_", None))
+            if trained is not None:
+                self.trained_elements_ = trained
+            return
+        warn_untrained_elements(
+            module, getattr(self, "trained_elements_", None), graphs,
+            lambda i: f"X[{i}] ({structures[i].composition.reduced_formula})", stacklevel=5)
 
     def get_iterator(self, dataset, training=False):
         prefix = "iterator_train" if training else "iterator_valid"
@@ -1249,6 +1264,8 @@ class CrystalGraphNet(NeuralNet):
             state["descriptor_ridge_r2_"] = self.descriptor_ridge_r2_
         if not getattr(self, "descriptors_used_", True):
             state["descriptors_used_"] = False  # predict computes no descriptors
+        if getattr(self, "trained_elements_", None) is not None:
+            state["trained_elements_"] = list(self.trained_elements_)
         return state
 
     def _set_data_state(self, state, source):
@@ -1269,6 +1286,8 @@ class CrystalGraphNet(NeuralNet):
             self.descriptor_skip_ = bool(state["descriptor_skip_"])
             self.descriptor_ridge_r2_ = state.get("descriptor_ridge_r2_")
         self.descriptors_used_ = bool(state.get("descriptors_used_", True))
+        if "trained_elements_" in state:
+            self.trained_elements_ = tuple(int(z) for z in state["trained_elements_"])
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, f_state=None, f_rng=None, **kwargs):
