@@ -246,3 +246,8 @@ def test_learnable_embedding_warns_for_elements_it_never_trained(tmp_path):
         warnings.simplefilter("ignore")
         est.partial_fit([rocksalt("K", "Cl", 6.3)], [1.0])
     assert est.trained_elements_ == (11, 17, 19)
+    # a new fit starts afresh
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit([rocksalt("K", "Br", 6.6)] * 2, [0.0, 1.0])
+    assert est.trained_elements_ == (19, 35)

@@ -925,15 +925,21 @@ class CrystalGraphNet(NeuralNet):
         graphs = self._graphs(structures, module)
         if memo is not None and y is not None:  # training: before the first epoch
             self._check_training_memory(graphs, structures, module)
-        self._trained_elements(graphs, structures, module, training=y is not None)
+        self._trained_elements(graphs, structures, module, training=y is not None,
+                               fresh=memo is not None)
         return GraphDataset(graphs, D, y_enc)
 
-    def _trained_elements(self, graphs, structures, module, training):
+    def _trained_elements(self, graphs, structures, module, training, fresh):
         """Note the elements a learnable atom embedding trains on (``trained_elements_``);
         warn at prediction for structures with others (see
-        :func:`skcrystal.inference.trained_elements`)."""
+        :func:`skcrystal.inference.trained_elements`).
+
+        ``fresh``: a new fit (or the first ``partial_fit``) starts the note
+        afresh; later ``partial_fit`` calls and warm starts add to it.
+        """
         if training:
-            trained = trained_elements(module, graphs, getattr(self, "trained_elements_", None))
+            before = None if fresh else getattr(self, "trained_elements_", None)
+            trained = trained_elements(module, graphs, before)
             if trained is not None:
                 self.trained_elements_ = trained
             return
@@ -1241,7 +1247,8 @@ class CrystalGraphNet(NeuralNet):
                                  "parameters to set")
             owner.set_params(**sub)
         if rebuilt:
-            for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_"):
+            for name in ("n_outputs_", "target_scaler_", "label_encoder_", "classes_",
+                         "trained_elements_"):
                 self.__dict__.pop(name, None)
         if self.initialized_ and any(k == "callbacks" or k.startswith("callbacks__")
                                      for k in params):
@@ -1286,6 +1293,7 @@ class CrystalGraphNet(NeuralNet):
             self.descriptor_skip_ = bool(state["descriptor_skip_"])
             self.descriptor_ridge_r2_ = state.get("descriptor_ridge_r2_")
         self.descriptors_used_ = bool(state.get("descriptors_used_", True))
+        self.__dict__.pop("trained_elements_", None)  # not this state's
         if "trained_elements_" in state:
             self.trained_elements_ = tuple(int(z) for z in state["trained_elements_"])
 
