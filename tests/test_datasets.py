@@ -297,6 +297,15 @@ def test_load_cgcnn_folder_errors(tmp_path):
         load_cgcnn_folder(tmp_path)
 
 
+def test_id_prop_csv_given_as_a_file_points_to_its_folder():
+    # read as a CSV, its first data row would be taken for the header
+    id_prop = shared_path("cgcnn_sample") / "id_prop.csv"
+    for loader in (load, load_structures):
+        with pytest.raises(ValueError, match=r"id_prop.csv is the id_prop.csv of a CGCNN or "
+                                             r"ALIGNN folder: give the folder, .*cgcnn_sample$"):
+            loader(id_prop)
+
+
 def test_load_alignn_folder():
     folder = shared_path("alignn_sample")
     table = pd.read_csv(folder / "id_prop.csv", header=None)

@@ -448,6 +448,9 @@ def _detect_format(path):
     if path.is_dir():
         return _folder_kind(path) if (path / "id_prop.csv").exists() else "files"
     name = path.name.lower()
+    if name == "id_prop.csv":  # read as a CSV, its first row would be the header
+        raise ValueError(f"{path} is the id_prop.csv of a CGCNN or ALIGNN folder: "
+                         f"give the folder, {path.parent}")
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
     if name.endswith((".json", ".json.gz")):
