@@ -53,6 +53,9 @@ class AtomEmbedding(nn.Module):
     With a fixed table (CGCNN one-hot, a user table, plus optional extra
     features) the table row is projected by a Linear layer, as in CGCNN;
     with ``atom_features="embedding"`` a learnable ``nn.Embedding`` is used.
+    Its rows for elements no training structure had keep their random
+    initial values: the estimators note the elements they train on
+    (``trained_elements_``) and warn when a prediction meets others.
 
     Parameters
     ----------
