@@ -98,6 +98,14 @@ def test_structures_from_cif_errors():
     with pytest.warns(UserWarning, match=r"skipped 1 of 3 rows.*row 1"):
         X, index = structures_from_cif(bad, on_error="skip", return_index=True)
     assert len(X) == 2 and index.tolist() == [0, 2]
+    # a column of something else than CIF text says what it looks like
+    from pymatgen.core import Lattice, Structure
+    nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    for text, looks in [(nacl.to(fmt="poscar"), "looks like a VASP POSCAR"),
+                        (nacl.to(fmt="json"), "is JSON, not a CIF"),
+                        ("structures/nacl.cif", "is a file name, not CIF text")]:
+        with pytest.raises(ValueError, match=rf"row 0: .*\(the text {looks}"):
+            structures_from_cif([text])
     # every row skipped: an error naming the first, not an empty data set
     with pytest.raises(ValueError, match=r"none of the 2 rows could be parsed; the first, "
                                          r"row 0 \(id 'a'\)"):

@@ -314,8 +314,30 @@ def _parse_pairs(texts, parser):
             try:
                 out.append((_parse_one(text, parser), None))
             except Exception as exc:  # any parser failure is reported per row
-                out.append((None, f"{type(exc).__name__}: {exc}"))
+                out.append((None, f"{type(exc).__name__}: {exc}{_not_cif_hint(text)}"))
     return out
+
+
+def _not_cif_hint(text):
+    """What a text that failed as a CIF looks like instead ("" when it looks like one)."""
+    if not isinstance(text, str) or "data_" in text.lower():
+        return ""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return (" (the text is JSON, not a CIF: a pymatgen Structure dict is read with "
+                "Structure.from_dict(json.loads(text)))")
+    lines = stripped.splitlines()
+    if len(lines) == 1 and stripped.lower().endswith((".cif", ".cif.gz", ".vasp")):
+        return (" (the text is a file name, not CIF text: read files with "
+                "skcrystal.datasets.load_structures)")
+    try:  # POSCAR: comment, scale, three lattice rows
+        float(lines[1].split()[0])
+        if all(len([float(v) for v in line.split()[:3]]) == 3 for line in lines[2:5]):
+            return (" (the text looks like a VASP POSCAR, not a CIF: read it with "
+                    "pymatgen's Structure.from_str(text, fmt='poscar'))")
+    except (IndexError, ValueError):
+        pass
+    return ""
 
 
 def _parse_many(texts, n_jobs=None, parser="auto"):
