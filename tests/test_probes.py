@@ -193,4 +193,6 @@ def test_plots_return_figures():
     assert "MAE = 0.15" in ax5.texts[0].get_text()
     with pytest.raises(ValueError, match="no pair of finite values"):
         parity_plot([np.nan], [1.0])
+    with pytest.raises(ValueError, match="y_pred must hold numbers: could not convert"):
+        parity_plot([1.0, 2.0], [1.0, "N/A"])
     plt.close("all")
