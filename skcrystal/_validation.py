@@ -493,6 +493,14 @@ def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=F
     return arr
 
 
+def as_numbers(values, name):
+    """``values`` as a float64 array; a ValueError naming ``name`` if some are no numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold numbers: {exc}") from None
+
+
 def _is_number(v):
     try:
         float(v)

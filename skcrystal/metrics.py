@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 from sklearn.metrics import make_scorer
 
+from ._validation import as_numbers
+
 __all__ = ["mae", "mad", "mae_mad_score", "mae_mad_scorer", "SCORER_NAME"]
 
 #: the name under which :data:`mae_mad_scorer` is registered for ``scoring=``
@@ -34,7 +36,7 @@ SCORER_NAME = "neg_mae_mad"
 
 
 def _as_2d(y, name):
-    arr = np.asarray(y, dtype=np.float64)
+    arr = as_numbers(y, name)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:

@@ -124,14 +124,6 @@ def plot_probe_scores(df, metric="r2", ax=None, models=None, descriptors=None,
     return fig, ax
 
 
-def _numbers(values, name):
-    """``values`` flattened to floats; a ValueError naming ``name`` if some are no numbers."""
-    try:
-        return np.asarray(values, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must hold numbers: {exc}") from None
-
-
 def parity_plot(y_true, y_pred, ax=None, label=None, units=None, annotate=True,
                 figsize=(3.6, 3.6), **scatter_kw):
     """Predicted vs. true values with the y = x line.
@@ -154,7 +146,8 @@ def parity_plot(y_true, y_pred, ax=None, label=None, units=None, annotate=True,
     fig, ax
     """
     from sklearn.metrics import mean_absolute_error, r2_score
-    t, p = (_numbers(v, name) for v, name in ((y_true, "y_true"), (y_pred, "y_pred")))
+    from ._validation import as_numbers
+    t, p = as_numbers(y_true, "y_true").ravel(), as_numbers(y_pred, "y_pred").ravel()
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred have different lengths: {t.size} vs {p.size}")
     finite = np.isfinite(t) & np.isfinite(p)

@@ -48,6 +48,8 @@ def test_bad_input():
         mae_mad_score([1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"y_true contains NaN/inf at rows \[1\]"):
         mae([1.0, np.nan], [1.0, 2.0])
+    with pytest.raises(ValueError, match="y_true must hold numbers"):
+        mae_mad_score([1.0, "x", 3.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="empty"):
         mad([])
 
