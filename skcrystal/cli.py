@@ -480,6 +480,11 @@ def _load_training_data(args, progress, skipped):
     values = data.frame[names].to_numpy()
     if args.task == "regression":
         import pandas as pd
+        boolean = [n for n in names if pd.api.types.is_bool_dtype(data.frame[n])]
+        if boolean:  # read as numbers, True/False would be regressed as 1/0
+            raise CLIError(f"target {', '.join(boolean)} holds True/False: for classes use "
+                           "--task classification (or write the column as numbers to "
+                           "regress it)")
         numeric = data.frame[names].apply(pd.to_numeric, errors="coerce").to_numpy(float)
         bad = ~np.isfinite(numeric).all(axis=1)
         if not bad.all():

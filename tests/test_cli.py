@@ -24,10 +24,11 @@ def data(tmp_path_factory):
     df = load_perovskites(n=40, as_frame=True)
     df["cif"] = [s.to(fmt="cif") for s in df["structure"]]
     df["stable"] = np.where(df["heat_all"] < df["heat_all"].median(), "stable", "unstable")
+    df["low_heat"] = df["heat_all"] < df["heat_all"].median()  # True/False
     df = df.drop(columns="structure")
     full, bare = tmp / "train.csv", tmp / "new.csv"
     df.to_csv(full, index=False)
-    df.drop(columns=["heat_all", "stable"]).to_csv(bare, index=False)
+    df.drop(columns=["heat_all", "stable", "low_heat"]).to_csv(bare, index=False)
     return {"tmp": tmp, "csv": full, "bare": bare, "frame": df}
 
 
@@ -161,6 +162,8 @@ def _error(capsys, argv):
     (["fit", "{csv}", "--target", "nope", "-o", "m.pkl"], ["'nope'", "heat_all"]),
     (["fit", "{csv}", "--target", "stable", "-o", "m.pkl"], ["not numeric",
                                                              "--task classification"]),
+    (["fit", "{csv}", "--target", "low_heat", "-o", "m.pkl"],
+     ["target low_heat holds True/False", "--task classification"]),
     (["fit", "{csv}", "-o", "m.pkl"], ["target is required"]),
     (["cv", "{csv}", "--target", "heat_all", "--folds", "1"], ["--folds"]),
     (["fit", "{csv}", "--target", "heat_all"], ["required", "--out"]),

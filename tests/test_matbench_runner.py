@@ -484,6 +484,11 @@ def test_task_validation_names_the_problem():
     with pytest.raises(ValueError, match=r"NaN/inf at rows \[1\]"):
         BenchmarkTask(name="t", structures=[None, None], y=[1.0, np.nan], ids=["a", "b"],
                       folds={0: ([0], [1])})
+    # matbench's classification tasks (mp_is_metal...): not scored as 1/0 regression
+    with pytest.raises(ValueError, match=r"task 't': the target holds True/False \(a "
+                                         r"classification task\)"):
+        BenchmarkTask(name="t", structures=[None, None], y=[True, False], ids=["a", "b"],
+                      folds={0: ([0], [1])})
 
 
 def test_benchmark_script_sizes_are_valid_module_parameters():

@@ -187,6 +187,10 @@ class BenchmarkTask:
 
     def __post_init__(self):
         n = len(self.structures)
+        if np.asarray(self.y).dtype == bool:  # matbench's classification tasks
+            raise ValueError(f"task {self.name!r}: the target holds True/False (a "
+                             "classification task); this runner scores regression (MAE, "
+                             "RMSE, MAE/MAD)")
         self.y = np.asarray(self.y, dtype=np.float64)
         if self.y.ndim != 1:
             raise ValueError(f"task {self.name!r}: y must be 1-D (one target), got shape "
@@ -316,7 +320,7 @@ def matbench_task(path, fold_file="auto", target=None, max_structures=None):
     split = (f"official matbench folds from {Path(fold_path).name}"
              + (f"; fold(s) {missing} absent (no test row in the file)" if missing else ""))
     return BenchmarkTask(
-        name=key, structures=list(df["structure"]), y=df[y_col].to_numpy(dtype=np.float64),
+        name=key, structures=list(df["structure"]), y=df[y_col].to_numpy(),
         ids=ids, folds=folds, unit=UNITS.get(key), source=path.name, split=split,
         official_sizes=sizes, n_folds_official=len(official), benchmark_name="matbench_v0.1",
         published_as=key if key in PUBLISHED else None)
