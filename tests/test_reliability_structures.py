@@ -297,6 +297,23 @@ def test_lower_level_functions_name_a_wrong_argument(call, message):
         getattr(importlib.import_module(module), name)(None)
 
 
+def test_lower_level_functions_name_a_wrong_value(nacl, tmp_path):
+    from skcrystal.graphs import GraphStore, build_graph, positional_encodings
+    from skcrystal.graphs.positional import positional_extra
+    g = build_graph(nacl)
+    for kw in ({"n_eigvec": -1}, {"n_rw": 2.5}, {"n_eigvec": True}):
+        name = next(iter(kw))
+        with pytest.raises(ValueError, match=f"{name} must be a non-negative integer"):
+            positional_encodings(g, **kw)
+        with pytest.raises(ValueError, match=f"{name} must be a non-negative integer"):
+            positional_extra(**kw)
+    assert positional_encodings(g, n_eigvec=0)["pe_lap"].shape == (len(nacl), 0)
+    a_file = tmp_path / "store.txt"
+    a_file.write_text("")
+    with pytest.raises(NotADirectoryError, match="store.txt is a file, not a graph store"):
+        GraphStore(a_file)
+
+
 def test_get_graphs_names_a_wrong_builder(nacl):
     from skcrystal.graphs import get_graphs
     with pytest.raises(TypeError, match="builder must be a GraphBuilder, got dict"):

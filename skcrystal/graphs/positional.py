@@ -39,6 +39,8 @@ cache keeps the result with the graph).
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .graph import _check_graph
@@ -122,12 +124,20 @@ def positional_encodings(graph, n_eigvec=20, n_rw=20):
     float32.
     """
     _check_graph(graph)
+    n_eigvec, n_rw = _count(n_eigvec, "n_eigvec"), _count(n_rw, "n_rw")
     A = adjacency_matrix(graph)
-    return {"pe_lap": laplacian_eigvec_pe(A, int(n_eigvec)).astype(np.float32),
-            "pe_rw": random_walk_pe(A, int(n_rw)).astype(np.float32)}
+    return {"pe_lap": laplacian_eigvec_pe(A, n_eigvec).astype(np.float32),
+            "pe_rw": random_walk_pe(A, n_rw).astype(np.float32)}
+
+
+def _count(value, name):
+    """``value`` as an int >= 0; a ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def positional_extra(n_eigvec=20, n_rw=20):
     """Laplacian + random-walk encodings as a :class:`~skcrystal.graphs.extras.GraphExtra`."""
     return GraphExtra("positional", positional_encodings, {"pe_lap": None, "pe_rw": None},
-                      {"n_eigvec": int(n_eigvec), "n_rw": int(n_rw)})
+                      {"n_eigvec": _count(n_eigvec, "n_eigvec"), "n_rw": _count(n_rw, "n_rw")})

@@ -227,6 +227,8 @@ class GraphStore:
         self.map_size = int(map_size)
         if int(shards) < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise NotADirectoryError(f"{self.path} is a file, not a graph store (a folder)")
         index = os.path.join(self.path, _INDEX)
         if not os.path.exists(index):
             if self.readonly:
