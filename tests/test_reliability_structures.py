@@ -312,6 +312,18 @@ def test_lower_level_functions_name_a_wrong_value(nacl, tmp_path):
     a_file.write_text("")
     with pytest.raises(NotADirectoryError, match="store.txt is a file, not a graph store"):
         GraphStore(a_file)
+    from skcrystal.graphs import GraphBuilder, collate_graphs, get_graphs, line_graph
+    from skcrystal.graphs.line_graph import line_graph_extra
+    for bad in (0, -5, 2.5):
+        with pytest.raises(ValueError, match=f"max_triplets must be a positive integer, got "
+                                             f"{bad}"):
+            line_graph(g, max_triplets=bad)
+        with pytest.raises(ValueError, match="max_triplets must be a positive integer"):
+            line_graph_extra(max_triplets=bad)
+    with pytest.raises(TypeError, match="graphs\\[1\\] is a NoneType, not a CrystalGraph"):
+        collate_graphs([g, None])
+    with pytest.raises(ValueError, match="n_jobs must be None or a non-zero integer"):
+        get_graphs([nacl], GraphBuilder(), n_jobs="two")
 
 
 def test_get_graphs_names_a_wrong_builder(nacl):

@@ -131,7 +131,12 @@ def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
     """
     if len(graphs) == 0:
         raise ValueError("cannot collate an empty list of graphs")
-    n_nodes = np.fromiter((g.n_atoms for g in graphs), np.int64, len(graphs))
+    try:
+        n_nodes = np.fromiter((g.n_atoms for g in graphs), np.int64, len(graphs))
+    except AttributeError:  # not the "'NoneType' object has no attribute" of a bad item
+        from .graph import CrystalGraph
+        i, bad = next((i, g) for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph))
+        raise TypeError(f"graphs[{i}] is a {type(bad).__name__}, not a CrystalGraph") from None
     n_edges = np.fromiter((g.n_edges for g in graphs), np.int64, len(graphs))
     node_off = _counts_offsets(n_nodes)
     edge_off = _counts_offsets(n_edges)

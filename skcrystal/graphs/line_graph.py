@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_positive
 from .graph import _check_graph
 from .extras import GraphExtra
 
@@ -120,7 +121,10 @@ def _formula(graph):
 CONVENTIONS = ("shared_center", "alignn")
 
 
-def _check_convention(convention, include_self):
+def _check_convention(convention, include_self, max_triplets=None):
+    """The line-graph parameters' checks (``max_triplets``: a positive int or None)."""
+    if max_triplets is not None:
+        check_positive(max_triplets, "max_triplets", integer=True)
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if convention == "alignn" and include_self:
@@ -246,7 +250,7 @@ def line_graph(graph, max_triplets=DEFAULT_MAX_TRIPLETS, include_self=False,
         When ``T > max_triplets``; names the structure, ``T`` and the bound.
     """
     _check_graph(graph)
-    _check_convention(convention, include_self)
+    _check_convention(convention, include_self, max_triplets)
     k_in, _ = _degrees(graph, convention)
     n_pairs = count_line_graph_pairs(graph, include_self, convention)
     if max_triplets is not None and n_pairs > max_triplets:
@@ -294,7 +298,7 @@ def line_graph_extra(max_triplets=DEFAULT_MAX_TRIPLETS, include_self=False,
     >>> lg = graph.extra(extra)                          # doctest: +SKIP
     >>> lg["lg_index"].shape, lg["lg_cos"].shape        # doctest: +SKIP
     """
-    _check_convention(convention, include_self)
+    _check_convention(convention, include_self, max_triplets)
     if convention == "alignn":
         # the ALIGNN pairs under their own names, so a model can never be
         # handed the other convention's arrays by mistake
