@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
@@ -71,6 +71,10 @@ class EnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if not (hasattr(self.estimator, "fit") and hasattr(self.estimator, "get_params")):
             raise TypeError(f"estimator must be a scikit-learn regressor (e.g. "
                             f"CGCNNRegressor()), got {type(self.estimator).__name__}")
+        if is_classifier(self.estimator):  # the mean of class labels is no prediction
+            raise TypeError(f"estimator must be a regressor, got the classifier "
+                            f"{type(self.estimator).__name__}; EnsembleRegressor averages "
+                            "its members' predictions and their spread")
         if "random_state" not in self.estimator.get_params():
             raise TypeError(f"estimator {type(self.estimator).__name__} has no "
                             "random_state parameter; members would be identical")

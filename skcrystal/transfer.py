@@ -125,7 +125,11 @@ def freeze_parameters(model, freeze="all_but_head"):
     elif isinstance(freeze, str) and freeze == "all_but_head":
         frozen = set(names) - set(head_parameter_names(model))
     else:
-        patterns = [freeze] if isinstance(freeze, str) else list(freeze)
+        try:
+            patterns = [freeze] if isinstance(freeze, str) else list(freeze)
+        except TypeError:
+            raise TypeError(f"freeze must be 'all_but_head', None, 'none', a name pattern "
+                            f"or a list of them, got {freeze!r}") from None
         frozen = set()
         for pattern in patterns:
             if not isinstance(pattern, str):

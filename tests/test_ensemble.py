@@ -98,3 +98,7 @@ def test_errors():
         EnsembleRegressor(CGCNNRegressor(), n_estimators=0).fit([], [])
     with pytest.raises(TypeError, match="estimator must be a scikit-learn regressor .*NoneType"):
         EnsembleRegressor(None).fit([], [])
+    from skcrystal.estimators import CGCNNClassifier
+    with pytest.raises(TypeError, match="must be a regressor, got the classifier "
+                                        "CGCNNClassifier"):
+        EnsembleRegressor(CGCNNClassifier()).fit([], [])

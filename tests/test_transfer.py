@@ -46,6 +46,8 @@ def test_head_parameter_names_and_patterns():
         freeze_parameters(copy.deepcopy(m), "conv.*")
     with pytest.raises(ValueError, match="nothing to train"):
         freeze_parameters(copy.deepcopy(m), "*")
+    with pytest.raises(TypeError, match="freeze must be 'all_but_head', None, .* got 3"):
+        freeze_parameters(copy.deepcopy(m), 3)
     site = CGCNN(hidden=8, h_fea_len=8, pooling="site")
     assert head_parameter_names(site) == ["site_mlp.1.2.weight", "site_mlp.1.2.bias"]
 
