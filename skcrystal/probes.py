@@ -175,9 +175,14 @@ def _stats(res, key):
     return float(v[ok].mean()), float(v[ok].std()), int((~ok).sum())
 
 
+#: probe_learnability's default classification and excluded descriptors (applied
+#: where the bank has them)
+_CLASSIFICATION, _EXCLUDE = ("crys_sys",), ("space_group_num",)
+
+
 def probe_learnability(estimator, structures, bank=None, cv=5, n_jobs=None,
                        baseline=_DEFAULT_BASELINE, classifier="auto",
-                       classification=("crys_sys",), exclude=("space_group_num",),
+                       classification=_CLASSIFICATION, exclude=_EXCLUDE,
                        random_state=0, error_score=np.nan, verbose=0):
     """Train models to predict each descriptor from the structure (paper Fig. 2).
 
@@ -280,6 +285,16 @@ def probe_learnability(estimator, structures, bank=None, cv=5, n_jobs=None,
             classifiers[next(iter(models))] = classifier
 
     values, names = _descriptor_table(bank, structures)
+    # one name as a str: "c" in "crys_sys" would be a substring test
+    classification, exclude = (tuple([v] if isinstance(v, str) else v or ())
+                               for v in (classification, exclude))
+    defaults = {"classification": _CLASSIFICATION, "exclude": _EXCLUDE}
+    for arg, given in (("classification", classification), ("exclude", exclude)):
+        # the defaults apply where the bank has them; a name given must be there
+        unknown = [d for d in given if d not in names and given != defaults[arg]]
+        if unknown:  # a misspelt name would silently probe as regression / not exclude
+            raise ValueError(f"{arg} names {unknown}, not descriptors of the bank; its "
+                             f"descriptors: {list(names)}")
     splitter = _splitter(cv, random_state)
     n_folds = splitter.get_n_splits()
     X = structures

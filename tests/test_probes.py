@@ -67,6 +67,20 @@ def test_probe_with_structures_first_names_the_call(perov):
         probe_learnability(X, y)
 
 
+def test_probe_descriptor_names_are_checked_and_one_name_is_not_a_substring_test(perov):
+    X, _ = perov
+    est = CompositionBaseline(n_estimators=5, random_state=0)
+    with pytest.raises(ValueError, match=r"classification names \['crys_system'\], not "
+                                         r"descriptors of the bank"):
+        probe_learnability(est, X[:12], cv=2, baseline=None, classification=["crys_system"])
+    with pytest.raises(ValueError, match=r"exclude names \['natom'\]"):
+        probe_learnability(est, X[:12], cv=2, baseline=None, exclude=["natom"])
+    # one name as a str: "c" (the lattice length) is not in "crys_sys"
+    df = probe_learnability(est, X[:12], cv=2, baseline=None, classification="crys_sys")
+    tasks = dict(zip(df["descriptor"], df["task"]))
+    assert tasks["crys_sys"] == "classification" and tasks["c"] == "regression"
+
+
 def test_classifier_counterpart():
     reg = CGCNNRegressor(max_epochs=3, module__n_conv=2, lr=0.01)
     clf = classifier_counterpart(reg)
