@@ -38,7 +38,11 @@ def clear_composition_cache():
 def _featurizer(preset):
     if preset not in _FEATURIZERS:
         from matminer.featurizers.composition import ElementProperty
-        _FEATURIZERS[preset] = ElementProperty.from_preset(preset)
+        try:
+            _FEATURIZERS[preset] = ElementProperty.from_preset(preset)
+        except ValueError as exc:  # matminer's "Invalid preset_name specified!"
+            raise ValueError(f"preset={preset!r} is not a matminer ElementProperty preset "
+                             f"(e.g. 'magpie', 'deml', 'matminer'): {exc}") from None
     return _FEATURIZERS[preset]
 
 

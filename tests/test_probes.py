@@ -40,6 +40,8 @@ def test_composition_baseline_contract(perov):
     X, y = perov
     est = CompositionBaseline(n_estimators=5, random_state=0)
     assert clone(est).get_params() == est.get_params()
+    with pytest.raises(ValueError, match="preset='magpy' is not a matminer ElementProperty"):
+        CompositionBaseline(preset="magpy").fit(X, y)
     pred = est.fit(X, y).predict(X[:3])
     assert pred.shape == (3,)
     assert est.transform(X[:2]).shape == (2, len(est.feature_names_)) == (2, 132)
