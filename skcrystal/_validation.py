@@ -681,6 +681,15 @@ def check_positive(value, name, integer=False, allow_none=False):
     return value
 
 
+def check_n_jobs(n_jobs, name="n_jobs"):
+    """``n_jobs`` for joblib: None or a non-zero int (-1: all cores); the error names it."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
+                               or n_jobs == 0):
+        raise ValueError(f"{name} must be None or a non-zero integer (-1: all cores), got "
+                         f"{n_jobs!r}")
+    return n_jobs
+
+
 def structure_key(structure):
     """Content hash of a structure (hex SHA-256).
 

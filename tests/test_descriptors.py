@@ -238,6 +238,13 @@ def test_disordered_and_bad_input(nacl):
         DescriptorBank().fit(["not a structure"])
     with pytest.raises(ValueError, match="empty"):
         DescriptorBank().fit([])
+    # parameters: each error names its parameter
+    for params, message in [({"on_error": "skip"}, "on_error must be 'warn' or 'raise'"),
+                            ({"voronoi_cutoff": -1.0}, "voronoi_cutoff must be a positive"),
+                            ({"extra_featurizers": [3]}, r"extra_featurizers\[0\] \(int\)"),
+                            ({"n_jobs": "two"}, "n_jobs must be None or a non-zero integer")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            DescriptorBank(**params).fit([nacl])
 
 
 # ------------------------------------------------------------------ API

@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._parallel import map_chunks
-from .._validation import check_structures, first_line, structure_key
+from .._validation import check_n_jobs, check_structures, first_line, structure_key
 from . import _compute
 from ._compute import ALL_DESCRIPTORS, GROUPS
 from ._voronoi import DEFAULT_CUTOFF
@@ -194,6 +194,7 @@ class DescriptorBank(TransformerMixin, BaseEstimator):
         return names
 
     def _check_params(self):
+        check_n_jobs(self.n_jobs)
         if self.on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {self.on_error!r}")
         if not (np.isfinite(self.voronoi_cutoff) and self.voronoi_cutoff > 0):

@@ -55,7 +55,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._validation import structure_key
+from .._validation import check_n_jobs, structure_key
 from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
@@ -561,10 +561,7 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     cache = default_cache if cache is None else cache
     if not (hasattr(builder, "validate") and hasattr(builder, "key")):
         raise TypeError(f"builder must be a GraphBuilder, got {type(builder).__name__}")
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
-                               and not isinstance(n_jobs, np.integer) or n_jobs == 0):
-        raise ValueError(f"n_jobs must be None or a non-zero integer (-1: all cores), got "
-                         f"{n_jobs!r}")
+    check_n_jobs(n_jobs)
     builder.validate()
     pkey = builder.key()
     keys = [(structure_key(s), pkey) for s in structures]
