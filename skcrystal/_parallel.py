@@ -1,6 +1,8 @@
 """The one way the library spreads per-item work over joblib workers."""
 from __future__ import annotations
 
+from ._validation import check_n_jobs
+
 __all__ = ["map_chunks", "imap_chunks", "start_workers"]
 
 
@@ -30,6 +32,7 @@ def map_chunks(fn, items, n_jobs=None, min_items=2):
     the load stays balanced when items differ in cost.
     """
     items = list(items)
+    check_n_jobs(n_jobs)  # also where there are too few items to use it
     if n_jobs in (None, 1) or len(items) < max(min_items, 2):
         return list(fn(items))
     from joblib import Parallel, delayed, effective_n_jobs
@@ -54,6 +57,7 @@ def imap_chunks(fn, chunks, n_jobs=None, **kwargs):
     next is asked for, so memory is bounded by the chunk size, not by the
     number of items (the graph store's fill).
     """
+    check_n_jobs(n_jobs)
     if n_jobs in (None, 1):
         for chunk in chunks:
             yield fn(chunk, **kwargs)

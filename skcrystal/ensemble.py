@@ -16,6 +16,8 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clon
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from ._validation import check_n_jobs
+
 __all__ = ["EnsembleRegressor"]
 
 
@@ -81,7 +83,7 @@ class EnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self.seeds_ = rng.randint(0, 2**31 - 1, size=self.n_estimators)
         members = [clone(self.estimator).set_params(random_state=int(s)) for s in self.seeds_]
-        n_jobs = 1 if self.n_jobs is None else int(self.n_jobs)
+        n_jobs = 1 if check_n_jobs(self.n_jobs) is None else int(self.n_jobs)
         if n_jobs < 0:
             n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
         n_jobs = min(n_jobs, self.n_estimators)

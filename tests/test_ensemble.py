@@ -102,3 +102,5 @@ def test_errors():
     with pytest.raises(TypeError, match="must be a regressor, got the classifier "
                                         "CGCNNClassifier"):
         EnsembleRegressor(CGCNNClassifier()).fit([], [])
+    with pytest.raises(ValueError, match="n_jobs must be None or a non-zero integer"):
+        EnsembleRegressor(CGCNNRegressor(), n_jobs="two").fit([], [])
