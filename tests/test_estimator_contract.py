@@ -292,6 +292,12 @@ def test_bad_training_parameters_are_named(name, data):
                                             rf"'{param.split('__')[1]}' \(did you mean "
                                             rf"'{meant}'\?\)"):
             make(name, **{param: 1}).fit(["never read.cif"], [0.0])
+    # a callback that monitors a validation score without a validation split: before
+    # training, not skorch's KeyError "valid_loss was not found" after the first epoch
+    from skorch.callbacks import EarlyStopping
+    with pytest.raises(ValueError, match=r"callbacks\[0\] \(EarlyStopping\) monitors "
+                                         r"'valid_loss', but there is no validation split"):
+        make(name, callbacks=[("stop", EarlyStopping())]).fit(["never read.cif"], [0.0])
     # a misspelt name or prefix: the estimator and the name meant (skorch's own
     # message says only "__init__() got unexpected argument(s) max_epoch")
     for param, meant in [("max_epoch", "max_epochs"), ("modul__hidden", "module__hidden"),

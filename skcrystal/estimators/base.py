@@ -582,6 +582,16 @@ class CrystalGraphNet(NeuralNet):
         module_cls = _module_class(self.module)
         if hasattr(module_cls, "validate_params"):
             module_cls.validate_params(self.get_params_for("module"))
+        if self.train_split is None:  # else skorch's KeyError after the first epoch
+            for i, cb in enumerate(self.callbacks or []):
+                obj = cb[1] if isinstance(cb, tuple) else cb
+                monitor = getattr(obj, "monitor", None)
+                if isinstance(monitor, str) and monitor.startswith("valid"):
+                    raise ValueError(
+                        f"callbacks[{i}] ({type(obj).__name__}) monitors {monitor!r}, but "
+                        "there is no validation split (train_split=None): pass "
+                        "train_split=skorch.dataset.ValidSplit(0.1), or monitor a training "
+                        "score (e.g. 'train_loss')")
         # before any data is read, not at the first epoch
         for prefix in ("optimizer", "criterion", "iterator_train", "iterator_valid"):
             names = [k for k in self.get_params_for(prefix) if k != "param_groups"]
