@@ -658,9 +658,9 @@ def check_parameter_names(estimator, names, prefixes):
         else:
             close = difflib.get_close_matches(name, sorted(valid), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{name}: {cls} has no parameter {name!r}{hint}; prefixed "
-                         f"parameters start with one of "
-                         f"{', '.join(sorted(p + '__' for p in prefixes))}")
+        routed = (f"; prefixed parameters start with one of "
+                  f"{', '.join(sorted(p + '__' for p in prefixes))}") if prefixes else ""
+        raise ValueError(f"{name}: {cls} has no parameter {name!r}{hint}{routed}")
 
 
 def check_consistent_length(n_x, n_y, name_x="X", name_y="y"):

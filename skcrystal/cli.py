@@ -248,8 +248,11 @@ def _estimator_params(args, est_cls):
         if key in given and given[key] != value:
             raise CLIError(f"{flag} {value} conflicts with --param {key}={given[key]!r}")
         params[key] = value
-    params.setdefault("verbose", 0 if args.quiet else 1)
-    _check_param_names(est_cls, params)
+    from ._validation import constructor_parameters
+    if "verbose" in constructor_parameters(est_cls):  # not every estimator has it
+        params.setdefault("verbose", 0 if args.quiet else 1)
+    _check_param_names(est_cls, params, {key: flag for key, (flag, value) in shortcuts.items()
+                                         if value is not None and key not in given})
     return params
 
 
@@ -271,22 +274,25 @@ def resolve_device(device):
     return device
 
 
-def _check_param_names(est_cls, params):
+def _check_param_names(est_cls, params, flags=None):
     """Unknown parameter names as one line, before the estimator sees them
-    (the estimator's own checks, worded for the command line)."""
+    (the estimator's own checks, worded for the command line). ``flags``:
+    the option that set a parameter (``{"max_epochs": "--epochs"}``)."""
     try:
         proto = est_cls()
-        # module/criterion/optimizer join prefixes_ only once initialized
-        prefixes = ["module", "criterion", "optimizer"] + [
-            p for p in getattr(proto, "prefixes_", []) if p not in ("module", "criterion",
-                                                                     "optimizer")]
+        # skorch nets: module/criterion/optimizer join prefixes_ only once initialized
+        prefixes = [] if not hasattr(proto, "prefixes_") else \
+            ["module", "criterion", "optimizer"] + [
+                p for p in proto.prefixes_ if p not in ("module", "criterion", "optimizer")]
     except Exception:  # an estimator that cannot be built bare: let it judge
         return
     from ._validation import check_keyword_names, check_parameter_names
-    try:
-        check_parameter_names(proto, params, prefixes)
-    except ValueError as e:
-        raise CLIError(f"--param {e}") from None
+    for key in sorted(params):
+        try:
+            check_parameter_names(proto, [key], prefixes)
+        except ValueError as e:
+            option = (flags or {}).get(key)
+            raise CLIError(f"{option} sets {e}" if option else f"--param {e}") from None
     # module__x / optimizer__x / ... against the class they go to, so a typo
     # fails now rather than after loading data and building graphs
     for prefix in ("module", "optimizer", "criterion", "iterator_train", "iterator_valid"):

@@ -203,6 +203,19 @@ def test_registry_resolves_cgcnn_and_import_paths():
         get_estimator_class("skcrystal.estimators:Nope")
 
 
+def test_an_estimator_without_skorchs_parameters_from_an_import_path(data, capsys):
+    """--model package.module:Class need not be a skorch net: no verbose= forced on it,
+    and a shortcut it does not take is named by its option."""
+    out = str(data["tmp"] / "baseline.pkl")
+    base = ["fit", str(data["csv"]), "--target", "heat_all", "-o", out,
+            "--model", "skcrystal.baselines:CompositionBaseline"]
+    assert main(base + ["-q"]) == 0, capsys.readouterr().err
+    assert main(base + ["--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs sets max_epochs: CompositionBaseline has no parameter 'max_epochs'" in err
+    assert "prefixed parameters" not in err
+
+
 @pytest.mark.parametrize("text, expected", [
     ("max_epochs=50", ("max_epochs", 50)),
     ("lr=1e-3", ("lr", 1e-3)),
