@@ -292,6 +292,12 @@ def test_bad_training_parameters_are_named(name, data):
                                             rf"'{param.split('__')[1]}' \(did you mean "
                                             rf"'{meant}'\?\)"):
             make(name, **{param: 1}).fit(["never read.cif"], [0.0])
+    # sample weights: named before any work, not torch's "forward() got an unexpected
+    # keyword argument 'sample_weight'" after the graphs are built
+    for method in ("fit", "partial_fit"):
+        with pytest.raises(TypeError, match=rf"\.{method} got sample_weight: .*forward takes "
+                                            r"none of them \(sample weights are not"):
+            getattr(make(name), method)(["never read.cif"], [0.0], sample_weight=[1.0])
     # a callback that monitors a validation score without a validation split: before
     # training, not skorch's KeyError "valid_loss was not found" after the first epoch
     from skorch.callbacks import EarlyStopping

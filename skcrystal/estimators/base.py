@@ -1114,6 +1114,7 @@ class CrystalGraphNet(NeuralNet):
         ``KeyboardInterrupt`` (skorch's ``EarlyStopping``) still ends
         ``fit`` quietly.
         """
+        self._check_fit_params(fit_params, "fit")
         if not (self.warm_start and self.initialized_):
             self._fit_data_state(X, y)
         self.__dict__.pop("_rng_state_", None)  # fit starts from random_state
@@ -1130,7 +1131,33 @@ class CrystalGraphNet(NeuralNet):
         self._after_training(interrupted)
         return self
 
+    def _check_fit_params(self, fit_params, method):
+        """Refuse fit parameters the module's ``forward`` does not take.
+
+        skorch hands ``fit(X, y, **fit_params)`` to the module's forward
+        pass; the skcrystal models take the batch only, so ``sample_weight``
+        would fail inside torch after the graphs are built.
+        """
+        if not fit_params:
+            return
+        import inspect
+        forward = getattr(_module_class(self.module), "forward", None)
+        try:
+            params = inspect.signature(forward).parameters.values()
+        except (TypeError, ValueError):
+            return
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return
+        unknown = sorted(set(fit_params) - {p.name for p in params})
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.{method} got {', '.join(unknown)}: skorch passes fit "
+                f"parameters to the module's forward, and "
+                f"{_module_class(self.module).__name__}.forward takes none of them (sample "
+                "weights are not supported)")
+
     def partial_fit(self, X, y=None, classes=None, **fit_params):
+        self._check_fit_params(fit_params, "partial_fit")
         if not (self.initialized_ and hasattr(self, "n_outputs_")):
             self._fit_data_state(X, y)
             self.initialize()
