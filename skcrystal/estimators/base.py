@@ -1138,9 +1138,13 @@ class CrystalGraphNet(NeuralNet):
         pass; the skcrystal models take the batch only, so ``sample_weight``
         would fail inside torch after the graphs are built.
         """
+        import inspect
+        # skorch's own keywords: fit_loop's (epochs=, the _routing_method its fit
+        # hands partial_fit)
+        own = inspect.signature(self.fit_loop).parameters
+        fit_params = {k: v for k, v in fit_params.items() if k not in own}
         if not fit_params:
             return
-        import inspect
         forward = getattr(_module_class(self.module), "forward", None)
         try:
             params = inspect.signature(forward).parameters.values()
