@@ -48,7 +48,7 @@ def _parse_poscar(text):
     """
     from pymatgen.io.vasp import Poscar
 
-    poscar = Poscar.from_str(text)
+    poscar = Poscar.from_str(text, read_velocities=False)  # as Structure.from_str reads it
     if not poscar.true_names:
         raise ValueError(
             "the POSCAR does not name its elements (a VASP 4 file: no element line above "

@@ -634,7 +634,7 @@ class CrystalGraphNet(NeuralNet):
     def _validate_params(self):
         # skorch's check of the names given, with the estimator named and the
         # nearest valid name suggested; skorch's then (its other checks)
-        check_parameter_names(self, self._params_to_validate,
+        check_parameter_names(self, getattr(self, "_params_to_validate", ()),
                               {"module", "criterion", "optimizer", *self.prefixes_})
         super()._validate_params()
 
