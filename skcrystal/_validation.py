@@ -699,9 +699,13 @@ def structure_key(structure):
     """
     h = hashlib.sha256()
     h.update(b"skcrystal-structure")
-    h.update(np.int64(len(structure)).tobytes())
-    h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
-    h.update(np.asarray(structure.lattice.pbc, dtype=np.uint8).tobytes())
-    h.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
+    try:
+        h.update(np.int64(len(structure)).tobytes())
+        h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
+        h.update(np.asarray(structure.lattice.pbc, dtype=np.uint8).tobytes())
+        h.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
+    except (AttributeError, TypeError):  # not "'str' object has no attribute 'lattice'"
+        raise TypeError(f"structure must be a pymatgen Structure, got "
+                        f"{type(structure).__name__}") from None
     return h.hexdigest()

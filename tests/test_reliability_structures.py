@@ -324,6 +324,10 @@ def test_lower_level_functions_name_a_wrong_value(nacl, tmp_path):
         collate_graphs([g, None])
     with pytest.raises(ValueError, match="n_jobs must be None or a non-zero integer"):
         get_graphs([nacl], GraphBuilder(), n_jobs="two")
+    from skcrystal.graphs import structure_key
+    for bad in (None, "x", [nacl]):
+        with pytest.raises(TypeError, match="structure must be a pymatgen Structure, got"):
+            structure_key(bad)
 
 
 def test_get_graphs_names_a_wrong_builder(nacl):
