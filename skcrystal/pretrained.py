@@ -120,7 +120,8 @@ def read_checkpoint(path):
         The file holds other Python objects (it would run code if unpickled
         normally) or is not a torch checkpoint; the message names the file.
     """
-    path = Path(path)
+    from .datasets._io import _as_path
+    path = _as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:

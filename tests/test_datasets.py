@@ -305,6 +305,22 @@ def test_load_cgcnn_folder_errors(tmp_path):
         load_cgcnn_folder(tmp_path)
 
 
+@pytest.mark.parametrize("call", [
+    "skcrystal.datasets:load", "skcrystal.datasets:load_structures",
+    "skcrystal.datasets:load_cgcnn_folder", "skcrystal.datasets:load_alignn_folder",
+    "skcrystal.datasets:load_matbench_json", "skcrystal.datasets:load_mlearn",
+    "skcrystal.pretrained:read_checkpoint", "skcrystal.pretrained:load_cgcnn_checkpoint",
+    "skcrystal.benchmarks.matbench:matbench_task", "skcrystal.benchmarks.matbench:read_record",
+    "skcrystal.benchmarks.matbench:fold_progress"])
+def test_a_path_argument_that_is_no_path_says_so(call):
+    # not pathlib's "expected str, bytes or os.PathLike object, not list"
+    import importlib
+    module, name = call.split(":")
+    with pytest.raises(TypeError, match=r"path must be a file or folder path \(str or "
+                                        r"pathlib.Path\), got list: \['a.cif'\]"):
+        getattr(importlib.import_module(module), name)(["a.cif"])
+
+
 def test_id_prop_csv_given_as_a_file_points_to_its_folder():
     # read as a CSV, its first data row would be taken for the header
     id_prop = shared_path("cgcnn_sample") / "id_prop.csv"

@@ -99,6 +99,7 @@ import numpy as np
 
 from .._logging import verbose_logging
 from .._signals import noting_interrupts
+from ..datasets._io import _as_path
 
 _log = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def matbench_task(path, fold_file="auto", target=None, max_structures=None):
     from ..datasets import load_matbench_json, matbench_test_fold
     from ..datasets._matbench import _read_fold_file
 
-    path = Path(path)
+    path = _as_path(path)
     df = load_matbench_json(path, target=target, as_frame=True)
     if max_structures is not None:
         if isinstance(max_structures, bool) or not isinstance(max_structures, (int, np.integer)) \
@@ -367,7 +368,7 @@ def perovskites_task(folder=None, target="heat_all", max_structures=None,
             raise FileNotFoundError("perovskites_task: no folder given and no shared data "
                                     "folder found (set SKCRYSTAL_SHARED_DATA)")
         folder = shared / "perovskites"
-    folder = Path(folder)
+    folder = _as_path(folder)
     frames = [load_csv(folder / f, target=target, id_column="material_id", as_frame=True)
               for f in files]
     df = pd.concat(frames, ignore_index=True)
@@ -414,7 +415,7 @@ def load_task(source, fold_file="auto", target=None, max_structures=None):
         if max_structures is not None:
             raise ValueError("max_structures applies to files, not to a BenchmarkTask")
         return source
-    path = Path(source)
+    path = _as_path(source)
     if not path.exists():
         raise FileNotFoundError(f"task source {path} does not exist")
     if path.is_dir():
@@ -577,7 +578,9 @@ def _atomic_write(path, text):
 
 def read_record(path):
     """Read a record written by :func:`run_matbench` (``.json`` or ``.json.gz``)."""
-    path = Path(path)
+    path = _as_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no matbench record at {path}")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
@@ -888,7 +891,7 @@ def fold_progress(out_dir="matbench_results"):
         ``updated_at`` (when the last epoch ended, UTC).
     """
     rows = []
-    for ckdir in sorted(Path(out_dir).glob("*.fold*.checkpoint")):
+    for ckdir in sorted(_as_path(out_dir).glob("*.fold*.checkpoint")):
         stem, _, fold = ckdir.name[:-len(".checkpoint")].rpartition(".fold")
         try:
             meta = json.loads((ckdir / "fold.json").read_text(encoding="utf-8"))

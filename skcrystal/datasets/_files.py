@@ -11,12 +11,11 @@ all of them.
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 
 from ._cif import _parse_many, _resolve_errors
-from ._io import _check_path, _load_json, _parse_poscar
+from ._io import _as_path, _check_path, _load_json, _parse_poscar
 from ._matbench import _matbench_from_split, _structures_from_dicts
 
 __all__ = ["load_csv", "load_cgcnn_folder", "load_alignn_folder", "load_mlearn", "load",
@@ -509,7 +508,7 @@ def load(path, target=None, **kwargs):
     -------
     Whatever the chosen loader returns.
     """
-    path = Path(path)
+    path = _as_path(path)
     kind = _detect_format(path)
     n_jobs = kwargs.pop("n_jobs", None)
 
@@ -600,7 +599,7 @@ def load_structures(path, cif_column="cif", id_column=None, n_jobs=None,
         Unknown format, missing ``cif_column``/``id_column``, a folder
         without structure files, or an unparsable structure.
     """
-    path = Path(path)
+    path = _as_path(path)
     kind = _detect_format(path)
     values = {}
     if kind in ("cgcnn", "alignn"):

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 
+def _as_path(path):
+    """``path`` as a Path; a TypeError saying what a path is otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file or folder path (str or pathlib.Path), got "
+                        f"{type(path).__name__}: {path!r:.60}")
+    return Path(path)
+
+
 def _check_path(path, kind="file"):
-    path = Path(path)
+    path = _as_path(path)
     if not path.exists():
         raise FileNotFoundError(f"{kind} not found: {path}")
     if kind == "folder" and not path.is_dir():
