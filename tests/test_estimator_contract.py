@@ -153,6 +153,8 @@ def test_verbose_prints_each_epoch(name, data, capsys):
 def test_classifier_labels_of_any_type(name, data):
     X, _, gap = data
     labels = np.where(gap == 0, "metal", "insulator")
+    with pytest.raises(NotFittedError):  # not an AttributeError on classes_
+        make(name, "classifier").predict(X[:2])
     clf = make(name, "classifier").fit(X, labels)
     assert list(clf.classes_) == ["insulator", "metal"]
     proba = clf.predict_proba(X[:7])

@@ -576,6 +576,10 @@ class CrystalGraphNet(NeuralNet):
             sklearn_constraints(self._parameter_constraints),
             {k: getattr(self, k) for k in self._parameter_constraints},
             caller_name=type(self).__name__)
+        if self.module is None:  # else skorch's "'NoneType' object is not callable"
+            raise TypeError(f"{type(self).__name__} has no module: use a model's estimator "
+                            "(CGCNNRegressor, ALIGNNRegressor, ...) or pass module=<a "
+                            "skcrystal.nn.model.CrystalModel class>")
         parse_bytes(self.max_memory, "max_memory")
         check_cache_dir(self.cache_dir)
         _check_device(self.device)
@@ -1645,7 +1649,8 @@ class CrystalClassifierBase(ClassifierMixin, TransformerMixin, CrystalGraphNet):
 
     def predict(self, X):
         """Predicted labels (same type as the ``y`` given to ``fit``)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # first: an unfitted model has no classes_
+        return self.classes_[proba.argmax(axis=1)]
 
     def score(self, X, y, sample_weight=None):
         return ClassifierMixin.score(self, X, y, sample_weight=sample_weight)

@@ -25,8 +25,15 @@ class _State:
     #: fields that are lists of str, not arrays (restored as lists)
     _list_fields = ()
 
+    def _check_fitted(self):
+        if not all(hasattr(self, k) for k in self._fields):  # not an AttributeError
+            from sklearn.exceptions import NotFittedError
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
+                                 "first")
+
     def get_state(self):
         """The fitted state as a dict of lists/numbers (JSON-friendly)."""
+        self._check_fitted()
         out = {}
         for k in self._fields:
             v = getattr(self, k)
@@ -85,6 +92,7 @@ class TargetScaler(_State):
 
     def transform(self, y):
         """Standardized targets, float32, shape (n, n_targets)."""
+        self._check_fitted()
         y = check_targets(y)
         y2 = y.reshape(len(y), -1)
         if y2.shape[1] != self.n_outputs:
@@ -94,6 +102,7 @@ class TargetScaler(_State):
 
     def inverse_transform(self, raw):
         """Model outputs (n, n_targets) -> original units, (n,) for 1-D ``y``."""
+        self._check_fitted()
         out = np.asarray(raw, dtype=np.float64) * self.scale_ + self.mean_
         return out[..., 0] if self.ndim_ == 1 else out
 
@@ -119,6 +128,7 @@ class LabelEncoder(_State):
 
     def transform(self, y):
         """Codes (int64, shape (n,)); unseen labels raise naming them."""
+        self._check_fitted()
         y = check_targets(y, classification=True)
         pos = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
         unknown = self.classes_[pos] != y
@@ -151,6 +161,7 @@ class DescriptorScaler(_State):
 
     def transform(self, D, names):
         """Standardized descriptors, float32, shape (n, n_descriptors)."""
+        self._check_fitted()
         D = self._check(D, names, fitting=False)
         return ((D - self.mean_) / self.scale_).astype(np.float32)
 
