@@ -118,6 +118,9 @@ def _descriptor_table(bank, structures):
     if bank is None:
         from .descriptors import DescriptorBank
         bank = DescriptorBank()
+    if not (hasattr(bank, "transform") and hasattr(bank, "get_params")):
+        raise TypeError(f"bank must be a descriptor transformer (e.g. DescriptorBank()), a "
+                        f"DataFrame of descriptor values or None, got {type(bank).__name__}")
     return descriptor_values(clone(bank), structures, fit=True)
 
 

@@ -257,6 +257,8 @@ def test_load_csv_errors(small_csv, tmp_path):
         load_csv(path, target="gap")
     with pytest.raises(ValueError, match=r"cif_column='structure'"):
         load_csv(path, target="heat_all", cif_column="structure")
+    with pytest.raises(TypeError, match=r"cif_column must be a column name, got list"):
+        load_csv(path, target="heat_all", cif_column=["cif"])
     bad_id = rows.loc[2, "material_id"]
     with pytest.raises(ValueError, match=rf"row 2 \(id {bad_id}\) of .*small.csv"):
         load_csv(path, target="heat_all")

@@ -75,6 +75,8 @@ def test_probe_descriptor_names_are_checked_and_one_name_is_not_a_substring_test
     with pytest.raises(ValueError, match=r"classification names \['crys_system'\], not "
                                          r"descriptors of the bank"):
         probe_learnability(est, X[:12], cv=2, baseline=None, classification=["crys_system"])
+    with pytest.raises(TypeError, match=r"bank must be a descriptor transformer .*got list"):
+        probe_learnability(est, X[:12], cv=2, baseline=None, bank=["vpa"])
     with pytest.raises(ValueError, match=r"exclude names \['natom'\]"):
         probe_learnability(est, X[:12], cv=2, baseline=None, exclude=["natom"])
     # one name as a str: "c" (the lattice length) is not in "crys_sys"

@@ -38,6 +38,9 @@ def _targets_as_list(target, name="target"):
 
 
 def _missing_columns(wanted, columns, path, param):
+    for c in wanted:  # a list or dict is no column name (pandas: "unhashable type")
+        if not isinstance(c, (str, int)):
+            raise TypeError(f"{param} must be a column name, got {type(c).__name__}: {c!r:.60}")
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise ValueError(
