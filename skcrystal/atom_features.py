@@ -257,6 +257,8 @@ def _file_key(path):
         stat = os.stat(real)
     except OSError as exc:
         raise ValueError(f"atom feature file {path!r} cannot be read: {exc}") from None
+    if os.path.isdir(real):
+        raise ValueError(f"atom feature file {path!r} is a folder; give its atom_init.json")
     # mtime and size in the key so an edited file is read again
     return real, stat.st_mtime_ns, stat.st_size
 

@@ -162,6 +162,8 @@ def test_bad_kinds(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ValueError, match="bad.json"):
         atom_feature_table(str(bad))
+    with pytest.raises(ValueError, match="is a folder; give its atom_init.json"):
+        atom_feature_table(str(tmp_path))
 
 
 def _categories(row, sizes, shift):

@@ -42,6 +42,12 @@ def _takes_one(func):
     return bool(positional) and len([p for p in positional if p.default is p.empty]) <= 1
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path, monkeypatch):
+    # "x" is a valid path: a GraphStore or a record reader may create or read it
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("func", list(_functions()))
 def test_junk_first_argument_is_a_named_error(func):
     for junk in JUNK:
