@@ -1702,6 +1702,9 @@ def main(argv=None):
         if getattr(args, "func", None) is None:
             raise CLIError("a command is required: fit, predict, cv or models "
                            "(see 'skcrystal --help')")
+        if getattr(args, "n_jobs", None) is not None:  # named as the option, up front
+            from ._validation import check_n_jobs
+            check_n_jobs(args.n_jobs, "--n-jobs")
         progress = _Progress(quiet=args.quiet)
         with _warnings_as_lines(debug):
             return args.func(args, progress)

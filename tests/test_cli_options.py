@@ -96,6 +96,7 @@ def test_missing_target_is_named_or_skipped(folder, tmp_path, capsys):
     (["--epochs", "0"], ["max_epochs"]),
     (["--param", "module__n_conv=-2"], ["module__n_conv"]),
     (["--param", "device=cuda:x"], ["cuda:x", "not a torch device"]),
+    (["--n-jobs", "0"], ["--n-jobs", "non-zero integer"]),
     (["--val-frac", "1.5"], ["--val-frac"]),
     (["--patience", "3"], ["--patience", "--val-frac"]),
 ])
