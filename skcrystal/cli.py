@@ -688,7 +688,7 @@ def _auto_n_jobs(data):
     None (this process)."""
     import os
 
-    from skcrystal.datasets._files import _is_structure_file
+    from skcrystal.datasets._files import _listed_structure_file
 
     try:
         n_cores = len(os.sched_getaffinity(0))
@@ -699,7 +699,7 @@ def _auto_n_jobs(data):
     n_files = 0
     with os.scandir(data) as entries:
         for entry in entries:
-            n_files += _is_structure_file(entry.name)
+            n_files += _listed_structure_file(entry.name)
             if n_files >= AUTO_WORKERS_MIN_FILES:
                 return min(n_cores, 8)
     return None
@@ -1260,9 +1260,7 @@ def _file_listing(args, progress):
             y2 = y.reshape(len(ids), -1)
             values = {name: y2[:, k] for k, name in enumerate(_files._target_names(y))}
     else:
-        files = sorted((f for f in path.iterdir()
-                        if f.is_file() and _files._is_structure_file(f.name)),
-                       key=lambda f: f.name)
+        files = _files._folder_structure_files(path)
         ids = [f.name for f in files]
     if not files:
         return None

@@ -533,8 +533,10 @@ def test_load_structures_folder_of_files(tmp_path, nacl, diamond):
     nacl.to(filename=str(tmp_path / "a.vasp"), fmt="poscar")
     (tmp_path / "notes.txt").write_text("not a structure")
     (tmp_path / "atom_init.json").write_text("{}")
+    (tmp_path / "._b_nacl.cif").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS copy
+    (tmp_path / ".hidden.cif").write_text(nacl.to(fmt="cif"))
     ids, X = load_structures(tmp_path)
-    assert ids == ["POSCAR_diamond", "a.vasp", "b_nacl.cif"]
+    assert ids == ["POSCAR_diamond", "a.vasp", "b_nacl.cif"]  # hidden files left out
     assert [s.composition.reduced_formula for s in X] == ["C", "NaCl", "NaCl"]
     _same_cells(X[1:2], [nacl])
     with pytest.raises(ValueError, match="no targets.*load_structures"):

@@ -95,6 +95,9 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "POSCAR_v4").write_text("\n".join(lines[:5] + lines[6:8] + coords) + "\n")
     [(g3, e3)] = read_file_graphs([str(tmp_path / "POSCAR_v4")], _params("reference"))
     assert g3 is None and e3.parse and "does not name its elements" in e3.reason
+    (tmp_path / "empty.cif").write_text("\n")
+    [(g4, e4)] = read_file_graphs([str(tmp_path / "empty.cif")], _params("reference"))
+    assert g4 is None and e4.parse and e4.reason == "is empty"
 
 
 def test_cli_predict_names_a_bad_file_or_skips_it(cif_folder, tmp_path, capsys):

@@ -215,6 +215,18 @@ def _is_structure_file(name):
     return low.endswith(_STRUCTURE_SUFFIXES) or low.startswith(_STRUCTURE_PREFIXES)
 
 
+def _listed_structure_file(name):
+    """A structure file a folder scan takes: not hidden (macOS copies leave binary
+    ``._name.cif`` files beside the real ones)."""
+    return not name.startswith(".") and _is_structure_file(name)
+
+
+def _folder_structure_files(folder):
+    """The structure files of a folder without id_prop.csv, sorted by name."""
+    return sorted((f for f in folder.iterdir()
+                   if f.is_file() and _listed_structure_file(f.name)), key=lambda f: f.name)
+
+
 def _parse_files(files, ids, where, n_jobs=None, on_error="raise"):
     """Parse structure files: CIF by extension, otherwise VASP POSCAR.
 
@@ -611,9 +623,7 @@ def load_structures(path, cif_column="cif", id_column=None, n_jobs=None,
             y2 = y.reshape(len(ids), -1)
             values = {name: y2[:, k] for k, name in enumerate(_target_names(y))}
     elif kind in ("files", "structure"):
-        files = [path] if kind == "structure" else sorted(
-            (f for f in path.iterdir() if f.is_file() and _is_structure_file(f.name)),
-            key=lambda f: f.name)
+        files = [path] if kind == "structure" else _folder_structure_files(path)
         if not files:
             raise ValueError(
                 f"{path} has no id_prop.csv and no structure files "

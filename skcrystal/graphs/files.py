@@ -169,6 +169,8 @@ def read_file_graphs(paths, builder_params, supported=None):
                     text = _read_text(path)
                 except (OSError, UnicodeError) as exc:
                     raise FileError(path, f"cannot be read: {exc}", parse=True) from None
+                if not text.strip():
+                    raise FileError(path, "is empty", parse=True)
                 graph = _fast_graph(text, builder, supported) if _is_cif(path) else None
                 if graph is None:
                     graph = _slow_graph(path, text, builder, supported)

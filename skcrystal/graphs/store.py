@@ -127,7 +127,7 @@ def folder_files(folder):
     table's order with its targets; any other folder its structure files
     (``.cif``, ``.vasp``, ``POSCAR*``...) sorted by name, without targets.
     """
-    from ..datasets._files import _folder_kind, _is_structure_file, _read_id_prop
+    from ..datasets._files import _folder_kind, _folder_structure_files, _read_id_prop
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -137,7 +137,7 @@ def folder_files(folder):
         _, ids, y = _read_id_prop(folder, targets=False)
         files = [folder / (f"{i}.cif" if kind == "cgcnn" else i) for i in ids]
         return files, y
-    files = sorted(f for f in folder.iterdir() if f.is_file() and _is_structure_file(f.name))
+    files = _folder_structure_files(folder)
     if not files:
         raise ValueError(f"{folder} holds no structure file (.cif, .vasp, .poscar, "
                          "POSCAR*, CONTCAR*) and no id_prop.csv")
