@@ -259,7 +259,10 @@ def _pymatgen_parse(text):
     except Exception:
         if "on_error" not in _PARSE_KW:
             raise
-        structures = _structure_blocks(text)
+        try:
+            structures = _structure_blocks(text)
+        except Exception:  # noqa: BLE001 - the strict error says more
+            structures = None
         if not structures:
             raise
     if len(structures) > 1:
