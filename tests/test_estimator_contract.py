@@ -214,6 +214,24 @@ def test_prediction_independent_of_batch(fitted, data):
     np.testing.assert_allclose(alone, together[:3], rtol=1e-5, atol=1e-6)
 
 
+def test_graph_parameters_changed_after_fit_are_refused(fitted, data, tmp_path):
+    """Weights trained on the fit's graphs are not applied to other graphs: set_params
+    of a graph parameter without a refit is an error at predict, setting it back works."""
+    import copy
+    X = data[0][:3]
+    est = copy.deepcopy(fitted)  # the module's fixture stays as it is
+    before = est.predict(X)
+    original = est.max_neighbors
+    est.set_params(max_neighbors=4)
+    with pytest.raises(ValueError, match=r"graph parameters changed since fit \(max_neighbors="
+                                         rf"{original!r} -> 4\).*set them back or fit again"):
+        est.predict(X)
+    with pytest.raises(ValueError, match="graph parameters changed since fit"):
+        est.transform(X)
+    est.set_params(max_neighbors=original)
+    np.testing.assert_array_equal(est.predict(X), before)
+
+
 # ---------------------------------------------------------------- bad input
 def _disordered():
     return Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}, "O"],

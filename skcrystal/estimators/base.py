@@ -282,6 +282,10 @@ def _fmt_bytes(n):
     return f"{int(n)} B"
 
 
+#: The estimator parameters that shape a graph (GraphBuilder's).
+_GRAPH_PARAMS = ("radius", "max_neighbors", "grow_radius", "neighbor_mode", "symmetrize")
+
+
 def _module_class(module):
     return module if isinstance(module, type) else type(module)
 
@@ -746,9 +750,29 @@ class CrystalGraphNet(NeuralNet):
 
     # ------------------------------------------------------------------ data
     def _builder(self):
-        return GraphBuilder(radius=self.radius, max_neighbors=self.max_neighbors,
-                            grow_radius=self.grow_radius, neighbor_mode=self.neighbor_mode,
-                            symmetrize=self.symmetrize)
+        return GraphBuilder(**self._graph_params())
+
+    def _graph_params(self):
+        """The graph parameters, as :class:`GraphBuilder` takes them."""
+        return {name: getattr(self, name) for name in _GRAPH_PARAMS}
+
+    def _check_graph_params(self):
+        """Refuse to predict from graphs built otherwise than the fit's.
+
+        The weights were trained on graphs of the fit's ``radius``,
+        ``max_neighbors``...; changed afterwards with ``set_params`` (and no
+        refit), predictions from other graphs would be silently wrong (a
+        CGCNN trained on 12 neighbours gave 1.7 instead of 5.4 eV on 4).
+        """
+        fitted = getattr(self, "graph_params_", None)
+        if fitted is None:  # a model loaded from weights alone: nothing noted
+            return
+        now = self._graph_params()
+        changed = [f"{k}={fitted[k]!r} -> {now[k]!r}" for k in fitted if now.get(k) != fitted[k]]
+        if changed:
+            raise ValueError(f"the graph parameters changed since fit ({', '.join(changed)}): "
+                             "the model was trained on the fit's graphs; set them back or "
+                             "fit again")
 
     def _inputs(self, X, module):
         """(checked structures, descriptor block, its names) of the user's ``X``."""
@@ -854,6 +878,7 @@ class CrystalGraphNet(NeuralNet):
     def _fit_data_state(self, X, y):
         """Fit what the module's construction needs: target and descriptor scaling."""
         _reset_dropout(self)
+        self.graph_params_ = self._graph_params()
         if is_dataset(X) or _lazy.is_lazy(X):  # streamed, batch by batch
             return _lazy.fit_data_state(self, X, y)
         self._check_params()
@@ -928,6 +953,8 @@ class CrystalGraphNet(NeuralNet):
             module = self._graph_module()
         else:
             self.check_is_fitted()
+            if y is None:  # prediction: on the fit's graphs only
+                self._check_graph_params()
             module = self._graph_module()
             structures, block, names = self._inputs(X, module)
             D = self._descriptor_matrix(structures, block, names, fit=False)
@@ -1318,6 +1345,9 @@ class CrystalGraphNet(NeuralNet):
             state["descriptors_used_"] = False  # predict computes no descriptors
         if getattr(self, "trained_elements_", None) is not None:
             state["trained_elements_"] = list(self.trained_elements_)
+        if getattr(self, "graph_params_", None) is not None:
+            state["graph_params_"] = {k: v.item() if isinstance(v, np.generic) else v
+                                      for k, v in self.graph_params_.items()}  # JSON
         return state
 
     def _set_data_state(self, state, source):
@@ -1338,7 +1368,10 @@ class CrystalGraphNet(NeuralNet):
             self.descriptor_skip_ = bool(state["descriptor_skip_"])
             self.descriptor_ridge_r2_ = state.get("descriptor_ridge_r2_")
         self.descriptors_used_ = bool(state.get("descriptors_used_", True))
-        self.__dict__.pop("trained_elements_", None)  # not this state's
+        for name in ("trained_elements_", "graph_params_"):  # not this state's
+            self.__dict__.pop(name, None)
+        if "graph_params_" in state:
+            self.graph_params_ = dict(state["graph_params_"])
         if "trained_elements_" in state:
             self.trained_elements_ = tuple(int(z) for z in state["trained_elements_"])
 
