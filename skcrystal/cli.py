@@ -1295,6 +1295,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
         predictor, estimator = est, None
         module, builder = est.module, est.builder
     else:
+        est._check_graph_params()  # the builder below must be the fit's
         predictor, estimator = GraphPredictor.from_estimator(est), est
         module, builder = est._graph_module(), est._builder()
     n_jobs = getattr(est, "n_jobs", None)
