@@ -230,6 +230,10 @@ def test_graph_parameters_changed_after_fit_are_refused(fitted, data, tmp_path):
         est.transform(X)
     est.set_params(max_neighbors=original)
     np.testing.assert_array_equal(est.predict(X), before)
+    # training on the new graphs (a fine-tuning) makes them the model's
+    est.set_params(max_neighbors=4)
+    est.partial_fit(X, data[1][:3])
+    assert est.graph_params_["max_neighbors"] == 4 and est.predict(X).shape[0] == 3
 
 
 # ---------------------------------------------------------------- bad input

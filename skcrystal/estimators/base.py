@@ -757,11 +757,12 @@ class CrystalGraphNet(NeuralNet):
         return {name: getattr(self, name) for name in _GRAPH_PARAMS}
 
     def _check_graph_params(self):
-        """Refuse to predict from graphs built otherwise than the fit's.
+        """Refuse to predict from graphs built otherwise than the training's.
 
-        The weights were trained on graphs of the fit's ``radius``,
-        ``max_neighbors``...; changed afterwards with ``set_params`` (and no
-        refit), predictions from other graphs would be silently wrong (a
+        The weights were trained on graphs of the ``radius``,
+        ``max_neighbors``... of the last ``fit`` / ``partial_fit``
+        (``graph_params_``); changed afterwards with ``set_params`` and no
+        training, predictions from other graphs would be silently wrong (a
         CGCNN trained on 12 neighbours gave 1.7 instead of 5.4 eV on 4).
         """
         fitted = getattr(self, "graph_params_", None)
@@ -953,8 +954,10 @@ class CrystalGraphNet(NeuralNet):
             module = self._graph_module()
         else:
             self.check_is_fitted()
-            if y is None:  # prediction: on the fit's graphs only
+            if y is None:  # prediction: on the graphs of the training only
                 self._check_graph_params()
+            else:  # training goes on (partial_fit, a fine-tuning) on these graphs
+                self.graph_params_ = self._graph_params()
             module = self._graph_module()
             structures, block, names = self._inputs(X, module)
             D = self._descriptor_matrix(structures, block, names, fit=False)
