@@ -324,6 +324,15 @@ def test_lower_level_functions_name_a_wrong_value(nacl, tmp_path):
         collate_graphs([g, None])
     with pytest.raises(ValueError, match="n_jobs must be None or a non-zero integer"):
         get_graphs([nacl], GraphBuilder(), n_jobs="two")
+    from skcrystal.graphs import LazyStructures
+    store = GraphStore(tmp_path / "store")
+    store.add_structures([nacl])
+    with pytest.raises(TypeError, match="builder must be a GraphBuilder, got dict"):
+        store.build_graphs({"radius": 8.0})
+    with pytest.raises(TypeError, match="builder must be a GraphBuilder, got dict"):
+        store.graph(0, {"radius": 8.0})
+    with pytest.raises(TypeError, match="source must be a GraphStore, .* got int"):
+        LazyStructures(3)
     from skcrystal.graphs import structure_key
     for bad in (None, "x", [nacl]):
         with pytest.raises(TypeError, match="structure must be a pymatgen Structure, got"):

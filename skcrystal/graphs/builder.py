@@ -362,3 +362,11 @@ def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radi
     """Build one crystal graph; see :class:`GraphBuilder` for the parameters."""
     return GraphBuilder(radius, max_neighbors, tie_tol, grow_radius,
                         neighbor_mode, symmetrize).validate().build(structure)
+
+
+def check_builder(builder, name="builder"):
+    """``builder`` validated; a TypeError naming ``name`` for anything else than a
+    :class:`GraphBuilder` (not an AttributeError on ``.validate``)."""
+    if not (hasattr(builder, "validate") and hasattr(builder, "key")):
+        raise TypeError(f"{name} must be a GraphBuilder, got {type(builder).__name__}")
+    return builder.validate()

@@ -56,6 +56,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._validation import check_n_jobs, structure_key
+from .builder import check_builder
 from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
@@ -559,10 +560,8 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     list of CrystalGraph
     """
     cache = default_cache if cache is None else cache
-    if not (hasattr(builder, "validate") and hasattr(builder, "key")):
-        raise TypeError(f"builder must be a GraphBuilder, got {type(builder).__name__}")
+    check_builder(builder)
     check_n_jobs(n_jobs)
-    builder.validate()
     pkey = builder.key()
     keys = [(structure_key(s), pkey) for s in structures]
     graphs = [cache.get(k) for k in keys]

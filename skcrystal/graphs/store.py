@@ -54,6 +54,7 @@ import numpy as np
 from .._parallel import imap_chunks
 from .._validation import structure_key
 from .cache import BadCacheEntry, entry_key, graph_from_bytes, graph_to_bytes
+from .builder import check_builder
 
 __all__ = ["GraphStore", "LazyStructures", "STORE_FORMAT_VERSION"]
 
@@ -392,7 +393,7 @@ class GraphStore:
         return self.graph_by_key(self.key(i), builder, extras)
 
     def graph_by_key(self, skey, builder, extras=()):
-        gkey = entry_key(skey, builder.key())
+        gkey = entry_key(skey, check_builder(builder).key())
         env, dbs = self._shard_env(skey)
         with env.begin() as txn:
             raw = txn.get(gkey.encode(), db=dbs["graphs"])
@@ -416,7 +417,7 @@ class GraphStore:
 
     def missing_graphs(self, builder):
         """Structure keys without a graph of ``builder``'s parameters (list of str)."""
-        pkey = builder.key()
+        pkey = check_builder(builder).key()
         missing = []
         for skey in dict.fromkeys(self.keys()):
             env, dbs = self._shard_env(skey)
@@ -451,7 +452,7 @@ class GraphStore:
     def _fill(self, items, y, builder, extras, n_jobs, chunk_size, read):
         self._check_writable()
         if builder is not None:
-            builder.validate()
+            check_builder(builder)
         start = len(self)
         if y is not None:
             y = np.asarray(y)
@@ -537,7 +538,7 @@ class GraphStore:
             The number of graphs built.
         """
         self._check_writable()
-        builder.validate()
+        check_builder(builder)
         missing = self.missing_graphs(builder)
         items = []
         for skey in missing:
@@ -619,6 +620,9 @@ class LazyStructures:
                 self._items = [os.fspath(f) for f in files]
                 self._targets = targets
         else:
+            if not hasattr(source, "__len__") or isinstance(source, (bytes, dict)):
+                raise TypeError(f"source must be a GraphStore, a folder or store path, or a "
+                                f"sequence of structure files, got {type(source).__name__}")
             self._items = source
             self._targets = getattr(source, "targets", None)
         if self._store is not None:
