@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._validation import check_parameter_names
+
 __all__ = ["load", "available", "describe", "path_of", "load_cgcnn_checkpoint",
            "load_cgcnn_predictor", "read_checkpoint", "is_checkpoint_reference",
            "UnsafeCheckpointError"]
@@ -279,6 +281,8 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
     est._set_data_state(data_state, path)
     # the optimizer is built when training starts (fine-tuning), not to predict
     est.initialize_for_inference()
+    # a misspelt **params name now, not at a later fit
+    check_parameter_names(est, params, {"module", "criterion", "optimizer", *est.prefixes_})
     est.module_.load_state_dict(_transplant(spec["state"], est.module_, spec["n_conv"],
                                             spec["n_h"], path, spec["batches"]))
     est.module_.eval()

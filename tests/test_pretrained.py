@@ -278,6 +278,11 @@ def test_loaded_estimators_are_fitted_with_checkpoint_scaling(models):
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'band-gap'"):
         pretrained.load("bandgap")
+    # a misspelt estimator parameter: named at load, not ignored until a later fit
+    with pytest.raises(ValueError, match="max_epoch: CGCNNRegressor has no parameter "
+                                         "'max_epoch' \\(did you mean 'max_epochs'\\?\\)"):
+        pretrained.load("band-gap", max_epoch=3)
+    assert pretrained.load("band-gap", max_epochs=3, optimizer__lr=1e-4).max_epochs == 3
 
 
 def test_pipeline_clone_pickle(models, nacl, diamond):
