@@ -643,7 +643,8 @@ def check_parameter_names(estimator, names, prefixes):
     valid = constructor_parameters(type(estimator))
     cls = type(estimator).__name__
     for name in sorted(names):
-        if name in valid or name.endswith("_"):
+        # "_params_to_validate" and other skorch internals that get_params returns
+        if name in valid or name.endswith("_") or name.startswith("_"):
             continue
         prefix = next((p for p in prefixes if name.startswith(p)), None)
         if prefix is not None:

@@ -43,6 +43,14 @@ def test_get_set_params_and_clone(name, data):
     est = make(name, lr=3e-3)
     params = est.get_params()
     assert params["lr"] == 3e-3
+    # a misspelt name in set_params: the name meant, not scikit-learn's message with the
+    # whole module's repr, nor a prefixed name kept unchecked on a fitted model
+    with pytest.raises(ValueError, match=r"^batchsize: \w+ has no parameter 'batchsize' "
+                                         r"\(did you mean 'batch_size'\?\)"):
+        est.set_params(batchsize=8)
+    with pytest.raises(ValueError, match=r"did you mean 'module__hidden'"):
+        est.set_params(modul__hidden=8)
+    make(name).set_params(**est.get_params(deep=False))  # skorch's own keys pass
     key = next(k for k in small_params(name))
     assert params[key] == small_params(name)[key]
     est.set_params(optimizer__weight_decay=1e-4, max_neighbors=8)

@@ -1313,6 +1313,9 @@ class CrystalGraphNet(NeuralNet):
             head, _, rest = key.partition("__")
             if head not in routed and head in constructor_parameters(type(self)):
                 nested.setdefault(head, {})[rest] = params.pop(key)
+        # a misspelt name: named with the one meant (scikit-learn's message prints the
+        # whole module; skorch keeps an unknown prefixed name until a fresh fit)
+        check_parameter_names(self, params, routed)
         rebuilt = self.initialized_ and any(k.startswith("module__") for k in params)
         super().set_params(**params)
         for head, sub in nested.items():  # after their owners, as scikit-learn does
