@@ -478,12 +478,12 @@ def _resolve_estimator(estimator, params):
     if isinstance(estimator, str):
         from ..cli import CLIError, get_estimator_class
         try:
-            cls = get_estimator_class(estimator)
+            estimator = get_estimator_class(estimator)
         except CLIError as exc:
             raise ValueError(str(exc)) from None
-        return cls(**params)
     if isinstance(estimator, type):
-        return estimator(**params)
+        # through set_params: a misspelt name is an error now, not at the first fold's fit
+        return estimator().set_params(**params)
     if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
         raise TypeError(f"estimator must be a model name, an estimator class or an object "
                         f"with fit/predict; got {type(estimator).__name__}")
