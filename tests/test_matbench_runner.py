@@ -402,6 +402,11 @@ def test_bad_inputs_name_the_problem(tiny_task, tmp_path):
         run_matbench(path, "cgcn", out_dir=tmp_path, verbose=0)
     with pytest.raises(TypeError, match="estimator must be"):
         run_matbench(path, 3, out_dir=tmp_path, verbose=0)
+    # a misspelt parameter: before any fold (no record written)
+    with pytest.raises(ValueError, match="max_epoch: CGCNNRegressor has no parameter"):
+        run_matbench(path, "cgcnn", params={"max_epoch": 1}, out_dir=tmp_path / "typo",
+                     verbose=0)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_cli_matbench_subcommand(tiny_task, tmp_path, capsys):
