@@ -278,15 +278,13 @@ def _check_param_names(est_cls, params, flags=None):
     """Unknown parameter names as one line, before the estimator sees them
     (the estimator's own checks, worded for the command line). ``flags``:
     the option that set a parameter (``{"max_epochs": "--epochs"}``)."""
+    from ._validation import check_parameter_names
+    from .estimators.base import check_prefixed_names, routed_prefixes
     try:
         proto = est_cls()
-        # skorch nets: module/criterion/optimizer join prefixes_ only once initialized
-        prefixes = [] if not hasattr(proto, "prefixes_") else \
-            ["module", "criterion", "optimizer"] + [
-                p for p in proto.prefixes_ if p not in ("module", "criterion", "optimizer")]
+        prefixes = routed_prefixes(proto)
     except Exception:  # an estimator that cannot be built bare: let it judge
         return
-    from ._validation import check_keyword_names, check_parameter_names
     for key in sorted(params):
         try:
             check_parameter_names(proto, [key], prefixes)
@@ -295,12 +293,9 @@ def _check_param_names(est_cls, params, flags=None):
             raise CLIError(f"{option} sets {e}" if option else f"--param {e}") from None
     # module__x / optimizer__x / ... against the class they go to, so a typo
     # fails now rather than after loading data and building graphs
-    for prefix in ("module", "optimizer", "criterion", "iterator_train", "iterator_valid"):
-        target = params.get(prefix, getattr(proto, prefix, None))
-        names = [rest for head, _, rest in (key.partition("__") for key in params)
-                 if head == prefix and rest and "__" not in rest and rest != "param_groups"]
+    if hasattr(proto, "get_params_for"):  # a skorch net
         try:
-            check_keyword_names(target, names, prefix + "__")
+            check_prefixed_names(est_cls(**params))
         except TypeError as e:
             raise CLIError(f"--param {e}") from None
 

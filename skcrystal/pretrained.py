@@ -282,7 +282,8 @@ def load_cgcnn_checkpoint(path, atom_init=None, **params):
     # the optimizer is built when training starts (fine-tuning), not to predict
     est.initialize_for_inference()
     # a misspelt **params name now, not at a later fit
-    check_parameter_names(est, params, {"module", "criterion", "optimizer", *est.prefixes_})
+    from .estimators.base import routed_prefixes
+    check_parameter_names(est, params, routed_prefixes(est))
     est.module_.load_state_dict(_transplant(spec["state"], est.module_, spec["n_conv"],
                                             spec["n_h"], path, spec["batches"]))
     est.module_.eval()

@@ -286,6 +286,34 @@ def _fmt_bytes(n):
 _GRAPH_PARAMS = ("radius", "max_neighbors", "grow_radius", "neighbor_mode", "symmetrize")
 
 
+def routed_prefixes(net):
+    """The prefixes a skorch net routes (``module__x``...): its ``prefixes_`` and,
+    before they are initialized, the module, criterion and optimizer; none for an
+    estimator that is no skorch net."""
+    if not hasattr(net, "prefixes_"):
+        return set()
+    return {"module", "criterion", "optimizer", *net.prefixes_}
+
+
+def check_prefixed_names(net, prefixes=("module", "optimizer", "criterion",
+                                        "iterator_train", "iterator_valid")):
+    """A skorch net's ``prefix__name`` parameters against what the class they go to
+    takes.
+
+    Raises
+    ------
+    TypeError
+        Naming the prefixed parameter, the class and the closest name
+        (:func:`skcrystal._validation.check_keyword_names`).
+    """
+    for prefix in prefixes:
+        names = [k for k in net.get_params_for(prefix) if k != "param_groups"]
+        target = getattr(net, prefix, None)
+        if prefix == "module" and target is not None:
+            target = _module_class(target)
+        check_keyword_names(target, names, prefix + "__")
+
+
 def _module_class(module):
     return module if isinstance(module, type) else type(module)
 
@@ -600,10 +628,9 @@ class CrystalGraphNet(NeuralNet):
                         "there is no validation split (train_split=None): pass "
                         "train_split=skorch.dataset.ValidSplit(0.1), or monitor a training "
                         "score (e.g. 'train_loss')")
-        # before any data is read, not at the first epoch
-        for prefix in ("optimizer", "criterion", "iterator_train", "iterator_valid"):
-            names = [k for k in self.get_params_for(prefix) if k != "param_groups"]
-            check_keyword_names(getattr(self, prefix, None), names, prefix + "__")
+        # before any data is read, not at the first epoch (module__: above)
+        check_prefixed_names(self, ("optimizer", "criterion", "iterator_train",
+                                    "iterator_valid"))
 
     # ------------------------------------------------------------------ module
     @property
@@ -643,7 +670,7 @@ class CrystalGraphNet(NeuralNet):
         # skorch's check of the names given, with the estimator named and the
         # nearest valid name suggested; skorch's then (its other checks)
         check_parameter_names(self, getattr(self, "_params_to_validate", ()),
-                              {"module", "criterion", "optimizer", *self.prefixes_})
+                              routed_prefixes(self))
         super()._validate_params()
 
     def initialize_for_inference(self):
@@ -1308,10 +1335,10 @@ class CrystalGraphNet(NeuralNet):
         reject it at ``fit``).
         """
         nested = {}
-        routed = {"module", "criterion", "optimizer", *self.prefixes_}
+        routed, own = routed_prefixes(self), constructor_parameters(type(self))
         for key in [k for k in params if "__" in k]:
             head, _, rest = key.partition("__")
-            if head not in routed and head in constructor_parameters(type(self)):
+            if head not in routed and head in own:
                 nested.setdefault(head, {})[rest] = params.pop(key)
         # a misspelt name: named with the one meant (scikit-learn's message prints the
         # whole module; skorch keeps an unknown prefixed name until a fresh fit)
