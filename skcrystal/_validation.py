@@ -671,13 +671,15 @@ def check_consistent_length(n_x, n_y, name_x="X", name_y="y"):
             f"but {n_y} targets")
 
 
-def check_positive(value, name, integer=False, allow_none=False):
-    """Check a numeric parameter; the error names the parameter."""
+def check_positive(value, name, integer=False, allow_none=False, allow_zero=False):
+    """Check a numeric parameter (> 0, or >= 0 with ``allow_zero``); the error names it."""
     if value is None and allow_none:
         return value
     kind = numbers.Integral if integer else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, bool) or not value > 0:
-        what = "a positive integer" if integer else "a positive number"
+    if not isinstance(value, kind) or isinstance(value, bool) or not (
+            value >= 0 if allow_zero else value > 0):
+        what = ("a non-negative " if allow_zero else "a positive ") + \
+            ("integer" if integer else "number")
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
 

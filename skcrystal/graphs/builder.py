@@ -364,9 +364,10 @@ def build_graph(structure, radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radi
                         neighbor_mode, symmetrize).validate().build(structure)
 
 
-def check_builder(builder, name="builder"):
-    """``builder`` validated; a TypeError naming ``name`` for anything else than a
-    :class:`GraphBuilder` (not an AttributeError on ``.validate``)."""
+def check_builder(builder, name="builder", validate=True):
+    """``builder`` (validated unless ``validate=False``: a per-read key lookup); a
+    TypeError naming ``name`` for anything else than a :class:`GraphBuilder` (not an
+    AttributeError on ``.validate``)."""
     if not (hasattr(builder, "validate") and hasattr(builder, "key")):
         raise TypeError(f"{name} must be a GraphBuilder, got {type(builder).__name__}")
-    return builder.validate()
+    return builder.validate() if validate else builder

@@ -39,10 +39,9 @@ cache keeps the result with the graph).
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from .._validation import check_positive
 from .graph import _check_graph
 from .extras import GraphExtra
 
@@ -132,9 +131,7 @@ def positional_encodings(graph, n_eigvec=20, n_rw=20):
 
 def _count(value, name):
     """``value`` as an int >= 0; a ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return int(check_positive(value, name, integer=True, allow_zero=True))
 
 
 def positional_extra(n_eigvec=20, n_rw=20):

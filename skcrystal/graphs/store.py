@@ -393,7 +393,7 @@ class GraphStore:
         return self.graph_by_key(self.key(i), builder, extras)
 
     def graph_by_key(self, skey, builder, extras=()):
-        gkey = entry_key(skey, check_builder(builder).key())
+        gkey = entry_key(skey, check_builder(builder, validate=False).key())
         env, dbs = self._shard_env(skey)
         with env.begin() as txn:
             raw = txn.get(gkey.encode(), db=dbs["graphs"])
