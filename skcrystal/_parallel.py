@@ -68,7 +68,7 @@ def imap_chunks(fn, chunks, n_jobs=None, **kwargs):
         delayed(fn)(chunk, **kwargs) for chunk in chunks)
 
 
-def start_workers(n_jobs, prepare):
+def start_workers(n_jobs, prepare, **kwargs):
     """Start the joblib workers now and have each run ``prepare()``; do not wait.
 
     Worker processes take about half a second to start and import what
@@ -82,7 +82,7 @@ def start_workers(n_jobs, prepare):
     n_jobs : int or None
         joblib's meaning; ``None`` and 1 start nothing.
     prepare : callable
-        Run once in each worker (imports, tables), no arguments.
+        Run once in each worker (imports, tables) as ``prepare(**kwargs)``.
 
     Returns
     -------
@@ -99,5 +99,5 @@ def start_workers(n_jobs, prepare):
         return lambda: None
     # the generator form returns at once, the tasks already dispatched
     pending = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(prepare)() for _ in range(n_workers))
+        delayed(prepare)(**kwargs) for _ in range(n_workers))
     return lambda: list(pending)

@@ -1138,12 +1138,13 @@ def _cmd_predict(args, progress, started):
     n_jobs = args.n_jobs if args.n_jobs is not None else auto_jobs
     workers_ready = None
     if Path(args.data).is_dir() and n_jobs not in (None, 1):
-        # the graph workers start while this process imports torch and
-        # loads the model
+        # the workers start (and import torch) while this process imports
+        # torch and loads the model
         from skcrystal._parallel import start_workers
         from skcrystal.graphs.files import prepare_worker
 
-        workers_ready = start_workers(n_jobs, prepare_worker)
+        workers_ready = start_workers(n_jobs, prepare_worker,
+                                      imports=("skcrystal.inference", "skcrystal.nn"))
         started.append(workers_ready)
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
@@ -1264,15 +1265,15 @@ def _file_listing(args, progress):
 
 
 def _predict_files(est, files, describe, args, progress, skipped, is_clf):
-    """Graphs of ``files`` built in chunks (workers with ``--n-jobs``) and
-    predicted as they come.
+    """Graphs of ``files`` built in chunks and predicted as they come (both in
+    workers with ``--n-jobs``: see :func:`skcrystal.inference.predict_files`).
 
     ``est`` is an estimator or a :class:`~skcrystal.inference.GraphPredictor`
     (a reference checkpoint loaded without the estimator). A regressor's
     graphs are predicted by a GraphPredictor either way (the estimator's
-    predictions without skorch's per-batch machinery); a batch with a
-    non-finite output is handed to the estimator, whose error names the
-    files.
+    predictions without skorch's per-batch machinery); a classifier's (and
+    a chunk with a non-finite output) by the estimator, whose error names
+    the files.
 
     Returns
     -------
@@ -1281,9 +1282,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     """
     import numpy as np
 
-    from skcrystal.graphs import attach_extras
-    from skcrystal.graphs.files import graphs_from_files
-    from skcrystal.inference import GraphPredictor, warn_untrained_elements
+    from skcrystal.inference import GraphPredictor, predict_files, warn_untrained_elements
 
     n = len(files)
     if isinstance(est, GraphPredictor):
@@ -1296,61 +1295,47 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     n_jobs = getattr(est, "n_jobs", None)
     supported = getattr(module, "supported_elements", None)
     builder = builder.validate()
-    batch = est.batch_size if est.batch_size and est.batch_size > 0 else n
-    # whole batches of the estimator's size, so the batches (and the
-    # predictions, bit for bit) do not depend on n_jobs
-    step = batch * max(1, 2048 // batch)
+    trained = getattr(est, "trained_elements_", None)
     progress.say(f"reading {n} structure files, building their graphs ({builder.radius:g} "
                  f"Å, max_neighbors {builder.max_neighbors}, n_jobs={n_jobs}) and "
                  "predicting...")
     t0 = time.perf_counter()
     keep, preds, probas = [], [], []
-    pending, positions = [], []
-
-    def flush():
-        nonlocal estimator
-        labels = [describe(i) for i in positions]
-        graphs = attach_extras(list(pending), getattr(module, "graph_extras", ()),
-                               labels=labels)
-        warn_untrained_elements(module, getattr(est, "trained_elements_", None), graphs,
-                                labels.__getitem__)
-        pred = predictor.predict(graphs) if predictor is not None else None
+    said = 0
+    for offset, errors, valid, graphs, pred, numbers in predict_files(
+            files, builder, predictor, supported, n_jobs, numbers=trained is not None):
+        for j, err in errors:
+            hint = ("--on-error skip leaves out what cannot be parsed" if err.parse
+                    else "--on-error skip drops such structures")
+            if args.on_error == "raise":
+                raise CLIError(f"{describe(offset + j)}: {err.reason} ({hint})")
+            skipped.add(describe(offset + j), err.reason)
+        if not valid:
+            continue
+        positions = [offset + j for j in valid]
+        warn_untrained_elements(module, trained, numbers or graphs,
+                                lambda k: describe(positions[k]))
         if pred is None:
+            # a classifier, a GPU..., or a non-finite output: the estimator
+            # predicts (and says which structure)
             from skcrystal.estimators.base import GraphDataset
+            from skcrystal.graphs import attach_extras
 
             if estimator is None:
-                # a non-finite output: the estimator says which structure
                 estimator = load_model(args.model_file)[0]
-            dataset = GraphDataset(graphs)
-            with _stdout_to_stderr(), _files_in_errors(describe, list(positions)):
+            dataset = GraphDataset(attach_extras(
+                graphs, getattr(module, "graph_extras", ()),
+                labels=[describe(i) for i in positions]))
+            with _stdout_to_stderr(), _files_in_errors(describe, positions):
                 pred = np.asarray(estimator.predict(dataset))
                 if is_clf and hasattr(estimator, "predict_proba"):
                     probas.append(np.asarray(estimator.predict_proba(dataset)))
         preds.append(pred)
         keep.extend(positions)
-        pending.clear()
-        positions.clear()
-        done = keep[-1] + 1
-        progress.say(f"  {done}/{n} structures, "
-                     f"{done / max(time.perf_counter() - t0, 1e-9):.0f} structures/s")
-
-    i = 0
-    for chunk in graphs_from_files(files, builder, supported, n_jobs=n_jobs):
-        for graph, err in chunk:
-            if err is not None:
-                hint = ("--on-error skip leaves out what cannot be parsed" if err.parse
-                        else "--on-error skip drops such structures")
-                if args.on_error == "raise":
-                    raise CLIError(f"{describe(i)}: {err.reason} ({hint})")
-                skipped.add(describe(i), err.reason)
-            else:
-                pending.append(graph)
-                positions.append(i)
-                if len(pending) >= step:
-                    flush()
-            i += 1
-    if pending:
-        flush()
+        if keep[-1] + 1 - said >= 2048 or keep[-1] + 1 == n:
+            said = keep[-1] + 1
+            progress.say(f"  {said}/{n} structures, "
+                         f"{said / max(time.perf_counter() - t0, 1e-9):.0f} structures/s")
     progress.say(f"  done in {_fmt_seconds(time.perf_counter() - t0)}")
     if not keep:
         raise CLIError(f"no structure of {args.data} could be used")

@@ -16,6 +16,10 @@ It covers regression on graphs alone on the CPU. Anything else
 estimator, and so does a batch with a non-finite output:
 :meth:`GraphPredictor.predict` returns None and the caller asks the
 estimator, whose error names the structures.
+
+:func:`predict_files` takes a folder's files through parsing, graphs and
+the predictor chunk by chunk; with workers each worker runs the whole chain
+on its chunks and sends back only the predictions.
 """
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ def warn_untrained_elements(module, trained, graphs, label, stacklevel=2):
     module : CrystalModel
     trained : tuple of int or None
         :func:`trained_elements` of the fit (None: not noted, no check).
-    graphs : list of CrystalGraph
+    graphs : list of CrystalGraph, or of their atomic-number arrays
     label : callable
         ``label(i)`` names graph ``i`` in the message (``X[3] (KCl)``, a file).
     """
@@ -92,7 +96,8 @@ def warn_untrained_elements(module, trained, graphs, label, stacklevel=2):
         return
     seen = np.zeros(rows, dtype=bool)
     seen[list(trained)] = True
-    unseen = [i for i, g in enumerate(graphs) if not seen[g.atomic_numbers].all()]
+    numbers = [getattr(g, "atomic_numbers", g) for g in graphs]
+    unseen = [i for i, z in enumerate(numbers) if not seen[z].all()]
     if not unseen:
         return
     import warnings
@@ -100,7 +105,7 @@ def warn_untrained_elements(module, trained, graphs, label, stacklevel=2):
     from pymatgen.core import Element
     listed = "; ".join(
         f"{label(i)}: " + ", ".join(Element.from_Z(z).symbol
-                                    for z in np.unique(graphs[i].atomic_numbers) if not seen[z])
+                                    for z in np.unique(numbers[i]) if not seen[z])
         for i in unseen[:5])
     warnings.warn(
         f"{len(unseen)} structure(s) have elements no training structure had, whose "
@@ -222,3 +227,146 @@ class GraphPredictor:
             return None
         out = raw * self.target_scale + self.target_mean
         return out[..., 0] if self.target_ndim == 1 else out
+
+
+class _PredictorFile:
+    """A :class:`GraphPredictor` pickled once to a file that worker processes
+    load once each (sending the module with every chunk would copy its weights
+    through the pipe again and again)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+
+# the predictor a worker process loaded, by file (one at a time)
+_WORKER_PREDICTOR = {}
+
+
+def _chunk_predictor(model):
+    if isinstance(model, GraphPredictor):
+        return model
+    predictor = _WORKER_PREDICTOR.get(model.path)
+    if predictor is None:
+        import pickle
+
+        with open(model.path, "rb") as fh:
+            predictor = pickle.load(fh)
+        _WORKER_PREDICTOR.clear()
+        _WORKER_PREDICTOR[model.path] = predictor
+    return predictor
+
+
+def predict_file_chunk(paths, builder_params, supported=None, model=None, numbers=False):
+    """Graphs of a chunk of structure files and, with a model, their predictions
+    (the worker function of :func:`predict_files`).
+
+    Parameters
+    ----------
+    paths : list of str
+    builder_params : dict
+        :class:`~skcrystal.graphs.GraphBuilder` parameters.
+    supported : set of int, optional
+        Atomic numbers the model has features for.
+    model : GraphPredictor or _PredictorFile, optional
+        None: the graphs are returned, not predicted.
+    numbers : bool
+        Return the atomic numbers of each predicted graph (for the check of
+        untrained embedding rows, which runs in the caller).
+
+    Returns
+    -------
+    errors : list of (int, FileError)
+        Position in ``paths`` and why that file gave no graph.
+    valid : list of int
+        Positions of the files with a graph, in order.
+    graphs : list of CrystalGraph or None
+        Their graphs, when not predicted here (no model, or an output that
+        is not finite: the caller hands them to the estimator).
+    pred : ndarray or None
+        Predictions of the valid files, shape (n_valid,) or (n_valid, n_targets).
+    atomic_numbers : list of ndarray or None
+        With ``numbers``, those of each valid file's structure.
+    """
+    from .graphs.cache import attach_extras
+    from .graphs.files import read_file_graphs
+
+    results = read_file_graphs(paths, builder_params, supported)
+    errors = [(j, err) for j, (_, err) in enumerate(results) if err is not None]
+    valid = [j for j, (_, err) in enumerate(results) if err is None]
+    graphs = [results[j][0] for j in valid]
+    if model is None or not graphs:
+        return errors, valid, graphs, None, None
+    predictor = _chunk_predictor(model)
+    graphs = attach_extras(graphs, predictor.graph_extras, labels=[paths[j] for j in valid])
+    pred = predictor.predict(graphs)
+    z = [g.atomic_numbers for g in graphs] if numbers else None
+    return errors, valid, graphs if pred is None else None, pred, z
+
+
+def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
+                  chunk_size=None, numbers=False):
+    """Structure files -> graphs -> predictions, chunk by chunk, in order.
+
+    With ``n_jobs`` the workers read, parse and build the graphs *and* run
+    the network, so only the predictions travel back (shipping each graph to
+    this process cost about as much CPU as building it). A chunk holds whole
+    batches of ``predictor.batch_size``, and a chunk is predicted alike in
+    this process and in a worker, so the predictions do not depend on
+    ``n_jobs``.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+    builder : GraphBuilder
+        The graph parameters the model was fitted with.
+    predictor : GraphPredictor, optional
+        None: the graphs are yielded for the caller to predict (a
+        classifier, a GPU...).
+    supported : set of int, optional
+        Atomic numbers the model has features for; others are refused.
+    n_jobs : int, optional
+        Worker processes (joblib's meaning; ``None`` and 1 work here).
+    chunk_size : int, optional
+        Files per chunk; by default the multiple of the batch size nearest
+        below 256 (at least one batch).
+    numbers : bool
+        Yield the atomic numbers of the predicted structures.
+
+    Yields
+    ------
+    tuple
+        Per chunk of consecutive ``paths``: ``(offset, errors, valid, graphs,
+        pred, atomic_numbers)``, the chunk's position in ``paths`` and the
+        results of :func:`predict_file_chunk`.
+    """
+    import contextlib
+    import tempfile
+
+    from ._parallel import imap_chunks
+    from .graphs.files import _builder_params
+
+    paths = [str(p) for p in paths]
+    if chunk_size is None:
+        batch = getattr(predictor, "batch_size", None) or DEFAULT_BATCH_SIZE
+        chunk_size = 256 if batch < 1 else batch * max(1, 256 // batch)
+    chunks = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
+    if n_jobs not in (None, 1) and len(chunks) < 2:
+        n_jobs = None  # one chunk: starting a worker costs more than it saves
+    params = _builder_params(builder)
+    supported = None if supported is None else set(supported)
+    with contextlib.ExitStack() as stack:
+        model = predictor
+        if predictor is not None and n_jobs not in (None, 1):
+            import pickle
+
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="skcrystal-"))
+            model = _PredictorFile(f"{folder}/predictor.pkl")
+            with open(model.path, "wb") as fh:
+                pickle.dump(predictor, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        offset = 0
+        results = imap_chunks(predict_file_chunk, chunks, n_jobs, builder_params=params,
+                              supported=supported, model=model, numbers=numbers)
+        for chunk, result in zip(chunks, results):
+            yield (offset, *result)
+            offset += len(chunk)
+

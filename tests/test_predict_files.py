@@ -12,7 +12,8 @@ import pytest
 
 from skcrystal.cli import main
 from skcrystal.graphs import GraphBuilder
-from skcrystal.graphs.files import graphs_from_files, read_file_graphs
+from skcrystal.graphs.files import read_file_graphs
+from skcrystal.inference import predict_files
 
 from conftest import shared_path
 
@@ -68,11 +69,97 @@ def test_file_graphs_equal_pymatgen_structure_graphs(cif_folder, mode):
 def test_workers_give_the_serial_graphs(cif_folder):
     paths = sorted(cif_folder.glob("*.cif"))
     builder = GraphBuilder(neighbor_mode="reference")
-    serial = [r for chunk in graphs_from_files(paths, builder, chunk_size=5) for r in chunk]
-    parallel = [r for chunk in graphs_from_files(paths, builder, n_jobs=2, chunk_size=5)
-                for r in chunk]
+
+    def graphs(n_jobs):
+        out = []
+        for offset, errors, valid, chunk, pred, _ in predict_files(
+                paths, builder, n_jobs=n_jobs, chunk_size=5):
+            assert not errors and pred is None and offset == len(out)
+            assert valid == list(range(len(chunk)))
+            out.extend(chunk)
+        return out
+
+    serial, parallel = graphs(None), graphs(2)
     assert len(serial) == len(parallel) == len(paths)
-    assert all(_same_graph(a[0], b[0]) for a, b in zip(serial, parallel))
+    assert all(_same_graph(a, b) for a, b in zip(serial, parallel))
+
+
+def test_workers_predict_what_this_process_predicts(cif_folder, tmp_path):
+    """With workers the network runs there and only predictions come back:
+    the same values to the bit, the same errors at the same positions, the
+    atomic numbers for the untrained-embedding check, no graphs shipped."""
+    from skcrystal import pretrained
+    predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
+    (tmp_path / "bad.cif").write_text("not a CIF\n")
+    paths = sorted(cif_folder.glob("*.cif"))
+    paths.insert(5, tmp_path / "bad.cif")
+
+    def run(n_jobs):
+        errors, valid, preds, numbers = [], [], [], []
+        for offset, err, ok, graphs, pred, z in predict_files(
+                paths, predictor.builder, predictor, n_jobs=n_jobs, chunk_size=4,
+                numbers=True):
+            assert graphs is None  # predicted where they were built
+            errors += [(offset + j, e.reason) for j, e in err]
+            valid += [offset + j for j in ok]
+            preds.append(pred)
+            numbers += z
+        return errors, valid, np.concatenate(preds), numbers
+
+    serial, parallel = run(None), run(2)
+    assert serial[0] == parallel[0] and [i for i, _ in serial[0]] == [5]
+    assert serial[1] == parallel[1] == [i for i in range(len(paths)) if i != 5]
+    assert np.array_equal(serial[2], parallel[2])
+    assert all(np.array_equal(a, b) for a, b in zip(serial[3], parallel[3]))
+    # and what the estimator predicts on the structures
+    from skcrystal.datasets import load_structures
+    _, structures = load_structures(cif_folder)
+    np.testing.assert_allclose(serial[2], pretrained.load(CHECKPOINT).predict(structures),
+                               rtol=0, atol=1e-6)
+
+
+def test_cli_predict_with_workers_names_or_skips_a_bad_file(cif_folder, tmp_path, capsys):
+    """More files than one chunk, so the workers run, and a bad file among
+    them: named as in one process (it used to be lost with the worker's
+    pickled error, BrokenProcessPool), or skipped."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    text = (cif_folder / "p00.cif").read_text()
+    for k in range(300):
+        (folder / f"c{k:03d}.cif").write_text(text)
+    (folder / "c150_bad.cif").write_text("not a CIF\n")
+    capsys.readouterr()
+    assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", "2", "-q",
+                 "-o", str(tmp_path / "a.csv")]) == 2
+    assert "c150_bad.cif: cannot be parsed" in capsys.readouterr().err
+    outs = []
+    for jobs in ("2", "1"):
+        out = tmp_path / f"skip{jobs}.csv"
+        assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", jobs, "-q",
+                     "--on-error", "skip", "-o", str(out)]) == 0
+        outs.append(out.read_bytes())
+        got = pd.read_csv(out)
+        assert len(got) == 300 and "c150_bad" not in set(got["id"])
+    assert outs[0] == outs[1]
+
+
+def test_a_chunk_with_a_non_finite_output_comes_back_as_graphs(cif_folder):
+    """The estimator, not the predictor, then predicts them (its error names
+    the structure), so the graphs return with their extras."""
+    from skcrystal import pretrained
+    from skcrystal.graphs.files import _builder_params as params_of
+    from skcrystal.inference import GraphPredictor, predict_file_chunk
+
+    class NonFinite(GraphPredictor):
+        def predict(self, graphs):
+            return None
+
+    predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
+    predictor.__class__ = NonFinite
+    paths = [str(p) for p in sorted(cif_folder.glob("*.cif"))[:3]]
+    errors, valid, graphs, pred, _ = predict_file_chunk(
+        paths, params_of(predictor.builder), model=predictor)
+    assert not errors and valid == [0, 1, 2] and pred is None and len(graphs) == 3
 
 
 def test_bad_files_are_named(tmp_path):

@@ -1,4 +1,4 @@
-"""Structure files -> graphs, in chunks, in this process or in worker processes.
+"""Structure files -> graphs, a chunk at a time (in this process or a worker's).
 
 The path ``skcrystal predict`` takes on a folder of structure files: each
 file is read, parsed, checked and turned into its graph in one go, and only
@@ -32,7 +32,7 @@ from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
 from ..datasets._io import _parse_poscar
 from .builder import GraphBuilder
 
-__all__ = ["graphs_from_files", "read_file_graphs", "prepare_worker"]
+__all__ = ["read_file_graphs", "prepare_worker"]
 
 _X0 = re.compile(r"^X\[0\]\s*")
 _NUMBERS = {}
@@ -70,6 +70,11 @@ class FileError(ValueError):
     def __init__(self, path, reason, parse=False):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason, self.parse = str(path), reason, parse
+
+    def __reduce__(self):
+        # a worker sends it back pickled (the default would call __init__
+        # with the message alone)
+        return type(self), (self.path, self.reason, self.parse)
 
 
 def _read_text(path):
@@ -183,15 +188,28 @@ def read_file_graphs(paths, builder_params, supported=None):
     return out
 
 
-def prepare_worker():
-    """What a worker of :func:`graphs_from_files` needs before its first file:
+def prepare_worker(imports=()):
+    """What a worker of :func:`skcrystal.inference.predict_files` needs before
+    its first file:
     the element table of the fast CIF reader and pymatgen's neighbour search
-    (for :func:`skcrystal._parallel.start_workers`)."""
+    (for :func:`skcrystal._parallel.start_workers`).
+
+    Parameters
+    ----------
+    imports : sequence of str
+        Modules to import beside, e.g. ``("skcrystal.inference",
+        "skcrystal.nn")`` for a worker that also runs the network (torch
+        and the module classes a pickled model names).
+    """
+    import importlib
+
     from pymatgen.optimization.neighbors import find_points_in_spheres  # noqa: F401
 
     from ..datasets._cif import _electronegativities
 
     _electronegativities()
+    for name in imports:
+        importlib.import_module(name)
 
 
 def _builder_params(builder):
@@ -199,34 +217,3 @@ def _builder_params(builder):
             "tie_tol": builder.tie_tol, "grow_radius": builder.grow_radius,
             "neighbor_mode": builder.neighbor_mode, "symmetrize": builder.symmetrize}
 
-
-def graphs_from_files(paths, builder, supported=None, n_jobs=None, chunk_size=256):
-    """Graphs of structure files, chunk by chunk, in order.
-
-    Parameters
-    ----------
-    paths : sequence of str or Path
-    builder : GraphBuilder
-    supported : set of int, optional
-        Atomic numbers the model has features for; others are refused.
-    n_jobs : int, optional
-        Worker processes (joblib's meaning; ``None`` and 1 work here). The
-        graphs do not depend on it.
-    chunk_size : int
-        Files per chunk (per task sent to a worker).
-
-    Yields
-    ------
-    list of (CrystalGraph or None, FileError or None)
-        The results of each chunk of ``chunk_size`` consecutive paths, in
-        the order of ``paths``: a graph, or the error naming the file.
-    """
-    from .._parallel import imap_chunks
-
-    paths = [str(p) for p in paths]
-    chunks = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
-    params = _builder_params(builder)
-    if n_jobs not in (None, 1) and len(chunks) < 2:
-        n_jobs = None  # one chunk: starting a worker costs more than it saves
-    yield from imap_chunks(read_file_graphs, chunks, n_jobs, builder_params=params,
-                           supported=None if supported is None else set(supported))
