@@ -1302,18 +1302,19 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     t0 = time.perf_counter()
     keep, preds, probas = [], [], []
     said = 0
-    for offset, errors, valid, graphs, pred, numbers in predict_files(
-            files, builder, predictor, supported, n_jobs, numbers=trained is not None):
-        for j, err in errors:
+    for chunk in predict_files(files, builder, predictor, supported, n_jobs,
+                               numbers=trained is not None):
+        offset, graphs, pred = chunk.offset, chunk.graphs, chunk.pred
+        for j, err in chunk.errors:
             hint = ("--on-error skip leaves out what cannot be parsed" if err.parse
                     else "--on-error skip drops such structures")
             if args.on_error == "raise":
                 raise CLIError(f"{describe(offset + j)}: {err.reason} ({hint})")
             skipped.add(describe(offset + j), err.reason)
-        if not valid:
+        if not chunk.valid:
             continue
-        positions = [offset + j for j in valid]
-        warn_untrained_elements(module, trained, numbers or graphs,
+        positions = [offset + j for j in chunk.valid]
+        warn_untrained_elements(module, trained, chunk.atomic_numbers or graphs,
                                 lambda k: describe(positions[k]))
         if pred is None:
             # a classifier, a GPU..., or a non-finite output: the estimator

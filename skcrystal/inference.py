@@ -23,6 +23,8 @@ on its chunks and sends back only the predictions.
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 import torch
 
@@ -229,6 +231,18 @@ class GraphPredictor:
         return out[..., 0] if self.target_ndim == 1 else out
 
 
+class FileChunk(NamedTuple):
+    """What :func:`predict_files` yields for a chunk of files (positions are
+    in the chunk; ``offset`` is the chunk's first in all the files)."""
+
+    offset: int
+    errors: list
+    valid: list
+    graphs: Optional[list]
+    pred: Optional[np.ndarray]
+    atomic_numbers: Optional[list]
+
+
 class _PredictorFile:
     """A :class:`GraphPredictor` pickled once to a file that worker processes
     load once each (sending the module with every chunk would copy its weights
@@ -334,10 +348,9 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
 
     Yields
     ------
-    tuple
-        Per chunk of consecutive ``paths``: ``(offset, errors, valid, graphs,
-        pred, atomic_numbers)``, the chunk's position in ``paths`` and the
-        results of :func:`predict_file_chunk`.
+    FileChunk
+        Per chunk of consecutive ``paths``: its position in ``paths`` and
+        the results of :func:`predict_file_chunk`.
     """
     import contextlib
     import tempfile
@@ -357,16 +370,21 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
     with contextlib.ExitStack() as stack:
         model = predictor
         if predictor is not None and n_jobs not in (None, 1):
-            import pickle
+            # cloudpickle (joblib's): a model class defined in a script or a
+            # notebook (__main__) travels by value, as joblib's tasks do
+            try:
+                import cloudpickle  # joblib >= 1.6 depends on it
+            except ImportError:
+                from joblib.externals import cloudpickle  # joblib < 1.6 ships it
 
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="skcrystal-"))
             model = _PredictorFile(f"{folder}/predictor.pkl")
             with open(model.path, "wb") as fh:
-                pickle.dump(predictor, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                cloudpickle.dump(predictor, fh)
         offset = 0
         results = imap_chunks(predict_file_chunk, chunks, n_jobs, builder_params=params,
                               supported=supported, model=model, numbers=numbers)
         for chunk, result in zip(chunks, results):
-            yield (offset, *result)
+            yield FileChunk(offset, *result)
             offset += len(chunk)
 

@@ -143,6 +143,22 @@ def test_cli_predict_with_workers_names_or_skips_a_bad_file(cif_folder, tmp_path
     assert outs[0] == outs[1]
 
 
+def test_workers_load_a_model_class_defined_in_a_script(cif_folder):
+    """A module class from a script or a notebook (``__main__``) cannot be
+    imported by name in a worker: the predictor travels by value."""
+    from skcrystal import pretrained
+    predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
+    base = type(predictor.module)
+    local = type(base.__name__, (base,), {"__module__": "__main__"})
+    paths = sorted(cif_folder.glob("*.cif"))
+    expected = np.concatenate([c.pred for c in predict_files(paths, predictor.builder,
+                                                             predictor, chunk_size=8)])
+    predictor.module.__class__ = local
+    got = np.concatenate([c.pred for c in predict_files(paths, predictor.builder, predictor,
+                                                        n_jobs=2, chunk_size=8)])
+    assert np.array_equal(got, expected)
+
+
 def test_a_chunk_with_a_non_finite_output_comes_back_as_graphs(cif_folder):
     """The estimator, not the predictor, then predicts them (its error names
     the structure), so the graphs return with their extras."""
