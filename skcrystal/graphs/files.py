@@ -1,8 +1,9 @@
 """Structure files -> graphs, a chunk at a time (in this process or a worker's).
 
 The path ``skcrystal predict`` takes on a folder of structure files: each
-file is read, parsed, checked and turned into its graph in one go, and only
-the graph (numpy arrays) leaves the worker.
+file is read, parsed, checked and turned into its graph in one go (and the
+graphs are predicted where they were built, see
+:func:`skcrystal.inference.predict_files`).
 
 A CIF in the layout pymatgen's ``CifWriter`` writes (one block, P1, ordered
 sites: what :func:`skcrystal.datasets._cif._fast_parse` accepts) never
