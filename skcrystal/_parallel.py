@@ -1,9 +1,14 @@
-"""The one way the library spreads per-item work over joblib workers."""
+"""The one way the library spreads per-item work over worker processes.
+
+:func:`map_chunks` and :func:`imap_chunks` hand chunks to joblib's workers
+while this process waits; :func:`imap_chunks_shared` (with
+:func:`start_workers`) has this process compute its share beside them, for
+work whose results are small (``skcrystal predict``'s predictions)."""
 from __future__ import annotations
 
 from ._validation import check_n_jobs
 
-__all__ = ["map_chunks", "imap_chunks", "start_workers"]
+__all__ = ["map_chunks", "imap_chunks", "imap_chunks_shared", "start_workers"]
 
 
 def map_chunks(fn, items, n_jobs=None, min_items=2):
@@ -68,36 +73,135 @@ def imap_chunks(fn, chunks, n_jobs=None, **kwargs):
         delayed(fn)(chunk, **kwargs) for chunk in chunks)
 
 
+# the thread-pool variables joblib limits in its workers
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def shared_processes(n_jobs):
+    """How :func:`imap_chunks_shared` splits ``n_jobs``: (processes in all,
+    threads per process); 1 process means none is started."""
+    check_n_jobs(n_jobs)
+    if n_jobs in (None, 1):
+        return 1, None
+    from joblib import cpu_count, effective_n_jobs
+    n = effective_n_jobs(n_jobs)
+    return n, max(cpu_count() // max(n, 1), 1)
+
+
+_SHARED = {}
+
+
+def _shared_executor(n_jobs):
+    """The process pool of :func:`imap_chunks_shared` (``n_jobs - 1`` workers),
+    kept from call to call as joblib keeps its own (a pool of its own: joblib's
+    reusable one is joblib's to configure)."""
+    import os
+
+    from joblib.externals.loky import ProcessPoolExecutor
+    n, threads = shared_processes(n_jobs)
+    # as joblib does: the workers' thread pools share the cores, unless the
+    # user set a variable himself
+    env = {var: os.environ.get(var, str(threads)) for var in _THREAD_VARS}
+    key = (n - 1, tuple(sorted(env.items())))
+    executor = _SHARED.get(key)
+    flags = getattr(executor, "_flags", None)
+    if executor is None or (flags is not None and (flags.broken or flags.shutdown)):
+        # none yet, or a worker died (a crash, a kill): a fresh pool
+        for old in _SHARED.values():
+            old.shutdown(wait=False)
+        _SHARED.clear()
+        executor = _SHARED[key] = ProcessPoolExecutor(max_workers=n - 1, env=env)
+    return executor
+
+
+class _Raised:
+    """The error of a chunk computed ahead of its turn."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+def imap_chunks_shared(fn, chunks, n_jobs=None, **kwargs):
+    """:func:`imap_chunks` where this process computes its share of the chunks.
+
+    ``n_jobs`` processes in all: ``n_jobs - 1`` workers and this one, which
+    takes the next chunk nobody has started whenever the chunk it must yield
+    next is still in a worker. For work whose results are small (predictions
+    rather than graphs), this spares a core that would otherwise only wait,
+    and on 2 cores a second worker process (its start-up, its share of the
+    cores). ``fn`` must not depend on the process it runs in.
+    """
+    n, _ = shared_processes(n_jobs)
+    chunks = list(chunks)
+    if n == 1 or len(chunks) < 2:
+        for chunk in chunks:
+            yield fn(chunk, **kwargs)
+        return
+    n_workers = n - 1
+    executor = _shared_executor(n_jobs)
+    results, running = {}, {}
+    nxt = 0
+
+    def top_up():
+        nonlocal nxt
+        while len(running) < 2 * n_workers and nxt < len(chunks):
+            running[nxt] = executor.submit(fn, chunks[nxt], **kwargs)
+            nxt += 1
+
+    try:
+        top_up()
+        for i in range(len(chunks)):
+            while i not in results:
+                if i in running and (running[i].done() or nxt >= len(chunks)):
+                    results[i] = running.pop(i).result()
+                    top_up()
+                else:  # i is still in a worker (or nobody's yet): work here
+                    j = nxt if i in running else i
+                    nxt = max(nxt, j + 1)
+                    try:
+                        results[j] = fn(chunks[j], **kwargs)
+                    except Exception as exc:  # noqa: BLE001 - raised in its turn
+                        if j == i:
+                            raise
+                        results[j] = _Raised(exc)
+                    top_up()
+            result = results.pop(i)
+            if isinstance(result, _Raised):
+                # a chunk computed ahead failed: its error comes after the
+                # results of the chunks before it, as from a worker
+                raise result.exc
+            yield result
+    finally:
+        for future in running.values():
+            future.cancel()
+
+
 def start_workers(n_jobs, prepare, **kwargs):
-    """Start the joblib workers now and have each run ``prepare()``; do not wait.
+    """Start the workers of :func:`imap_chunks_shared` now and have each run
+    ``prepare(**kwargs)``; do not wait.
 
     Worker processes take about half a second to start and import what
-    they need. Started before the caller's own slow start-up (importing
-    torch, loading a model), they get ready meanwhile; joblib then reuses
-    the same processes for the next ``Parallel`` call with these
-    ``n_jobs`` (:func:`imap_chunks`).
+    they need (more with torch). Started before the caller's own slow
+    start-up (importing torch, loading a model), they get ready meanwhile;
+    the next :func:`imap_chunks_shared` with these ``n_jobs`` uses the same
+    processes.
 
     Parameters
     ----------
     n_jobs : int or None
-        joblib's meaning; ``None`` and 1 start nothing.
+        Processes in all (this one included); ``None`` and 1 start nothing.
     prepare : callable
-        Run once in each worker (imports, tables) as ``prepare(**kwargs)``.
+        Run once in each worker (imports, tables).
 
     Returns
     -------
     callable
-        Waits until every worker has run ``prepare``. Call it before the
-        real work: joblib aborts the start-up tasks if their results are
-        never collected.
+        Waits until every worker has run ``prepare``.
     """
-    if n_jobs in (None, 1):
+    n, _ = shared_processes(n_jobs)
+    if n == 1:
         return lambda: None
-    from joblib import Parallel, delayed, effective_n_jobs
-    n_workers = effective_n_jobs(n_jobs)
-    if n_workers == 1:
-        return lambda: None
-    # the generator form returns at once, the tasks already dispatched
-    pending = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(prepare)(**kwargs) for _ in range(n_workers))
-    return lambda: list(pending)
+    executor = _shared_executor(n_jobs)
+    pending = [executor.submit(prepare, **kwargs) for _ in range(n - 1)]
+    return lambda: [f.result() for f in pending]

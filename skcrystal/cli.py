@@ -1481,8 +1481,10 @@ def build_parser():
                         help="show the full traceback on errors")
     common.add_argument("--n-jobs", type=int, default=None, metavar="N",
                         help="parallel workers for CIF parsing and graph building "
-                             "(estimator n_jobs; predict on a folder of 4,000 or more "
-                             "structure files: one per core by default, up to 8)")
+                             "(estimator n_jobs; predict on a folder of structure files: "
+                             "N processes in all, this one included, that read, build "
+                             "and predict; one per core by default from 4,000 files, "
+                             "up to 8)")
 
     compute = _Parser(add_help=False)
     compute.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,

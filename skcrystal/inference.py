@@ -321,9 +321,11 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
                   chunk_size=None, numbers=False):
     """Structure files -> graphs -> predictions, chunk by chunk, in order.
 
-    With ``n_jobs`` the workers read, parse and build the graphs *and* run
-    the network, so only the predictions travel back (shipping each graph to
-    this process cost about as much CPU as building it). A chunk holds whole
+    With ``n_jobs`` (processes in all, this one included: see
+    :func:`skcrystal._parallel.imap_chunks_shared`) each process reads,
+    parses and builds the graphs of its chunks *and* runs the network, so
+    only the predictions travel back (shipping each graph to this process
+    cost about as much CPU as building it). A chunk holds whole
     batches of ``predictor.batch_size``, and a chunk is predicted alike in
     this process and in a worker, so the predictions do not depend on
     ``n_jobs``.
@@ -339,7 +341,8 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
     supported : set of int, optional
         Atomic numbers the model has features for; others are refused.
     n_jobs : int, optional
-        Worker processes (joblib's meaning; ``None`` and 1 work here).
+        Processes in all, this one included (joblib's meaning of -1...;
+        ``None`` and 1: this one only).
     chunk_size : int, optional
         Files per chunk; by default the multiple of the batch size nearest
         below 256 (at least one batch).
@@ -355,7 +358,7 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
     import contextlib
     import tempfile
 
-    from ._parallel import imap_chunks
+    from ._parallel import imap_chunks_shared, shared_processes
     from .graphs.files import _builder_params
 
     paths = [str(p) for p in paths]
@@ -381,9 +384,15 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
             model = _PredictorFile(f"{folder}/predictor.pkl")
             with open(model.path, "wb") as fh:
                 cloudpickle.dump(predictor, fh)
+        n_processes, threads = shared_processes(n_jobs)
+        if n_processes > 1 and threads < torch.get_num_threads():
+            # this process predicts its share beside the workers: as many
+            # threads as each of them
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            torch.set_num_threads(threads)
         offset = 0
-        results = imap_chunks(predict_file_chunk, chunks, n_jobs, builder_params=params,
-                              supported=supported, model=model, numbers=numbers)
+        results = imap_chunks_shared(predict_file_chunk, chunks, n_jobs, builder_params=params,
+                                     supported=supported, model=model, numbers=numbers)
         for chunk, result in zip(chunks, results):
             yield FileChunk(offset, *result)
             offset += len(chunk)

@@ -37,21 +37,53 @@ def test_imap_chunks_streams_in_order():
 def _pid():
     import time
 
-    time.sleep(0.2)  # long enough for both workers to take one
+    time.sleep(0.2)  # long enough for the workers to take one each
     return os.getpid()
 
 
-def _pids(chunk):
+def _slow_pids(chunk):
+    import time
+
+    time.sleep(0.05)
     return [os.getpid() for _ in chunk]
 
 
-def test_started_workers_are_the_ones_imap_chunks_uses():
-    from skcrystal._parallel import imap_chunks, start_workers
+def test_shared_chunks_run_here_and_in_the_started_workers_in_order():
+    from skcrystal._parallel import imap_chunks_shared, start_workers
 
     assert start_workers(None, _pid)() is None  # nothing to start
-    ready = start_workers(2, _pid)
+    ready = start_workers(2, _pid)  # 2 processes in all: 1 worker beside this one
     warmed = set(ready())
-    assert warmed and os.getpid() not in warmed
-    # the same processes (joblib reuses its workers), started already
-    used = {pid for chunk in imap_chunks(_pids, [[0, 1]] * 6, n_jobs=2) for pid in chunk}
-    assert used & warmed and os.getpid() not in used
+    assert len(warmed) == 1 and os.getpid() not in warmed
+    chunks = [[k] * 3 for k in range(12)]
+    out = imap_chunks_shared(_slow_pids, chunks, n_jobs=2)
+    assert not isinstance(out, list)  # a generator
+    pids = [chunk for chunk in out]
+    assert len(pids) == 12 and all(len(set(c)) == 1 for c in pids)
+    used = {c[0] for c in pids}
+    # this process took a share, the started worker the rest
+    assert used == warmed | {os.getpid()}
+    # in order, whoever computed them
+    squares = [c for chunk in imap_chunks_shared(_square_with_pid, chunks, n_jobs=2)
+               for c in chunk]
+    assert [v for v, _ in squares] == [k * k for k in range(12) for _ in range(3)]
+
+
+def _fail_on_seven(chunk):
+    if 7 in chunk:
+        raise ValueError(f"chunk {chunk} is bad")
+    return chunk
+
+
+def test_shared_chunks_raise_the_error_of_a_chunk_wherever_it_ran():
+    import pytest
+
+    from skcrystal._parallel import imap_chunks_shared
+
+    for n_jobs in (None, 2):
+        got = []
+        with pytest.raises(ValueError, match=r"chunk \[7\] is bad"):
+            for chunk in imap_chunks_shared(_fail_on_seven, [[k] for k in range(12)],
+                                            n_jobs=n_jobs):
+                got.extend(chunk)
+        assert got == list(range(7))
