@@ -1300,7 +1300,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
                  f"Å, max_neighbors {builder.max_neighbors}, n_jobs={n_jobs}) and "
                  "predicting...")
     t0 = time.perf_counter()
-    keep, preds, probas = [], [], []
+    keep, preds, probas, numbers = [], [], [], []
     said = 0
     for chunk in predict_files(files, builder, predictor, supported, n_jobs,
                                numbers=trained is not None):
@@ -1314,8 +1314,8 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
         if not chunk.valid:
             continue
         positions = [offset + j for j in chunk.valid]
-        warn_untrained_elements(module, trained, chunk.atomic_numbers or graphs,
-                                lambda k: describe(positions[k]))
+        if trained is not None:  # one warning for the run, after it
+            numbers += chunk.atomic_numbers or [g.atomic_numbers for g in graphs]
         if pred is None:
             # a classifier, a GPU..., or a non-finite output: the estimator
             # predicts (and says which structure)
@@ -1340,6 +1340,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     progress.say(f"  done in {_fmt_seconds(time.perf_counter() - t0)}")
     if not keep:
         raise CLIError(f"no structure of {args.data} could be used")
+    warn_untrained_elements(module, trained, numbers, lambda k: describe(keep[k]))
     pred = np.concatenate(preds)
     proba = np.concatenate(probas) if probas else None
     return keep, pred, proba
