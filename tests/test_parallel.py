@@ -87,3 +87,24 @@ def test_shared_chunks_raise_the_error_of_a_chunk_wherever_it_ran():
                                             n_jobs=n_jobs):
                 got.extend(chunk)
         assert got == list(range(7))
+
+
+def _kill_in_a_worker(chunk, parent):
+    import signal
+
+    if os.getpid() != parent:  # never the test's own process
+        os.kill(os.getpid(), signal.SIGKILL)
+    return chunk
+
+
+def test_a_killed_worker_is_an_error_and_the_next_call_gets_fresh_workers():
+    import pytest
+
+    from skcrystal._parallel import imap_chunks_shared
+
+    chunks = [[k] for k in range(8)]
+    with pytest.raises(Exception) as info:
+        list(imap_chunks_shared(_kill_in_a_worker, chunks, n_jobs=2, parent=os.getpid()))
+    assert "terminated" in str(info.value).lower() or "broken" in str(info.value).lower()
+    pids = {c for chunk in imap_chunks_shared(_slow_pids, chunks, n_jobs=2) for c in chunk}
+    assert len(pids) == 2  # a fresh worker beside this process
