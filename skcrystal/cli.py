@@ -1136,8 +1136,9 @@ def _cmd_predict(args, progress, started):
     # sets its own n_jobs keeps it)
     auto_jobs = _auto_n_jobs(args.data) if args.n_jobs is None else None
     n_jobs = args.n_jobs if args.n_jobs is not None else auto_jobs
+    streamed = _streamed_kind(args.data) is not None
     workers_ready = None
-    if Path(args.data).is_dir() and n_jobs not in (None, 1):
+    if streamed and n_jobs not in (None, 1):
         # the workers start (and import torch) while this process imports
         # torch and loads the model
         from skcrystal._parallel import start_workers
@@ -1149,7 +1150,7 @@ def _cmd_predict(args, progress, started):
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
     loaded = _load_predictor(args, device or resolve_device("auto"), n_jobs) \
-        if Path(args.data).is_dir() else None
+        if streamed else None
     if loaded is not None:
         est, meta = loaded
     else:
@@ -1170,8 +1171,9 @@ def _cmd_predict(args, progress, started):
     if workers_ready is not None:
         workers_ready()
     if listing is not None:
-        # a folder of structure files: parse, build graphs and predict in
-        # chunks (workers with --n-jobs), no pymatgen Structure kept
+        # a folder of structure files or a CSV of CIFs: parse, build graphs
+        # and predict in chunks (workers with --n-jobs), no pymatgen
+        # Structure kept
         frame, files, describe = listing
         keep, pred, proba = _predict_files(est, files, describe, args, progress, skipped,
                                            is_clf)
@@ -1225,9 +1227,23 @@ def _streams_files(est):
             and getattr(est, "descriptor_scaler_", None) is None)
 
 
+def _streamed_kind(path):
+    """The kind of ``path`` when ``predict`` streams it (a folder of structure
+    files, a CSV of CIF texts), else None."""
+    from skcrystal.datasets import _files
+
+    try:
+        kind = _files._detect_format(Path(path))
+    except (OSError, ValueError):
+        return None  # _read_data says what is wrong
+    return kind if kind in _FILE_KINDS or kind == "csv" else None
+
+
 def _file_listing(args, progress):
-    """(frame of ids and value columns, files, describe) of a folder of
-    structure files, or None for the other inputs (read by _read_data)."""
+    """(frame of ids and value columns, items, describe) of a folder of
+    structure files (items: the files) or of a CSV of CIF texts (items:
+    ``(row name, CIF text)``), or None for the other inputs (read by
+    _read_data)."""
     import warnings
 
     import pandas as pd
@@ -1235,15 +1251,19 @@ def _file_listing(args, progress):
     from skcrystal.datasets import _files
 
     path = Path(args.data)
-    if not path.is_dir():
-        return None
-    try:
-        kind = _files._detect_format(path)
-    except (OSError, ValueError):
-        return None  # _read_data says what is wrong
-    if kind not in _FILE_KINDS:
+    kind = _streamed_kind(path)
+    if kind is None:
         return None
     values = {}
+    if kind == "csv":
+        df, id_name = _files._cif_csv_table(path, args.cif_column, args.id_column)
+        ids = df[id_name].tolist() if id_name is not None else list(range(len(df)))
+        names = [f"{path} row {i}" + ("" if id_name is None else f" (id {ident})")
+                 for i, ident in enumerate(ids)]
+        values = {c: df[c].to_numpy() for c in df.columns
+                  if c not in (args.cif_column, id_name, "id", "structure")}
+        frame = pd.DataFrame({"id": ids, **values})
+        return frame, list(zip(names, df[args.cif_column].tolist())), names.__getitem__
     if kind in ("cgcnn", "alignn"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -1296,7 +1316,8 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     supported = getattr(module, "supported_elements", None)
     builder = builder.validate()
     trained = getattr(est, "trained_elements_", None)
-    progress.say(f"reading {n} structure files, building their graphs ({builder.radius:g} "
+    what = "CIFs of " + str(args.data) if isinstance(files[0], tuple) else "structure files"
+    progress.say(f"reading {n} {what}, building their graphs ({builder.radius:g} "
                  f"Å, max_neighbors {builder.max_neighbors}, n_jobs={n_jobs}) and "
                  "predicting...")
     t0 = time.perf_counter()

@@ -276,7 +276,9 @@ def predict_file_chunk(paths, builder_params, supported=None, model=None, number
 
     Parameters
     ----------
-    paths : list of str
+    paths : list of str or (str, str)
+        Files, or ``(name, CIF text)`` pairs (see
+        :func:`~skcrystal.graphs.files.read_file_graphs`).
     builder_params : dict
         :class:`~skcrystal.graphs.GraphBuilder` parameters.
     supported : set of int, optional
@@ -311,7 +313,8 @@ def predict_file_chunk(paths, builder_params, supported=None, model=None, number
     if model is None or not graphs:
         return errors, valid, graphs, None, None
     predictor = _chunk_predictor(model)
-    graphs = attach_extras(graphs, predictor.graph_extras, labels=[paths[j] for j in valid])
+    labels = [paths[j][0] if isinstance(paths[j], tuple) else paths[j] for j in valid]
+    graphs = attach_extras(graphs, predictor.graph_extras, labels=labels)
     pred = predictor.predict(graphs)
     z = [g.atomic_numbers for g in graphs] if numbers else None
     return errors, valid, graphs if pred is None else None, pred, z
@@ -319,7 +322,7 @@ def predict_file_chunk(paths, builder_params, supported=None, model=None, number
 
 def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
                   chunk_size=None, numbers=False):
-    """Structure files -> graphs -> predictions, chunk by chunk, in order.
+    """Structure files (or CIF texts) -> graphs -> predictions, chunk by chunk, in order.
 
     With ``n_jobs`` (processes in all, this one included: see
     :func:`skcrystal._parallel.imap_chunks_shared`) each process reads,
@@ -332,7 +335,9 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
 
     Parameters
     ----------
-    paths : sequence of str or Path
+    paths : sequence of str or Path, or of (name, CIF text)
+        Structure files, or CIF texts (a CSV's CIF column) with what names
+        each in errors.
     builder : GraphBuilder
         The graph parameters the model was fitted with.
     predictor : GraphPredictor, optional
@@ -361,7 +366,7 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
     from ._parallel import imap_chunks_shared, shared_processes
     from .graphs.files import _builder_params
 
-    paths = [str(p) for p in paths]
+    paths = [p if isinstance(p, tuple) else str(p) for p in paths]
     if chunk_size is None:
         batch = getattr(predictor, "batch_size", None) or DEFAULT_BATCH_SIZE
         chunk_size = 256 if batch < 1 else batch * max(1, 256 // batch)

@@ -84,7 +84,7 @@ def test_predict_to_stdout_with_truth(fitted, data, capsys):
     lines = captured.out.splitlines()
     assert lines[0] == "id,heat_all,prediction" and len(lines) == 41
     # progress and the score against the true targets go to stderr
-    assert "loading" in captured.err and "MAE against the targets" in captured.err
+    assert "reading 40 CIFs" in captured.err and "MAE against the targets" in captured.err
 
 
 def test_predict_folder(fitted, tmp_path):

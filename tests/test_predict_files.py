@@ -159,6 +159,49 @@ def test_workers_load_a_model_class_defined_in_a_script(cif_folder):
     assert np.array_equal(got, expected)
 
 
+def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys):
+    """A CSV's CIF column takes the folder's path (no Structure kept, workers
+    with --n-jobs): the estimator's predictions, the same CSV serial or with
+    workers, bad rows named by row and id or skipped."""
+    from pymatgen.io.cif import CifWriter
+
+    from skcrystal import pretrained
+    from skcrystal.datasets import load_perovskites
+    structures, y = load_perovskites(n=300)
+    cifs = [str(CifWriter(s)) for s in structures]
+    frame = pd.DataFrame({"material_id": [f"m{k}" for k in range(300)], "cif": cifs,
+                          "heat": y})
+    good = tmp_path / "good.csv"
+    frame.to_csv(good, index=False)
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"p{jobs}.csv"
+        assert main(["predict", CHECKPOINT, str(good), "--n-jobs", jobs, "-q",
+                     "-o", str(out)]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    got = pd.read_csv(tmp_path / "p1.csv")
+    assert got["id"].tolist() == frame["material_id"].tolist()
+    assert got.columns.tolist() == ["id", "prediction"]
+    np.testing.assert_allclose(got["prediction"], pretrained.load(CHECKPOINT).predict(structures),
+                               rtol=0, atol=1e-6)
+    # a garbage row and a POSCAR where a CIF belongs
+    bad = frame.copy()
+    bad.loc[5, "cif"] = "not a CIF"
+    bad.loc[7, "cif"] = structures[7].to(fmt="poscar")
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    capsys.readouterr()
+    assert main(["predict", CHECKPOINT, str(path), "-q", "-o", str(tmp_path / "x.csv")]) == 2
+    assert f"{path} row 5 (id m5): cannot be parsed" in capsys.readouterr().err
+    assert main(["predict", CHECKPOINT, str(path), "--n-jobs", "2", "--on-error", "skip",
+                 "-o", str(tmp_path / "s.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 of 300" in err and "looks like a VASP POSCAR" in err
+    kept = pd.read_csv(tmp_path / "s.csv")
+    assert len(kept) == 298 and not {"m5", "m7"} & set(kept["id"])
+
+
 def test_a_chunk_with_a_non_finite_output_comes_back_as_graphs(cif_folder):
     """The estimator, not the predictor, then predicts them (its error names
     the structure), so the graphs return with their extras."""

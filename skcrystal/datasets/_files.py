@@ -60,15 +60,9 @@ def _frame(structures, y, id_name, ids, target_names):
     return pd.DataFrame(data)
 
 
-def _read_cif_csv(path, cif_column, id_column, n_jobs, on_error, parser, target=()):
-    """Read a CSV of CIF strings and parse the CIF column.
-
-    Checks ``cif_column``, ``id_column`` and the ``target`` column names
-    before parsing (parsing is the slow part). Returns the table, the id
-    column's name (``None`` when there is none) and the parsed structures
-    with their row positions (rows that fail are dropped with
-    ``on_error="skip"``).
-    """
+def _cif_csv_table(path, cif_column, id_column, target=()):
+    """The table of a CSV of CIF strings, its columns checked, and the name of
+    its id column (``None`` when there is none)."""
     import pandas as pd
 
     df = pd.read_csv(path)
@@ -80,6 +74,19 @@ def _read_cif_csv(path, cif_column, id_column, n_jobs, on_error, parser, target=
         id_column = next((c for c in _ID_CANDIDATES if c in df.columns), None)
     else:
         _missing_columns([id_column], df.columns, path, "id_column")
+    return df, id_column
+
+
+def _read_cif_csv(path, cif_column, id_column, n_jobs, on_error, parser, target=()):
+    """Read a CSV of CIF strings and parse the CIF column.
+
+    Checks ``cif_column``, ``id_column`` and the ``target`` column names
+    before parsing (parsing is the slow part). Returns the table, the id
+    column's name (``None`` when there is none) and the parsed structures
+    with their row positions (rows that fail are dropped with
+    ``on_error="skip"``).
+    """
+    df, id_column = _cif_csv_table(path, cif_column, id_column, target)
     ids = df[id_column].tolist() if id_column is not None else None
     structures, errors = _parse_many(df[cif_column].tolist(), n_jobs=n_jobs, parser=parser)
     structures, keep = _resolve_errors(structures, errors, on_error, ids=ids,

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
                            _check_overlaps_arrays, check_structures, first_line)
-from ..datasets._cif import _fast_parse_arrays, _pymatgen_parse
+from ..datasets._cif import _fast_parse_arrays, _not_cif_hint, _pymatgen_parse
 from ..datasets._io import _parse_poscar
 from .builder import GraphBuilder
 
@@ -136,23 +136,26 @@ def _fast_graph(text, builder, supported):
                                 on_pairs=check_overlaps)
 
 
-def _slow_graph(path, text, builder, supported):
+def _slow_graph(path, text, builder, supported, cif):
     """The graph through pymatgen: parse, check_structures, build."""
     try:
-        structure = _pymatgen_parse(text) if _is_cif(path) else _parse_poscar(text)
+        structure = _pymatgen_parse(text) if cif else _parse_poscar(text)
     except Exception as exc:  # noqa: BLE001 - any parser failure names the file
-        raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {first_line(exc)}",
-                        parse=True) from None
+        hint = _not_cif_hint(text) if cif else ""
+        raise FileError(path, f"cannot be parsed: {type(exc).__name__}: {first_line(exc)}"
+                        f"{hint}", parse=True) from None
     structure = check_structures([structure], supported_elements=supported)[0]
     return builder.build(structure)
 
 
 def read_file_graphs(paths, builder_params, supported=None):
-    """Graphs of a chunk of structure files (the worker function).
+    """Graphs of a chunk of structure files or CIF texts (the worker function).
 
     Parameters
     ----------
-    paths : list of str
+    paths : list of str or (str, str)
+        Files, or ``(name, CIF text)`` pairs (a CSV's CIF column; ``name``
+        says where the text comes from in errors).
     builder_params : dict
         :class:`GraphBuilder` parameters.
     supported : set of int, optional
@@ -169,17 +172,20 @@ def read_file_graphs(paths, builder_params, supported=None):
         # pymatgen's per-file warnings (rounded coordinates, stoichiometry)
         # say nothing actionable for graph models
         warnings.simplefilter("ignore")
-        for path in paths:
+        for item in paths:
+            path, text = item if isinstance(item, tuple) else (item, None)
+            cif = text is not None or _is_cif(path)
             try:
-                try:
-                    text = _read_text(path)
-                except (OSError, UnicodeError) as exc:
-                    raise FileError(path, f"cannot be read: {exc}", parse=True) from None
-                if not text.strip():
+                if text is None:
+                    try:
+                        text = _read_text(path)
+                    except (OSError, UnicodeError) as exc:
+                        raise FileError(path, f"cannot be read: {exc}", parse=True) from None
+                if not isinstance(text, str) or not text.strip():
                     raise FileError(path, "is empty", parse=True)
-                graph = _fast_graph(text, builder, supported) if _is_cif(path) else None
+                graph = _fast_graph(text, builder, supported) if cif else None
                 if graph is None:
-                    graph = _slow_graph(path, text, builder, supported)
+                    graph = _slow_graph(path, text, builder, supported, cif)
                 out.append((graph, None))
             except FileError as exc:
                 out.append((None, exc))
