@@ -677,10 +677,10 @@ def _checkpoint_meta(path, info):
 AUTO_WORKERS_MIN_FILES = 4000
 
 
-def _auto_n_jobs(data):
-    """``--n-jobs`` when not given: one worker per usable core (at most 8) for
-    a folder of at least :data:`AUTO_WORKERS_MIN_FILES` structure files, else
-    None (this process)."""
+def _auto_n_jobs(data, n_items=None):
+    """``--n-jobs`` when not given: one process per usable core (at most 8) for
+    a folder of at least :data:`AUTO_WORKERS_MIN_FILES` structure files (or
+    ``n_items`` CIFs of a CSV), else None (this process)."""
     import os
 
     from skcrystal.datasets._files import _listed_structure_file
@@ -689,6 +689,9 @@ def _auto_n_jobs(data):
         n_cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         n_cores = os.cpu_count() or 1
+    if n_items is not None:
+        return min(n_cores, 8) if n_cores >= 2 and n_items >= AUTO_WORKERS_MIN_FILES \
+            else None
     if n_cores < 2 or not Path(data).is_dir():
         return None
     n_files = 0
@@ -1175,6 +1178,10 @@ def _cmd_predict(args, progress, started):
         # and predict in chunks (workers with --n-jobs), no pymatgen
         # Structure kept
         frame, files, describe = listing
+        if args.n_jobs is None and getattr(est, "n_jobs", None) is None:
+            # a large CSV: its rows are counted only now (workers that start
+            # late cost little, this process predicts meanwhile)
+            est.n_jobs = _auto_n_jobs(args.data, n_items=len(files))
         keep, pred, proba = _predict_files(est, files, describe, args, progress, skipped,
                                            is_clf)
         frame = frame.iloc[keep].reset_index(drop=True)
@@ -1503,10 +1510,10 @@ def build_parser():
                         help="show the full traceback on errors")
     common.add_argument("--n-jobs", type=int, default=None, metavar="N",
                         help="parallel workers for CIF parsing and graph building "
-                             "(estimator n_jobs; predict on a folder of structure files: "
-                             "N processes in all, this one included, that read, build "
-                             "and predict; one per core by default from 4,000 files, "
-                             "up to 8)")
+                             "(estimator n_jobs; predict on a folder of structure files "
+                             "or a CSV of CIFs: N processes in all, this one included, "
+                             "that read, build and predict; one per core by default from "
+                             "4,000 files or rows, up to 8)")
 
     compute = _Parser(add_help=False)
     compute.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,

@@ -2,6 +2,7 @@
 (skcrystal.graphs.files), its workers, its errors, and the end-to-end
 benchmark's machinery against the reference CGCNN pipeline."""
 import importlib.util
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_workers_load_a_model_class_defined_in_a_script(cif_folder):
     assert np.array_equal(got, expected)
 
 
-def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys):
+def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeypatch):
     """A CSV's CIF column takes the folder's path (no Structure kept, workers
     with --n-jobs): the estimator's predictions, the same CSV serial or with
     workers, bad rows named by row and id or skipped."""
@@ -180,6 +181,15 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys):
                      "-o", str(out)]) == 0
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+    # a large CSV gets a process per core by default (counted by rows)
+    from skcrystal import cli
+    assert cli._auto_n_jobs(good, n_items=299) is None
+    monkeypatch.setattr(cli, "AUTO_WORKERS_MIN_FILES", 100)
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count()
+    assert cli._auto_n_jobs(good, n_items=300) == (min(n_cores, 8) if n_cores >= 2 else None)
+    assert main(["predict", CHECKPOINT, str(good), "-q", "-o", str(tmp_path / "auto.csv")]) == 0
+    assert (tmp_path / "auto.csv").read_bytes() == outs[0]
     got = pd.read_csv(tmp_path / "p1.csv")
     assert got["id"].tolist() == frame["material_id"].tolist()
     assert got.columns.tolist() == ["id", "prediction"]
