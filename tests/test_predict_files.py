@@ -199,6 +199,7 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeyp
     bad = frame.copy()
     bad.loc[5, "cif"] = "not a CIF"
     bad.loc[7, "cif"] = structures[7].to(fmt="poscar")
+    bad.loc[9, "cif"] = ""  # an empty cell
     path = tmp_path / "bad.csv"
     bad.to_csv(path, index=False)
     capsys.readouterr()
@@ -207,9 +208,10 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeyp
     assert main(["predict", CHECKPOINT, str(path), "--n-jobs", "2", "--on-error", "skip",
                  "-o", str(tmp_path / "s.csv")]) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 of 300" in err and "looks like a VASP POSCAR" in err
+    assert "skipped 3 of 300" in err and "looks like a VASP POSCAR" in err
+    assert f"{path} row 9 (id m9): is empty" in err
     kept = pd.read_csv(tmp_path / "s.csv")
-    assert len(kept) == 298 and not {"m5", "m7"} & set(kept["id"])
+    assert len(kept) == 297 and not {"m5", "m7", "m9"} & set(kept["id"])
 
 
 def test_a_chunk_with_a_non_finite_output_comes_back_as_graphs(cif_folder):
