@@ -181,7 +181,12 @@ def read_file_graphs(paths, builder_params, supported=None):
                         text = _read_text(path)
                     except (OSError, UnicodeError) as exc:
                         raise FileError(path, f"cannot be read: {exc}", parse=True) from None
-                if not isinstance(text, str) or not text.strip():
+                if not isinstance(text, str):  # a CSV cell: NaN when empty
+                    raise FileError(path, "is empty" if text != text or text is None else
+                                    f"holds a {type(text).__name__} ({text!r}), not CIF "
+                                    "text (--cif-column names another column?)",
+                                    parse=True)
+                if not text.strip():
                     raise FileError(path, "is empty", parse=True)
                 graph = _fast_graph(text, builder, supported) if cif else None
                 if graph is None:
