@@ -106,6 +106,12 @@ def test_structures_from_cif_errors():
                         ("structures/nacl.cif", "is a file name, not CIF text")]:
         with pytest.raises(ValueError, match=rf"row 0: .*\(the text {looks}"):
             structures_from_cif([text])
+    # numbers (the wrong column of a CSV) are named as such; NaN is an empty cell
+    with pytest.raises(ValueError, match=r"row 0: ValueError: holds a float \(2.76\), not "
+                                         r"CIF text"):
+        structures_from_cif([2.76, 1.0])
+    with pytest.raises(ValueError, match="row 0: ValueError: empty or missing CIF text"):
+        structures_from_cif([float("nan")])
     # every row skipped: an error naming the first, not an empty data set
     with pytest.raises(ValueError, match=r"none of the 2 rows could be parsed; the first, "
                                          r"row 0 \(id 'a'\)"):

@@ -215,7 +215,7 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeyp
     # the wrong column given as the CIF column
     assert main(["predict", CHECKPOINT, str(good), "--cif-column", "heat", "-q",
                  "-o", str(tmp_path / "h.csv")]) == 2
-    assert "row 0 (id m0): holds a float" in capsys.readouterr().err
+    assert "row 0 (id m0): holds a float (" in capsys.readouterr().err
 
 
 def test_a_chunk_with_a_non_finite_output_comes_back_as_graphs(cif_folder):

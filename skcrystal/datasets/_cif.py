@@ -294,8 +294,7 @@ def _structure_blocks(text):
 
 
 def _parse_one(text, parser):
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty or missing CIF text")
+    _check_cif_cell(text)
     if parser == "auto":
         try:
             return _fast_parse(text)
@@ -319,6 +318,19 @@ def _parse_pairs(texts, parser):
             except Exception as exc:  # any parser failure is reported per row
                 out.append((None, f"{type(exc).__name__}: {exc}{_not_cif_hint(text)}"))
     return out
+
+
+def _check_cif_cell(text, empty=ValueError):
+    """A ``ValueError`` (``empty`` for a missing or blank one) unless ``text`` is
+    text: a CSV cell is NaN when empty, and a number when the column is not the
+    CIF column."""
+    if text is None or (isinstance(text, float) and math.isnan(text)) or \
+            (isinstance(text, str) and not text.strip()):
+        raise empty("empty or missing CIF text")
+    if not isinstance(text, str):
+        value = f" ({text})" if isinstance(text, (int, float, np.number)) else ""
+        raise ValueError(f"holds a {type(text).__name__}{value}, not CIF text (is the "
+                         "CIF column the right one?)")
 
 
 def _not_cif_hint(text):

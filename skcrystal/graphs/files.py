@@ -29,7 +29,8 @@ import numpy as np
 
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
                            _check_overlaps_arrays, check_structures, first_line)
-from ..datasets._cif import _fast_parse_arrays, _not_cif_hint, _pymatgen_parse
+from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
+                             _pymatgen_parse)
 from ..datasets._io import _parse_poscar
 from .builder import GraphBuilder
 
@@ -76,6 +77,10 @@ class FileError(ValueError):
         # a worker sends it back pickled (the default would call __init__
         # with the message alone)
         return type(self), (self.path, self.reason, self.parse)
+
+
+class _Empty(ValueError):
+    """A file or CSV cell with no text."""
 
 
 def _read_text(path):
@@ -181,13 +186,12 @@ def read_file_graphs(paths, builder_params, supported=None):
                         text = _read_text(path)
                     except (OSError, UnicodeError) as exc:
                         raise FileError(path, f"cannot be read: {exc}", parse=True) from None
-                if not isinstance(text, str):  # a CSV cell: NaN when empty
-                    raise FileError(path, "is empty" if text != text or text is None else
-                                    f"holds a {type(text).__name__} ({text!r}), not CIF "
-                                    "text (--cif-column names another column?)",
-                                    parse=True)
-                if not text.strip():
-                    raise FileError(path, "is empty", parse=True)
+                try:
+                    _check_cif_cell(text, empty=_Empty)
+                except _Empty:
+                    raise FileError(path, "is empty", parse=True) from None
+                except ValueError as exc:  # a CSV cell of another column
+                    raise FileError(path, str(exc), parse=True) from None
                 graph = _fast_graph(text, builder, supported) if cif else None
                 if graph is None:
                     graph = _slow_graph(path, text, builder, supported, cif)
