@@ -31,7 +31,7 @@ def main():
     torch.set_num_threads(2)
     X, y = load_perovskites()
     Xtr, ytr, Xte, yte = X[:800], y[:800], X[800:], y[800:]
-    print(f"| precision | seed | held-out MAE (eV) | fit (s) |\n| --- | --- | --- | --- |")
+    print("| precision | seed | held-out MAE (eV) | fit (s) |\n| --- | --- | --- | --- |")
     for mp in (None, "bf16"):
         for seed in args.seeds:
             est = CGCNNRegressor(max_epochs=args.epochs, random_state=seed, mixed_precision=mp)

@@ -22,7 +22,6 @@ Prints a markdown table (and writes ``results.json`` into ``--out``).
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import threading
