@@ -1139,7 +1139,7 @@ def _cmd_predict(args, progress, started):
     # sets its own n_jobs keeps it)
     auto_jobs = _auto_n_jobs(args.data) if args.n_jobs is None else None
     n_jobs = args.n_jobs if args.n_jobs is not None else auto_jobs
-    streamed = _streamed_kind(args.data) is not None
+    streamed = _streamed_kind(args.data)
     workers_ready = None
     if streamed and n_jobs not in (None, 1):
         # the workers start (and import torch) while this process imports
@@ -1165,8 +1165,8 @@ def _cmd_predict(args, progress, started):
         device = _place_estimator(est, args, n_jobs, auto_jobs, device)
     skipped = _Skipped()
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
-    listing = _file_listing(args, progress) if loaded is not None or _streams_files(est) \
-        else None
+    listing = _file_listing(args, progress, streamed) \
+        if loaded is not None or _streams_files(est) else None
     if loaded is not None and listing is None:
         # not a folder of structure files after all: the estimator reads it
         est, meta = load_model(args.model_file)
@@ -1246,11 +1246,11 @@ def _streamed_kind(path):
     return kind if kind in _FILE_KINDS or kind == "csv" else None
 
 
-def _file_listing(args, progress):
+def _file_listing(args, progress, kind):
     """(frame of ids and value columns, items, describe) of a folder of
     structure files (items: the files) or of a CSV of CIF texts (items:
     ``(row name, CIF text)``), or None for the other inputs (read by
-    _read_data)."""
+    _read_data); ``kind`` is :func:`_streamed_kind` of the data."""
     import warnings
 
     import pandas as pd
@@ -1258,7 +1258,6 @@ def _file_listing(args, progress):
     from skcrystal.datasets import _files
 
     path = Path(args.data)
-    kind = _streamed_kind(path)
     if kind is None:
         return None
     values = {}

@@ -375,9 +375,10 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
         n_jobs = None  # one chunk: starting a worker costs more than it saves
     params = _builder_params(builder)
     supported = None if supported is None else set(supported)
+    n_processes, threads = shared_processes(n_jobs)
     with contextlib.ExitStack() as stack:
         model = predictor
-        if predictor is not None and n_jobs not in (None, 1):
+        if predictor is not None and n_processes > 1:
             # cloudpickle (joblib's): a model class defined in a script or a
             # notebook (__main__) travels by value, as joblib's tasks do
             try:
@@ -389,7 +390,6 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
             model = _PredictorFile(f"{folder}/predictor.pkl")
             with open(model.path, "wb") as fh:
                 cloudpickle.dump(predictor, fh)
-        n_processes, threads = shared_processes(n_jobs)
         if n_processes > 1 and threads < torch.get_num_threads():
             # this process predicts its share beside the workers: as many
             # threads as each of them
