@@ -2,8 +2,13 @@
 
 :func:`map_chunks` and :func:`imap_chunks` hand chunks to joblib's workers
 while this process waits; :func:`imap_chunks_shared` (with
-:func:`start_workers`) has this process compute its share beside them, for
-work whose results are small (``skcrystal predict``'s predictions)."""
+:func:`start_workers`) has this process compute its share beside them, where
+sending the work and its results costs about as much as doing it
+(``skcrystal predict``'s files, :func:`skcrystal.graphs.get_graphs`'s
+graphs).
+
+Inside a joblib worker (a fit of ``cross_val_score(n_jobs=2)``) no process
+is started: the cores are taken already."""
 from __future__ import annotations
 
 from ._validation import check_n_jobs
@@ -85,6 +90,11 @@ def shared_processes(n_jobs):
     if n_jobs in (None, 1):
         return 1, None
     from joblib import cpu_count, effective_n_jobs
+    from joblib.parallel import get_active_backend
+    if getattr(get_active_backend()[0], "nesting_level", 0):
+        # already in a joblib worker (a fit of cross_val_score(n_jobs=2)):
+        # the cores are taken, and joblib itself would nest threads only
+        return 1, None
     n = effective_n_jobs(n_jobs)
     return n, max(cpu_count() // max(n, 1), 1)
 
@@ -127,10 +137,10 @@ def imap_chunks_shared(fn, chunks, n_jobs=None, **kwargs):
 
     ``n_jobs`` processes in all: ``n_jobs - 1`` workers and this one, which
     takes the next chunk nobody has started whenever the chunk it must yield
-    next is still in a worker. For work whose results are small (predictions
-    rather than graphs), this spares a core that would otherwise only wait,
-    and on 2 cores a second worker process (its start-up, its share of the
-    cores). ``fn`` must not depend on the process it runs in.
+    next is still in a worker. This spares a core that would otherwise only
+    wait, on 2 cores a second worker process (its start-up, its share of the
+    cores), and the pickling of what this process computes. ``fn`` must not
+    depend on the process it runs in.
     """
     n, _ = shared_processes(n_jobs)
     chunks = list(chunks)

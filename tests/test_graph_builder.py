@@ -259,6 +259,56 @@ def test_parallel_equals_serial(nacl):
     assert all(graphs_equal(a, b) for a, b in zip(serial, parallel))
 
 
+def _perturbed(n, seed=0):
+    rng = np.random.default_rng(seed)
+    base = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return [Structure(base.lattice, base.species,
+                      base.cart_coords + rng.normal(scale=0.05, size=(2, 3)),
+                      coords_are_cartesian=True) for _ in range(n)]
+
+
+def test_worker_chunks_travel_as_arrays_and_build_the_same_graphs():
+    import pickle
+
+    from skcrystal.graphs.cache import _build_chunk, _StructureChunk
+
+    structures = _perturbed(6)
+    # a lone atom in a 12 Å cell: no neighbour within 5 Å
+    structures[3] = Structure(Lattice.cubic(12.0), ["Cu"], [[0, 0, 0]])
+    builder = GraphBuilder(radius=5.0, max_neighbors=12).validate()
+    items = list(enumerate(structures, start=10))
+    sent = pickle.loads(pickle.dumps(_StructureChunk(items)))
+    # a worker sees arrays, not Structures (their pickling cost more than the graph)
+    assert all(isinstance(s, tuple) for _, s in sent.items)
+    built = _build_chunk(sent, builder)
+    assert built[3] is None  # the caller rebuilds it from the Structure, which names it
+    for (i, s), g in zip(items, built):
+        if g is not None:
+            assert graphs_equal(g, builder.build(s, index=i))
+    with pytest.raises(ValueError, match="structure 13 .*no neighbour within"):
+        _build_chunk(items, builder)
+
+
+def test_parallel_names_the_structure_whose_graph_fails():
+    structures = _perturbed(200, seed=1)
+    structures[150] = Structure(Lattice.cubic(12.0), ["Cu"], [[0, 0, 0]])
+    builder = GraphBuilder(radius=5.0, max_neighbors=12)
+    for n_jobs in (1, 2):
+        with pytest.raises(ValueError, match=r"^structure 150 \(Cu\): atom 0 \(Cu\) has no "
+                                             "neighbour within"):
+            get_graphs(structures, builder, n_jobs=n_jobs, cache=GraphCache())
+
+
+def test_no_processes_are_nested_in_a_joblib_worker():
+    from joblib import Parallel, delayed
+
+    from skcrystal._parallel import shared_processes
+
+    assert shared_processes(2)[0] == 2
+    # a fit inside cross_val_score(n_jobs=2) builds its graphs in its own process
+    assert Parallel(n_jobs=2)(delayed(shared_processes)(2) for _ in range(2)) == [(1, None)] * 2
+
+
 # ---------------------------------------------------------------- batching
 
 

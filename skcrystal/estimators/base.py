@@ -470,8 +470,10 @@ class CrystalGraphNet(NeuralNet):
     random_state : int or None
         Seeds weight initialisation, shuffling and dropout for the fit.
     n_jobs : int or None
-        joblib workers to build graphs (a ``descriptors`` transformer uses
-        its own ``n_jobs``).
+        Processes building graphs, this one included (-1: one per core; a
+        ``descriptors`` transformer uses its own ``n_jobs``). Inside
+        ``cross_val_score(n_jobs=...)`` or a grid search's workers the graphs
+        are built in the fit's own process.
     cache_dir : str or None
         Optional on-disk graph cache folder.
     train_split : callable or None, default None

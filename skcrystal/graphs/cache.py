@@ -55,8 +55,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._validation import check_n_jobs, structure_key
-from .builder import check_builder
+from .._parallel import imap_chunks_shared, shared_processes
+from .._validation import _check_lattice_arrays, check_n_jobs, structure_key
+from .builder import _structure_arrays, check_builder
 from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
@@ -531,8 +532,44 @@ def entry_key(skey, pkey):
 _entry_key = entry_key
 
 
-def _build_chunk(builder, items):
-    return [builder.build(s, index=i) for i, s in items]
+class _StructureChunk:
+    """(index, Structure) pairs whose graphs a worker builds.
+
+    Pickled (to go to a worker) as each structure's arrays rather than the
+    ``Structure``: pickling and unpickling a ``Structure`` costs more than
+    building its graph from the arrays (for 62-atom cells, ~1 ms against
+    ~0.8 ms), and what this process builds itself is never converted.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        self.items = items
+
+    def __reduce__(self):
+        return _StructureChunk, ([(i, s if isinstance(s, tuple) else _structure_arrays(s))
+                                  for i, s in self.items],)
+
+
+def _build_chunk(chunk, builder):
+    """Graphs of ``(index, Structure)`` pairs (a list or a :class:`_StructureChunk`).
+
+    A structure that arrives as arrays (in a worker) and whose graph fails
+    gives None: the caller then builds it from the ``Structure``, whose
+    error names it as :meth:`GraphBuilder.build` does.
+    """
+    out = []
+    for i, s in getattr(chunk, "items", chunk):
+        if not isinstance(s, tuple):
+            out.append(builder.build(s, index=i))
+            continue
+        try:
+            # build()'s own guard, on the same arrays
+            _check_lattice_arrays(s[3], s[1], s[4], "")
+            out.append(builder._build(s, "", str, str))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
@@ -545,7 +582,10 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
         Already validated (see :func:`skcrystal._validation.check_structures`).
     builder : GraphBuilder
     n_jobs : int or None
-        joblib workers for the graphs that must be built.
+        Processes building the graphs that must be built, this one included
+        (joblib's meaning: -1 is one per core; see
+        :func:`skcrystal._parallel.imap_chunks_shared`). None and 1 build
+        them here, as does any value inside a joblib worker.
     cache_dir : str or None
         Optional on-disk cache folder (see the module docstring).
     cache : GraphCache or None
@@ -606,27 +646,30 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
         from tqdm.auto import tqdm
         bar = tqdm(total=len(items), desc="building graphs", unit="structure",
                    leave=False)
+    n_processes, _ = shared_processes(n_jobs)
     try:
-        if n_jobs in (None, 1) or len(items) < 64:
+        if n_processes == 1 or len(items) < 64:
             if bar is None:
-                built = _build_chunk(builder, items)
+                built = _build_chunk(items, builder)
             else:
                 built = []
                 for j in range(0, len(items), 16):
-                    built += _build_chunk(builder, items[j:j + 16])
+                    built += _build_chunk(items[j:j + 16], builder)
                     bar.update(len(items[j:j + 16]))
         else:
-            from joblib import Parallel, delayed, effective_n_jobs
-            n_workers = effective_n_jobs(n_jobs)
-            n_chunks = min(len(items), (16 if bar is not None else 4) * n_workers)
-            chunks = [items[j::n_chunks] for j in range(n_chunks)]
-            results = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_build_chunk)(builder, chunk) for chunk in chunks)
-            built = [None] * len(items)
-            for j, chunk_result in enumerate(results):
-                built[j::n_chunks] = chunk_result
+            # this process builds its share beside n_jobs - 1 workers: what
+            # it builds needs no pickling, and it would otherwise only wait
+            # on its workers (see benchmarks/bench_graph_jobs.py)
+            size = min(max(len(items) // (8 * n_processes), 16), 256)
+            chunks = [_StructureChunk(items[j:j + size]) for j in range(0, len(items), size)]
+            built = []
+            for result in imap_chunks_shared(_build_chunk, chunks, n_jobs, builder=builder):
+                built += result
                 if bar is not None:
-                    bar.update(len(chunk_result))
+                    bar.update(len(result))
+            for j, g in enumerate(built):
+                if g is None:  # raises the error naming the structure
+                    built[j] = _build_chunk(items[j:j + 1], builder)[0]
     finally:
         if bar is not None:
             bar.close()
