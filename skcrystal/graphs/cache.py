@@ -547,8 +547,16 @@ class _StructureChunk:
         self.items = items
 
     def __reduce__(self):
-        return _StructureChunk, ([(i, s if isinstance(s, tuple) else _structure_arrays(s))
-                                  for i, s in self.items],)
+        return _StructureChunk, ([(i, _arrays_or_structure(s)) for i, s in self.items],)
+
+
+def _arrays_or_structure(s):
+    if isinstance(s, tuple):
+        return s
+    try:
+        return _structure_arrays(s)
+    except Exception:  # noqa: BLE001 - pickled whole: build() names what is wrong
+        return s
 
 
 def _build_chunk(chunk, builder):
