@@ -204,6 +204,94 @@ def test_fast_parser_matches_pymatgen(shared_data):
                 assert _same(_fast_parse(cif), _pymatgen_parse(cif)), name
 
 
+_POSCAR = """Fe2 O3 sample
+1.5
+  2.0 0.1 0.0
+  0.0 2.5 0.0\r
+  0.2 0.0 3.0
+Fe_pv O/79d9987ad87
+2 3
+Direct
+ 0.0 0.0 0.0 Fe
+ -0.25 0.5 0.5
+ 1.25 0.5 0.75
+ 0.5 0.5 0.0
+ 0.75 0.25 0.9999999999999999
+
+ 0.01 0.02 0.03
+"""
+
+
+def _poscar_variants():
+    """POSCARs pymatgen reads, each with a change the fast reader must follow
+    (True) or decline (False)."""
+    lines = _POSCAR.split("\n")
+    site = 8
+
+    def edit(i, line):
+        return "\n".join(lines[:i] + [line] + lines[i + 1:])
+
+    return [
+        (_POSCAR, True),  # scale, POTCAR suffixes, CRLF, unwrapped, velocities
+        (_POSCAR.replace("Fe_pv O/79d9987ad87", "Fe O"), True),
+        (edit(0, "# only a comment"), True),
+        (edit(1, "1.0"), True),
+        (edit(7, "direct"), True),
+        (edit(site, " 0.0 0.0 0.0 T T F extra"), True),
+        (edit(7, "Cartesian"), False),  # pymatgen converts site by site
+        (edit(1, "-40.0"), False),  # a volume
+        ("\n".join(lines[:7] + ["Selective dynamics"] + lines[7:]), False),
+        ("\n".join(lines[:5] + lines[6:]), False),  # VASP 4
+        (edit(site + 2, " 1.25 0.5 0.75 # moved"), False),
+        (edit(6, "2 3 1"), False),  # counts do not pair with symbols
+        (edit(5, "Fe Xx"), False),
+    ]
+
+
+def test_fast_poscar_reader_reads_what_pymatgen_reads():
+    from pymatgen.io.vasp import Poscar
+
+    from skcrystal.datasets._io import _fast_poscar_arrays, _parse_poscar
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text, fast in _poscar_variants():
+            try:
+                s = Poscar.from_str(text, read_velocities=False).structure
+            except Exception:  # noqa: BLE001 - then only declining is right
+                s = None
+            if not fast:
+                with pytest.raises(_NotSimple):
+                    _fast_poscar_arrays(text)
+                continue
+            symbols, lattice, frac = _fast_poscar_arrays(text)
+            assert symbols == [str(e) for e in s.species]
+            # bitwise: the graph is the one of pymatgen's structure
+            assert np.array_equal(lattice, s.lattice.matrix)
+            assert np.array_equal(frac, s.frac_coords)
+            assert _parse_poscar(text) == s
+    assert _fast_poscar_arrays(_POSCAR)[2][2].tolist() == [1.25, 0.5, 0.75]  # not wrapped
+
+
+def test_fast_poscar_reader_matches_pymatgen_on_jarvis_files():
+    from pymatgen.io.vasp import Poscar
+
+    from skcrystal.datasets._io import _fast_poscar_arrays, _parse_poscar
+
+    files = sorted(shared_path("alignn_sample").glob("POSCAR*"))
+    for path in files:
+        text = path.read_text()
+        s = _parse_poscar(text)
+        symbols, lattice, frac = _fast_poscar_arrays(text)
+        assert symbols == [str(e) for e in s.species], path.name
+        assert np.array_equal(lattice, s.lattice.matrix), path.name
+        assert np.array_equal(frac, s.frac_coords), path.name
+        # the loaders' Structure is pymatgen's own reading of the file
+        ref = Poscar.from_str(text, read_velocities=False).structure
+        assert s == ref and [x.label for x in s] == [x.label for x in ref], path.name
+        assert np.array_equal(s.frac_coords, ref.frac_coords) and s.properties == ref.properties
+
+
 # --- CSV ------------------------------------------------------------------------
 
 def test_load_csv_perovskites():

@@ -67,6 +67,40 @@ def test_file_graphs_equal_pymatgen_structure_graphs(cif_folder, mode):
             assert _same_graph(graph, builder.build(s)), path.name
 
 
+def test_poscar_files_give_the_graphs_of_pymatgens_structures(tmp_path):
+    """Read by the fast POSCAR reader or declined to pymatgen, a POSCAR's graph
+    is the one of the Structure pymatgen reads from it."""
+    from pymatgen.io.vasp import Poscar
+    from test_datasets import _poscar_variants
+
+    from skcrystal.datasets._io import _parse_poscar
+
+    def pymatgen(text):
+        return Poscar.from_str(text, read_velocities=False).structure
+
+    paths, texts = [], []
+    for i, (text, _) in enumerate(_poscar_variants()):
+        try:
+            _parse_poscar(text)  # pymatgen's reading, or its refusal of a VASP 4 file
+        except Exception:  # noqa: BLE001 - refused: not a case here
+            continue
+        paths.append(str(tmp_path / f"POSCAR_{i}"))
+        texts.append(text)
+        Path(paths[-1]).write_text(text)
+    assert len(paths) >= 10
+    for mode in ("reference", "keep_ties"):
+        builder = GraphBuilder(**_params(mode))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for path, text, (graph, err) in zip(paths, texts,
+                                                read_file_graphs(paths, _params(mode))):
+                if "Xx" in text:  # declined, then refused as pymatgen reads it
+                    assert graph is None and "dummy species Xx0+ (site 2)" in err.reason
+                    continue
+                assert err is None, err
+                assert _same_graph(graph, builder.build(pymatgen(text))), path
+
+
 def test_workers_give_the_serial_graphs(cif_folder):
     paths = sorted(cif_folder.glob("*.cif"))
     builder = GraphBuilder(neighbor_mode="reference")

@@ -6,14 +6,16 @@ graphs are predicted where they were built, see
 :func:`skcrystal.inference.predict_files`).
 
 A CIF in the layout pymatgen's ``CifWriter`` writes (one block, P1, ordered
-sites: what :func:`skcrystal.datasets._cif._fast_parse` accepts) never
-becomes a pymatgen ``Structure``: the fast reader returns its elements,
-lattice and fractional coordinates, exactly the arrays ``CifParser``'s
+sites: what :func:`skcrystal.datasets._cif._fast_parse` accepts), and a
+plain VASP 5 POSCAR in Direct coordinates
+(:func:`skcrystal.datasets._io._fast_poscar_arrays`), never become a
+pymatgen ``Structure``: the fast readers return the elements, lattice and
+fractional coordinates, exactly the arrays ``CifParser``'s or ``Poscar``'s
 ``Structure`` would hold, and the checks of
 :func:`skcrystal._validation.check_structures` and the graph builder run on
 those arrays. Building a ``Structure`` and reading its arrays back cost
 more than parsing and building the graph together. Every other file (CIFs
-with symmetry operations, partial occupancy..., POSCARs) goes through
+with symmetry operations, partial occupancy..., other POSCARs) goes through
 pymatgen and ``check_structures`` unchanged. Either way the graph is the
 one :meth:`GraphBuilder.build` gives for the structure pymatgen reads.
 
@@ -31,7 +33,7 @@ from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
                            _check_overlaps_arrays, check_structures, first_line)
 from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
                              _pymatgen_parse)
-from ..datasets._io import _parse_poscar
+from ..datasets._io import _fast_poscar_arrays, _parse_poscar
 from .builder import GraphBuilder
 
 __all__ = ["read_file_graphs", "prepare_worker"]
@@ -94,14 +96,19 @@ def _is_cif(path):
     return str(path).lower().endswith((".cif", ".cif.gz"))
 
 
-def _fast_graph(text, builder, supported):
-    """The graph of a CifWriter-layout CIF, without a Structure; None when the
-    fast reader declines the file (the caller then uses pymatgen)."""
+def _cif_arrays(text):
+    symbols, _, lattice, frac = _fast_parse_arrays(text)
+    return symbols, lattice.matrix, frac
+
+
+def _fast_graph(text, builder, supported, cif=True):
+    """The graph of a CifWriter-layout CIF or a plain POSCAR, without a
+    Structure; None when the fast reader declines the file (the caller then
+    uses pymatgen)."""
     try:
-        symbols, _, lattice, frac = _fast_parse_arrays(text)
+        symbols, matrix, frac = (_cif_arrays if cif else _fast_poscar_arrays)(text)
     except Exception:  # _NotSimple, malformed numbers...: pymatgen judges
         return None
-    matrix = lattice.matrix
     pbc = (True, True, True)
 
     def where():
@@ -192,7 +199,7 @@ def read_file_graphs(paths, builder_params, supported=None):
                     raise FileError(path, "is empty", parse=True) from None
                 except ValueError as exc:  # a CSV cell of another column
                     raise FileError(path, str(exc), parse=True) from None
-                graph = _fast_graph(text, builder, supported) if cif else None
+                graph = _fast_graph(text, builder, supported, cif)
                 if graph is None:
                     graph = _slow_graph(path, text, builder, supported, cif)
                 out.append((graph, None))
