@@ -88,8 +88,7 @@ def main(argv=None):
         sys.exit(f"no shared dataset under {SHARED} (set SKCRYSTAL_SHARED_DATA)")
     builder = GraphBuilder()
     build(data[0][1][:50], builder, args.n_jobs)  # starts the workers
-    load = os.getloadavg()
-    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     print(f"| structures | mean atoms | one process (µs/structure) | n_jobs={args.n_jobs} "
           "(µs/structure) | speed-up |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -106,8 +105,7 @@ def main(argv=None):
         atoms = np.mean([len(s) for s in X])
         print(f"| {len(X):,} {name} | {atoms:.1f} | {one:.0f} | {many:.0f} | "
               f"x{one / many:.2f} |", flush=True)
-    load = os.getloadavg()
-    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

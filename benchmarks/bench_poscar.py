@@ -114,8 +114,7 @@ def main(argv=None):
     params = dict(radius=8.0, max_neighbors=12, tie_tol=1e-3, grow_radius=False,
                   neighbor_mode="reference", symmetrize=None)
     files_module.prepare_worker()
-    load = os.getloadavg()
-    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     print("| files | atoms/file | step | pymatgen (µs/file) | fast reader (µs/file) | speed-up |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     with warnings.catch_warnings():
@@ -141,8 +140,7 @@ def main(argv=None):
                 slow, fast = (best[step][k] / len(paths) * 1e6 for k in (False, True))
                 print(f"| {name} | {atoms:.1f} | {step} | {slow:.0f} | {fast:.0f} | "
                       f"x{slow / fast:.2f} |", flush=True)
-    load = os.getloadavg()
-    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":
