@@ -284,7 +284,8 @@ def _check_overlaps(s, where):
 
 
 def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
-    """:func:`_check_overlaps` on arrays; ``specie(j)`` names site ``j``'s element."""
+    """:func:`_check_overlaps` on arrays; ``specie(j)`` names site ``j``'s element,
+    ``where`` (a str, or a callable making it) the structure."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     matrix = np.ascontiguousarray(matrix, dtype=np.float64)
@@ -309,6 +310,8 @@ def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
         return
     center, neighbor, dist = center[keep], neighbor[keep], dist[keep]
     k = int(np.argmin(dist))
+    if callable(where):
+        where = where()
     a, b = sorted((int(center[k]), int(neighbor[k])))
     if a == b:
         raise ValueError(
@@ -389,26 +392,29 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
         if len(s) == 0:
             raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "
                              "(no sites)")
-        where = _item(name, i, s, sources)
+        def where(i=i, s=s):
+            # the formula costs as much as the checks: made for an error only
+            return _item(name, i, s, sources)
+
         kind = type(s).__name__
         if any(c.__name__ in _SURFACE_CLASSES for c in type(s).__mro__):
             raise ValueError(
-                f"{where} is a pymatgen {kind}: its vacuum gap and surface would be "
+                f"{where()} is a pymatgen {kind}: its vacuum gap and surface would be "
                 "read as one bulk crystal (density, symmetry, graph). To do that "
                 f"on purpose, pass Structure.from_sites({kind.lower()})")
         if not s.is_ordered:
             bad = next(j for j, site in enumerate(s) if not site.is_ordered)
             raise ValueError(
-                f"{where} is disordered: "
+                f"{where()} is disordered: "
                 f"site {bad} has partial occupancy {s[bad].species}; graphs and "
                 "descriptors need ordered structures (order it first, e.g. with "
                 "pymatgen's OrderDisorderedStructureTransformation)")
-        dummies = [sp for sp in s.composition if isinstance(sp, DummySpecies)]
-        if dummies:
-            j = next(j for j, site in enumerate(s)
-                     if isinstance(site.specie, DummySpecies))
+        # ordered: one species per site (a Composition would cost more)
+        species = s.species
+        j = next((j for j, sp in enumerate(species) if isinstance(sp, DummySpecies)), None)
+        if j is not None:
             raise ValueError(
-                f"{where} has a dummy species {dummies[0]} (site {j}), which is "
+                f"{where()} has a dummy species {species[j]} (site {j}), which is "
                 "not an element; replace it with a real element or remove it")
         _check_lattice(s, where)
         if supported_elements is not None:
@@ -418,7 +424,7 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
                 from pymatgen.core import Element
                 names = ", ".join(Element.from_Z(z).symbol for z in sorted(missing))
                 raise ValueError(
-                    f"{where} contains element(s) with no atom features: {names}")
+                    f"{where()} contains element(s) with no atom features: {names}")
         _check_overlaps(s, where)
         if not isinstance(s, Structure):
             items[i] = Structure.from_sites(s, properties=s.properties)

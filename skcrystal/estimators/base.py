@@ -50,7 +50,7 @@ from skorch.utils import is_dataset
 
 from .._malloc import heap_allocation
 from .._signals import noting_interrupts
-from .._validation import (check_consistent_length, check_keyword_names,
+from .._validation import (_item, check_consistent_length, check_keyword_names,
                            check_parameter_names, check_structures, constructor_parameters,
                            descriptor_values, split_input)
 from ..graphs import GraphBuilder, attach_extras, collate_graphs, get_graphs
@@ -814,9 +814,8 @@ class CrystalGraphNet(NeuralNet):
         graphs = get_graphs(structures, self._builder(), n_jobs=self.n_jobs,
                             cache_dir=self.cache_dir, indices=range(len(structures)),
                             progress=self._show_progress())
-        labels = [f"X[{i}] ({s.composition.reduced_formula})"
-                  for i, s in enumerate(structures)]
-        return attach_extras(graphs, getattr(module, "graph_extras", ()), labels=labels)
+        return attach_extras(graphs, getattr(module, "graph_extras", ()),
+                             labels=lambda i: _item("X", i, structures[i]))
 
     def _check_training_memory(self, graphs, structures, module):
         """Refuse a structure whose training memory estimate exceeds ``max_memory``."""

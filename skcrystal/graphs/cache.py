@@ -715,8 +715,10 @@ def attach_extras(graphs, extras, cache=None, labels=None):
     cache : GraphCache or None
         The cache whose memory bound must include the new arrays; the
         process-wide one by default.
-    labels : sequence of str, optional
-        How to name each graph in errors (e.g. ``"X[3] (NaCl)"``).
+    labels : sequence of str or callable, optional
+        How to name each graph in errors (e.g. ``"X[3] (NaCl)"``), or a
+        function of the graph's position making that name (called for an
+        error only).
     """
     if not extras:
         return graphs
@@ -726,7 +728,8 @@ def attach_extras(graphs, extras, cache=None, labels=None):
             try:
                 g.extra(extra)
             except ValueError as exc:
-                where = labels[i] if labels is not None else f"graph {i}"
+                where = (f"graph {i}" if labels is None else
+                         labels(i) if callable(labels) else labels[i])
                 raise ValueError(f"{where}: {extra.name}: {exc}") from exc
     cache.refresh_graphs(graphs)
     return graphs
