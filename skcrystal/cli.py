@@ -743,6 +743,25 @@ class _PlainWriter:
 
 
 @contextlib.contextmanager
+def _workers_started_early(n_jobs):
+    """With ``--n-jobs``, start the graph-building worker processes now: they
+    start and import while this process reads and parses the data, so the
+    first graphs do not wait for them (see :func:`skcrystal._parallel.start_workers`)."""
+    ready = None
+    if isinstance(n_jobs, int) and n_jobs not in (0, 1):
+        from skcrystal._parallel import start_workers
+        from skcrystal.graphs.files import prepare_worker
+
+        ready = start_workers(n_jobs, prepare_worker)
+    try:
+        yield
+    finally:
+        if ready is not None:  # collected, so nothing warns of results never read
+            with contextlib.suppress(Exception):
+                ready()
+
+
+@contextlib.contextmanager
 def _stdout_to_stderr():
     """skorch prints its epoch table to stdout; keep stdout for results.
 
@@ -1004,9 +1023,10 @@ def cmd_fit(args, progress):
         _check_resume(ckdir, {"params": _run_record(args, params, [], 0, 0)["params"]},
                       partial=True)
     skipped = _Skipped()
-    data, y, names = _load_training_data(args, progress, skipped)
-    y = _check_targets_for_task(y, names, args.task)
-    data, y = _screen_with_targets(est, data, y, args, progress, skipped)
+    with _workers_started_early(getattr(est, "n_jobs", None)):
+        data, y, names = _load_training_data(args, progress, skipped)
+        y = _check_targets_for_task(y, names, args.task)
+        data, y = _screen_with_targets(est, data, y, args, progress, skipped)
     skipped.report(_error_log_path(args), len(data) + len(skipped.items))
     train, test = _split_test(data, y, args)
     X_train = [data.structures[i] for i in train]
@@ -1401,9 +1421,10 @@ def cmd_cv(args, progress):
         raise CLIError(f"--folds must be at least 2, got {args.folds}")
     est, _ = _make_estimator(args, progress)
     skipped = _Skipped()
-    data, y, names = _load_training_data(args, progress, skipped)
-    y = _check_targets_for_task(y, names, args.task)
-    data, y = _screen_with_targets(est, data, y, args, progress, skipped)
+    with _workers_started_early(getattr(est, "n_jobs", None)):
+        data, y, names = _load_training_data(args, progress, skipped)
+        y = _check_targets_for_task(y, names, args.task)
+        data, y = _screen_with_targets(est, data, y, args, progress, skipped)
     skipped.report(_error_log_path(args), len(data) + len(skipped.items))
     structures = data.structures
     n = len(structures)

@@ -299,3 +299,26 @@ def test_screen_in_chunks_names_the_file_or_skips_it(tmp_path):
                         "skip")
     assert len(out) == 2498 and 3 not in keep and 1234 not in keep
     assert [w for w, _ in skipped.items] == [str(tmp_path / "s3"), str(tmp_path / "s1234")]
+
+
+def test_fit_with_n_jobs_trains_the_serial_model(tmp_path):
+    """--n-jobs 2 builds the graphs in this process and a worker started while
+    the data is read (80 structures: enough for the parallel path); the
+    trained model is the serial one."""
+    from skcrystal.datasets import load_perovskites
+
+    df = load_perovskites(n=80, as_frame=True)
+    df["cif"] = [s.to(fmt="cif") for s in df["structure"]]
+    df.drop(columns="structure").to_csv(tmp_path / "train.csv", index=False)
+    models = {}
+    for jobs in ("1", "2"):
+        models[jobs] = tmp_path / f"model{jobs}.pkl"
+        assert main(["fit", str(tmp_path / "train.csv"), "--target", "heat_all", "--epochs",
+                     "1", "--n-jobs", jobs, "--out", str(models[jobs]), *SMALL]) == 0
+    with open(models["1"], "rb") as fh:
+        serial = pickle.load(fh)
+    with open(models["2"], "rb") as fh:
+        parallel = pickle.load(fh)
+    assert parallel.n_jobs == 2
+    X = list(df["structure"][:10])
+    np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
