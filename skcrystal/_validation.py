@@ -6,6 +6,7 @@ bad row in a 10,000-structure CSV can be found.
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 
 import numpy as np
@@ -223,11 +224,6 @@ def _check_lattice(s, where):
     _check_lattice_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where)
 
 
-# the eight corners of the unit cell, fractional
-_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
-                    dtype=np.float64)
-
-
 def _check_lattice_arrays(matrix, frac, pbc, where):
     """:func:`_check_lattice` on arrays: lattice rows (Å), fractional
     coordinates and periodic flags; ``where`` is a str."""
@@ -242,12 +238,18 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
         j = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{where} has non-finite coordinates (NaN or inf) at site "
                          f"{j}: {frac[j].tolist()}")
-    lengths = np.linalg.norm(matrix, axis=1)
-    volume = abs(float(np.linalg.det(matrix)))
-    pbc = np.asarray(pbc, dtype=bool)
-    short = np.flatnonzero(pbc & (lengths < MIN_INTERATOMIC_DISTANCE))
-    if len(short):
-        j = int(short[0])
+    # a 3 x 3 matrix in Python floats: numpy's per-call overhead (norm, det,
+    # stacking the cell's corners) cost more than the arithmetic, on every
+    # structure of every estimator call
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = matrix.tolist()
+    lengths = [math.sqrt(a1 * a1 + a2 * a2 + a3 * a3), math.sqrt(b1 * b1 + b2 * b2 + b3 * b3),
+               math.sqrt(c1 * c1 + c2 * c2 + c3 * c3)]
+    volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1)
+                 + a3 * (b1 * c2 - b2 * c1))
+    pbc = np.asarray(pbc, dtype=bool).tolist()
+    short = [j for j in range(3) if pbc[j] and lengths[j] < MIN_INTERATOMIC_DISTANCE]
+    if short:
+        j = short[0]
         raise ValueError(
             f"{where}: lattice vector {'abc'[j]} is {lengths[j]:.3g} Å long (< "
             f"{MIN_INTERATOMIC_DISTANCE} Å), so every atom overlaps its own "
@@ -259,8 +261,13 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
             f"atom (volume {volume:.3g} Å^3, {n_sites} sites), below the physical "
             f"minimum of {MIN_VOLUME_PER_ATOM} Å^3/atom (lattice in bohr or nm "
             "instead of Å? coplanar lattice vectors?)")
-    points = np.vstack([frac @ matrix, _CORNERS @ matrix])
-    span = float((points.max(axis=0) - points.min(axis=0)).max())
+    cart = frac @ matrix
+    # the cell's corners reach, along each axis, from the sum of the lattice
+    # vectors' negative components to the sum of their positive ones
+    span = max(max(float(hi), max(x, 0.0) + max(y, 0.0) + max(z, 0.0))
+               - min(float(lo), min(x, 0.0) + min(y, 0.0) + min(z, 0.0))
+               for lo, hi, x, y, z in zip(cart.min(axis=0), cart.max(axis=0),
+                                          (a1, a2, a3), (b1, b2, b3), (c1, c2, c3)))
     if not span <= MAX_SPAN:
         j = int(np.argmax(np.abs(frac - 0.5).max(axis=1)))
         raise ValueError(
@@ -269,7 +276,7 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
             f"gigabytes. Site {j} is at fractional coordinates {frac[j].tolist()}; "
             "wrap unwrapped coordinates with Structure.from_sites(s, "
             "to_unit_cell=True) (a molecule in a vacuum box is not a crystal)")
-    regularity = volume / float(np.prod(lengths))
+    regularity = volume / (lengths[0] * lengths[1] * lengths[2])
     if not regularity >= MIN_LATTICE_REGULARITY:
         raise ValueError(
             f"{where} has nearly coplanar lattice vectors (volume / (|a||b||c|) = "
