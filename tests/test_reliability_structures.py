@@ -156,6 +156,41 @@ def test_overlapping_atoms_rejected_by_every_model_before_training():
             make(name).fit(X, np.arange(5.0))
 
 
+def test_direct_overlap_check_agrees_with_the_neighbour_search(monkeypatch):
+    """Small periodic cells are first checked by direct distances to the 27
+    nearest cells: on random cells (skewed, thin, unwrapped coordinates, a
+    pair 0.3-0.7 Å apart across cell boundaries or not) the verdict is the
+    neighbour search's."""
+    from skcrystal import _validation as V
+
+    def verdict(m, f):
+        try:
+            V._check_overlaps_arrays(m, f, np.ones(3, bool), "x", str)
+            return "clear"
+        except ValueError as exc:
+            return str(exc)
+
+    rng = np.random.default_rng(0)
+    cases = []
+    while len(cases) < 400:
+        n = int(rng.integers(1, V._DIRECT_OVERLAP_SITES + 1))
+        m = np.diag(rng.uniform(0.6, 8, 3)) + rng.normal(0, rng.choice([0.1, 1, 3]), (3, 3))
+        if abs(np.linalg.det(m)) < 0.5:
+            continue
+        f = rng.uniform(-1.5, 2.5, (n, 3))
+        if n > 1 and rng.random() < 0.5:
+            d = rng.normal(0, 1, 3)
+            d *= rng.uniform(0.3, 0.7) / np.linalg.norm(d)
+            f[1] = f[0] + d @ np.linalg.inv(m) + rng.integers(-1, 2, 3)
+        cases.append((m, f))
+    direct = [verdict(m, f) for m, f in cases]
+    # the direct check cleared many cells itself (not all: thin cells, close pairs)
+    cleared = sum(V._no_close_pair(m, f - np.floor(f), np.ones(3, bool)) for m, f in cases)
+    assert 50 < cleared < direct.count("clear")
+    monkeypatch.setattr(V, "_no_close_pair", lambda *a: False)
+    assert direct == [verdict(m, f) for m, f in cases]
+
+
 def test_builder_radius_bound_and_no_zero_division():
     with pytest.raises(ValueError, match="radius must be at most 30 Å, got 300"):
         GraphBuilder(radius=300).validate()
