@@ -315,7 +315,8 @@ def _no_close_pair(matrix, frac, pbc):
                (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
                (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1))
     volume = abs(a1 * crosses[0][0] + a2 * crosses[0][1] + a3 * crosses[0][2])
-    if min(volume / math.sqrt(x * x + y * y + z * z) for x, y, z in crosses) \
+    areas = [math.sqrt(x * x + y * y + z * z) for x, y, z in crosses]
+    if not min(areas) > 0 or min(volume / area for area in areas) \
             <= MIN_INTERATOMIC_DISTANCE + 1e-6:
         return False
     diff = (frac[None, :, :] - frac[:, None, :])[None] + _CELL_OFFSETS[:, None, None, :]
