@@ -264,9 +264,9 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
     cart = frac @ matrix
     # the cell's corners reach, along each axis, from the sum of the lattice
     # vectors' negative components to the sum of their positive ones
-    span = max(max(float(hi), max(x, 0.0) + max(y, 0.0) + max(z, 0.0))
-               - min(float(lo), min(x, 0.0) + min(y, 0.0) + min(z, 0.0))
-               for lo, hi, x, y, z in zip(cart.min(axis=0), cart.max(axis=0),
+    span = max(max(hi, max(x, 0.0) + max(y, 0.0) + max(z, 0.0))
+               - min(lo, min(x, 0.0) + min(y, 0.0) + min(z, 0.0))
+               for lo, hi, x, y, z in zip(cart.min(axis=0).tolist(), cart.max(axis=0).tolist(),
                                           (a1, a2, a3), (b1, b2, b3), (c1, c2, c3)))
     if not span <= MAX_SPAN:
         j = int(np.argmax(np.abs(frac - 0.5).max(axis=1)))
