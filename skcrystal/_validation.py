@@ -224,6 +224,16 @@ def _check_lattice(s, where):
     _check_lattice_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where)
 
 
+def _faces(rows):
+    """(b x c, c x a, a x b) of the lattice rows ``a, b, c`` (lists of floats, Å)
+    and the cell volume |a . (b x c)| (Å^3), in Python floats."""
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = rows
+    crosses = ((b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),
+               (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
+               (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1))
+    return crosses, abs(a1 * crosses[0][0] + a2 * crosses[0][1] + a3 * crosses[0][2])
+
+
 def _check_lattice_arrays(matrix, frac, pbc, where):
     """:func:`_check_lattice` on arrays: lattice rows (Å), fractional
     coordinates and periodic flags; ``where`` is a str."""
@@ -241,11 +251,11 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
     # a 3 x 3 matrix in Python floats: numpy's per-call overhead (norm, det,
     # stacking the cell's corners) cost more than the arithmetic, on every
     # structure of every estimator call
-    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = matrix.tolist()
+    rows = matrix.tolist()
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = rows
     lengths = [math.sqrt(a1 * a1 + a2 * a2 + a3 * a3), math.sqrt(b1 * b1 + b2 * b2 + b3 * b3),
                math.sqrt(c1 * c1 + c2 * c2 + c3 * c3)]
-    volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1)
-                 + a3 * (b1 * c2 - b2 * c1))
+    _, volume = _faces(rows)
     pbc = np.asarray(pbc, dtype=bool).tolist()
     short = [j for j in range(3) if pbc[j] and lengths[j] < MIN_INTERATOMIC_DISTANCE]
     if short:
@@ -309,12 +319,8 @@ def _no_close_pair(matrix, frac, pbc):
     n = len(frac)
     if n > _DIRECT_OVERLAP_SITES or not pbc.all():
         return False
-    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = matrix.tolist()
     # interplanar spacings: volume / area of the face spanned by the other two
-    crosses = ((b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),
-               (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
-               (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1))
-    volume = abs(a1 * crosses[0][0] + a2 * crosses[0][1] + a3 * crosses[0][2])
+    crosses, volume = _faces(matrix.tolist())
     areas = [math.sqrt(x * x + y * y + z * z) for x, y, z in crosses]
     if not min(areas) > 0 or min(volume / area for area in areas) \
             <= MIN_INTERATOMIC_DISTANCE + 1e-6:

@@ -743,22 +743,27 @@ class _PlainWriter:
 
 
 @contextlib.contextmanager
-def _workers_started_early(n_jobs):
-    """With ``--n-jobs``, start the graph-building worker processes now: they
-    start and import while this process reads and parses the data, so the
-    first graphs do not wait for them (see :func:`skcrystal._parallel.start_workers`)."""
-    ready = None
+def _workers_started_early(n_jobs, **prepare):
+    """With ``--n-jobs``, start the worker processes now: they start and
+    import (``prepare``: see :func:`skcrystal.graphs.files.prepare_worker`)
+    while this process reads the data or loads the model, so the first
+    chunks do not wait for them (:func:`skcrystal._parallel.start_workers`).
+
+    Yields a callable that waits until they are ready. On leaving, also
+    after an error, their start-up tasks are collected (joblib warns about
+    results never collected).
+    """
+    ready = lambda: None  # noqa: E731
     if isinstance(n_jobs, int) and n_jobs not in (0, 1):
         from skcrystal._parallel import start_workers
         from skcrystal.graphs.files import prepare_worker
 
-        ready = start_workers(n_jobs, prepare_worker)
+        ready = start_workers(n_jobs, prepare_worker, **prepare)
     try:
-        yield
+        yield ready
     finally:
-        if ready is not None:  # collected, so nothing warns of results never read
-            with contextlib.suppress(Exception):
-                ready()
+        with contextlib.suppress(Exception):
+            ready()
 
 
 @contextlib.contextmanager
@@ -1139,18 +1144,11 @@ def _place_estimator(est, args, n_jobs, auto_jobs, device):
 
 
 def cmd_predict(args, progress):
-    started = []
-    try:
-        return _cmd_predict(args, progress, started)
-    finally:
-        # an error before the files were read: collect the worker start-up
-        # tasks all the same (joblib warns about results never collected)
-        for workers_ready in started:
-            with contextlib.suppress(Exception):
-                workers_ready()
+    with contextlib.ExitStack() as stack:
+        return _cmd_predict(args, progress, stack)
 
 
-def _cmd_predict(args, progress, started):
+def _cmd_predict(args, progress, stack):
     import numpy as np
 
     _check_out(args.out)
@@ -1161,15 +1159,11 @@ def _cmd_predict(args, progress, started):
     n_jobs = args.n_jobs if args.n_jobs is not None else auto_jobs
     streamed = _streamed_kind(args.data)
     workers_ready = None
-    if streamed and n_jobs not in (None, 1):
+    if streamed:
         # the workers start (and import torch) while this process imports
         # torch and loads the model
-        from skcrystal._parallel import start_workers
-        from skcrystal.graphs.files import prepare_worker
-
-        workers_ready = start_workers(n_jobs, prepare_worker,
-                                      imports=("skcrystal.inference", "skcrystal.nn"))
-        started.append(workers_ready)
+        workers_ready = stack.enter_context(_workers_started_early(
+            n_jobs, imports=("skcrystal.inference", "skcrystal.nn")))
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
     loaded = _load_predictor(args, device or resolve_device("auto"), n_jobs) \
