@@ -310,8 +310,9 @@ def _no_close_pair(matrix, frac, pbc):
     distances to the 27 nearest cells; False when there may be one (then
     the neighbour search decides and names it).
 
-    pymatgen's neighbour search costs ~50 µs even for a 5-atom cell; the
-    direct check ~15 µs. It is exact only where every interplanar spacing
+    pymatgen's neighbour search has a fixed cost that dominates for small
+    cells; the direct distances cost less there (figures in
+    ``benchmarks/RESULTS.md``). It is exact only where every interplanar spacing
     exceeds the minimum distance (a pair that close then lies within one
     cell of each other), so other cells, and any distance within 1e-9 Å of
     the minimum, go to the search.

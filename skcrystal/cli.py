@@ -471,6 +471,20 @@ def _target_columns(data, args):
     raise CLIError(f"--target is required for {what} ({data.path}); columns: {columns}")
 
 
+def _training_data(est, args, progress):
+    """``fit``'s and ``cv``'s data: (:class:`_Data`, y, target names,
+    :class:`_Skipped`), read, the targets checked for the task, the
+    structures screened with ``est`` and the skipped rows reported. With
+    ``--n-jobs`` the graph workers start while the data is read."""
+    skipped = _Skipped()
+    with _workers_started_early(getattr(est, "n_jobs", None)):
+        data, y, names = _load_training_data(args, progress, skipped)
+        y = _check_targets_for_task(y, names, args.task)
+        data, y = _screen_with_targets(est, data, y, args, progress, skipped)
+    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    return data, y, names, skipped
+
+
 def _load_training_data(args, progress, skipped):
     """(:class:`_Data`, y, target names); rows with a missing target are skipped
     (``--on-error skip``) or named."""
@@ -1027,12 +1041,7 @@ def cmd_fit(args, progress):
     if args.resume:  # the options, before the data is read
         _check_resume(ckdir, {"params": _run_record(args, params, [], 0, 0)["params"]},
                       partial=True)
-    skipped = _Skipped()
-    with _workers_started_early(getattr(est, "n_jobs", None)):
-        data, y, names = _load_training_data(args, progress, skipped)
-        y = _check_targets_for_task(y, names, args.task)
-        data, y = _screen_with_targets(est, data, y, args, progress, skipped)
-    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    data, y, names, skipped = _training_data(est, args, progress)
     train, test = _split_test(data, y, args)
     X_train = [data.structures[i] for i in train]
     y_train = y[train]
@@ -1414,12 +1423,7 @@ def cmd_cv(args, progress):
     if args.folds < 2:
         raise CLIError(f"--folds must be at least 2, got {args.folds}")
     est, _ = _make_estimator(args, progress)
-    skipped = _Skipped()
-    with _workers_started_early(getattr(est, "n_jobs", None)):
-        data, y, names = _load_training_data(args, progress, skipped)
-        y = _check_targets_for_task(y, names, args.task)
-        data, y = _screen_with_targets(est, data, y, args, progress, skipped)
-    skipped.report(_error_log_path(args), len(data) + len(skipped.items))
+    data, y, names, skipped = _training_data(est, args, progress)
     structures = data.structures
     n = len(structures)
     if not 2 <= args.folds <= n:

@@ -69,6 +69,12 @@ def _electronegativities():
     return _ELECTRONEG
 
 
+def _plain_element(symbol):
+    """Whether ``symbol`` is a bare element symbol pymatgen knows (no charge,
+    no label): what the fast readers take as a site's species."""
+    return bool(_SYMBOL.match(symbol)) and symbol in _electronegativities()
+
+
 class _NotSimple(Exception):
     """The CIF is outside the layout the fast path handles."""
 
@@ -183,7 +189,7 @@ def _fast_parse_arrays(text):
         if len(tok) != len(headers) or "'" in row or '"' in row:
             raise _NotSimple("atom row does not split into the loop's columns")
         sym = tok[col["_atom_site_type_symbol"]]
-        if not _SYMBOL.match(sym) or sym not in elements:
+        if not _plain_element(sym):
             raise _NotSimple(f"symbol {sym!r} is not a plain element")
         if "_atom_site_occupancy" in col and \
                 float(tok[col["_atom_site_occupancy"]]) != 1.0:

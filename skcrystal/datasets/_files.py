@@ -271,7 +271,7 @@ def _folder_files(folder, kind, ids, id_prop):
     Raises ``FileNotFoundError`` naming the file and the ``id_prop`` row.
     """
     try:
-        # one directory scan instead of a stat per id (10,000 ids: ~0.1 s);
+        # one directory scan instead of a stat per id;
         # a name it does not list is still asked of the file system (a
         # path in a sub-folder, a case-insensitive file system)
         present = {e.name for e in os.scandir(folder) if e.is_file()}

@@ -58,7 +58,8 @@ def _parse_poscar(text):
     coordinates) as H, He, Li... with only a warning, which the loaders
     silence with pymatgen's other per-file warnings; here that is an error.
     A plain VASP 5 file is read by :func:`_fast_poscar_arrays` (the same
-    Structure, in less than half the time).
+    Structure, without pymatgen's per-line parsing; figures in
+    ``benchmarks/RESULTS.md``).
     """
     from pymatgen.core import Lattice, Structure
     from pymatgen.io.vasp import Poscar
@@ -111,7 +112,7 @@ def _fast_poscar_arrays(text):
         comments or blank lines inside the header or the sites; the caller
         then uses pymatgen.
     """
-    from ._cif import _SYMBOL, _NotSimple, _electronegativities
+    from ._cif import _NotSimple, _plain_element
 
     lines = text.split("\n")
     if len(lines) < 9 or not lines[0].strip():
@@ -139,9 +140,8 @@ def _fast_poscar_arrays(text):
     else:
         raise _NotSimple("VASP 4: counts without an element line")
     symbols = [name.split("/")[0].split("_")[0] for name in names]
-    elements = _electronegativities()
     if len(symbols) != len(n_atoms) or min(n_atoms) < 0 or sum(n_atoms) < 1 \
-            or not all(_SYMBOL.match(s) and s in elements for s in symbols):
+            or not all(_plain_element(s) for s in symbols):
         raise _NotSimple("symbols and counts do not pair up into elements")
     n_sites = sum(n_atoms)
     sites = lines[8:8 + n_sites]

@@ -537,8 +537,8 @@ class _StructureChunk:
 
     Pickled (to go to a worker) as each structure's arrays rather than the
     ``Structure``: pickling and unpickling a ``Structure`` costs more than
-    building its graph from the arrays (for 62-atom cells, ~1 ms against
-    ~0.8 ms), and what this process builds itself is never converted.
+    building its graph from the arrays (figures in ``benchmarks/RESULTS.md``),
+    and what this process builds itself is never converted.
     """
 
     __slots__ = ("items",)
