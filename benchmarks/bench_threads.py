@@ -11,14 +11,17 @@ Times the same fit in fresh processes, side by side in one run:
                              oversubscribed case (4 threads on 2 cores)
 
 and prints, for each, the wall time of one fit and the throughput in fits
-per minute relative to the baseline. The fits: ``CGCNNRegressor`` at its
-defaults and ``ALIGNNRegressor`` at its defaults on bundled perovskites
-(graphs built before the timer starts).
+per minute relative to the baseline. The fits: each registered model's
+regressor at its defaults on bundled perovskites (graphs, line graphs and
+other graph extras built before the timer starts), sized so that one fit
+takes a few seconds.
 
 Usage::
 
-    python benchmarks/bench_threads.py [--cgcnn-n 800] [--cgcnn-epochs 4] \\
-        [--alignn-n 64] [--alignn-epochs 1] [--repeats 2]
+    python benchmarks/bench_threads.py [--models cgcnn alignn ...] \\
+        [--fit cgcnn=800x4 ...] [--repeats 2]
+
+``--fit NAME=NxE`` sets a model's structures and epochs.
 """
 import argparse
 import json
@@ -31,18 +34,20 @@ import time
 
 def child(model, n, epochs, threads):
     """One timed fit in this process; prints its wall time (JSON)."""
+    import warnings
+
     import torch
 
     torch.set_num_threads(threads)
+    # fits of a few batches: the stale batch-norm warning is expected here
+    warnings.filterwarnings("ignore", message=".*batch norm")
     from skcrystal.datasets import load_perovskites
-    from skcrystal.estimators.alignn import ALIGNNRegressor
-    from skcrystal.estimators.cgcnn import CGCNNRegressor
-
-    structures, y = load_perovskites(n=n)
-    cls = {"cgcnn": CGCNNRegressor, "alignn": ALIGNNRegressor}[model]
+    from skcrystal.estimators.registry import get
     from skcrystal.graphs import attach_extras, get_graphs
 
-    est = cls(max_epochs=epochs, random_state=0, verbose=0, progress=False, train_split=None)
+    structures, y = load_perovskites(n=n)
+    est = get(model).regressor(max_epochs=epochs, random_state=0, verbose=0, progress=False,
+                               train_split=None)
     # graphs (and line graphs) built into the process cache before the timer
     attach_extras(get_graphs(list(structures), est._builder()), est.graph_extras)
     t0 = time.perf_counter()
@@ -67,14 +72,27 @@ def run(model, n, epochs, threads, processes):
 
 
 CONFIGS = [(1, 1), (2, 1), (1, 2), (2, 2)]  # (threads, processes)
+#: (structures, epochs) per model: one fit of a few seconds at the model's defaults
+FITS = {"cgcnn": (800, 4), "alignn": (64, 1), "crystalnet": (64, 1),
+        "crystograph": (64, 1), "megnet": (400, 2)}
+
+
+def parse_fit(text):
+    """``NAME=NxE`` -> (name, (N, E))."""
+    name, _, size = text.partition("=")
+    n, _, epochs = size.partition("x")
+    try:
+        return name, (int(n), int(epochs))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fit {text!r}: expected NAME=NxE, "
+                                         "e.g. cgcnn=800x4") from None
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cgcnn-n", type=int, default=800)
-    p.add_argument("--cgcnn-epochs", type=int, default=4)
-    p.add_argument("--alignn-n", type=int, default=64)
-    p.add_argument("--alignn-epochs", type=int, default=1)
+    p.add_argument("--models", nargs="+", default=list(FITS), choices=sorted(FITS))
+    p.add_argument("--fit", type=parse_fit, action="append", default=[],
+                   help="NAME=NxE: structures and epochs of a model's fit")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--child", nargs=4)
     args = p.parse_args()
@@ -82,8 +100,9 @@ def main():
         model, n, epochs, threads = args.child
         return child(model, int(n), int(epochs), int(threads))
     print(f"load average before: {os.getloadavg()}")
-    for model, n, epochs in (("cgcnn", args.cgcnn_n, args.cgcnn_epochs),
-                             ("alignn", args.alignn_n, args.alignn_epochs)):
+    sizes = dict(FITS, **dict(args.fit))
+    for model in args.models:
+        n, epochs = sizes[model]
         results = {}
         for _ in range(args.repeats):  # configurations interleaved per repeat
             for threads, procs in CONFIGS:
