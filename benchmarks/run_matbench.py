@@ -46,7 +46,8 @@ predict); the hybrid's descriptors are computed once, in the first fold::
     python benchmarks/run_matbench.py --task jdft2d --model crystalnet     # ~32 min
     python benchmarks/run_matbench.py --task jdft2d --model hybrid         # ~2 min
     python benchmarks/run_matbench.py --task jdft2d --model alignn --size large       # ~1.5 h
-    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small  # ~1.9 h
+    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small  # ~2.9 h
+                    # (measured: 41-46 min per fold; 1.5 h as --folds 1 2 beside --folds 3 4)
     python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small --epochs 60
                                                      # 35 min (measured, after the eTGC speed-up)
     # perovskites: 5 folds x ~3,849 training rows
