@@ -99,6 +99,10 @@ def main():
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--child", nargs=4)
     args = p.parse_args()
+    unknown = sorted(set(dict(args.fit)) - set(names()))
+    if unknown:
+        p.error(f"--fit: no model named {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(names())})")
     if args.child:
         model, n, epochs, threads = args.child
         return child(model, int(n), int(epochs), int(threads))
