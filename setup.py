@@ -47,5 +47,5 @@ setup(
                  "pyyaml>=5.4", "lmdb>=1.4", "dask>=2024.1", "distributed>=2024.1",
                  "alignn==2026.8.11", *DOCS_REQUIRES],
     },
-    entry_points={"console_scripts": ["skcrystal=skcrystal.cli:main"]},
+    entry_points={"console_scripts": ["skcrystal=skcrystal.cli:run"]},
 )

@@ -1,7 +1,5 @@
 """``python -m skcrystal``: the same as the ``skcrystal`` command (see :mod:`skcrystal.cli`)."""
-import sys
-
-from skcrystal.cli import main
+from skcrystal.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

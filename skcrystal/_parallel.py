@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._validation import check_n_jobs
 
-__all__ = ["map_chunks", "imap_chunks", "imap_chunks_shared", "start_workers"]
+__all__ = ["map_chunks", "imap_chunks", "imap_chunks_shared", "start_workers", "stop_workers"]
 
 
 def map_chunks(fn, items, n_jobs=None, min_items=2):
@@ -215,3 +215,15 @@ def start_workers(n_jobs, prepare, **kwargs):
     executor = _shared_executor(n_jobs)
     pending = [executor.submit(prepare, **kwargs) for _ in range(n - 1)]
     return lambda: [f.result() for f in pending]
+
+
+def stop_workers():
+    """Stop the workers :func:`start_workers` and :func:`imap_chunks_shared`
+    started, without waiting for their own teardown (they are killed:
+    between chunks they hold nothing that is not done). The next call
+    starts new ones."""
+    for executor in _SHARED.values():
+        executor.shutdown(wait=True, kill_workers=True)
+    _SHARED.clear()
+    import gc
+    gc.collect()

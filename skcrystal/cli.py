@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "get_estimator_class", "parse_param", "build_parser", "load_model",
+__all__ = ["main", "run", "get_estimator_class", "parse_param", "build_parser", "load_model",
            "read_config", "resolve_device"]
 
 TASKS = ("regression", "classification")
@@ -1756,5 +1756,47 @@ def main(argv=None):
         return code
 
 
+def run(argv=None):
+    """The ``skcrystal`` command as a process: :func:`main`, then exit.
+
+    A finished command ends the process without the interpreter's
+    teardown: with torch loaded, that teardown and the shutdown of the
+    worker processes took longer than predicting a few thousand files
+    (see ``benchmarks/RESULTS.md``). The workers are stopped and the
+    output streams and logs flushed first. Under a debugger, a profiler or
+    a coverage tool (which report at exit) the process exits normally.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        As for :func:`main`.
+    """
+    code = main(argv)
+    code = 0 if code is None else code
+    if sys.gettrace() is not None or sys.getprofile() is not None or _monitored():
+        sys.exit(code)
+    import logging
+    import os
+
+    from ._parallel import stop_workers
+
+    stop_workers()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing to keep
+            pass
+    os._exit(code if isinstance(code, int) else 1)
+
+
+def _monitored():
+    """Whether a tool watches this interpreter through ``sys.monitoring``
+    (Python >= 3.12: coverage, debuggers)."""
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(i) is not None
+                                          for i in range(6))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

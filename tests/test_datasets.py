@@ -717,3 +717,49 @@ def test_load_structures_matbench_and_mlearn(tmp_path):
     assert list(load_structures(bare, as_frame=True).columns) == ["id", "structure"]
     with pytest.raises(ValueError, match=r"entry 0 .*no numeric total_energy.*load_structures"):
         load(bare)
+
+
+def test_fast_cif_lattice_is_pymatgens_bit_for_bit():
+    """The fast reader's lattice matrix is ``Lattice.from_parameters``'s to the
+    last bit (the reference checkpoints' tie cuts depend on exact distances),
+    over random triclinic cells and the usual 90 / 120 degree ones; a cell
+    with an angle of 0 degrees (a division by zero) is left to pymatgen."""
+    from pymatgen.core import Lattice
+
+    from skcrystal.datasets._cif import _lattice_matrix
+
+    rng = np.random.default_rng(0)
+    params = [tuple(rng.uniform(1, 30, 3)) + tuple(rng.uniform(20, 160, 3))
+              for _ in range(3000)]
+    params += [(3.9, 3.9, 3.9, 90.0, 90.0, 90.0), (3.1, 3.1, 5.0, 90.0, 90.0, 120.0),
+               (4.27928426, 4.27928426, 4.27928426, 90.00000000, 90.00000000, 60.0)]
+    for p in params:
+        assert np.array_equal(_lattice_matrix(*map(float, p)),
+                              Lattice.from_parameters(*p).matrix), p
+    for bad in [(3.0, 3.0, 3.0, 0.0, 90.0, 90.0), (3.0, 3.0, 3.0, 90.0, 0.0, 90.0)]:
+        with pytest.raises(_NotSimple):
+            _lattice_matrix(*bad)
+
+
+@pytest.mark.parametrize("cell, declined", [
+    ("_cell_length_c 0.005", True),   # thinner than CifParser accepts
+    ("_cell_angle_alpha 0", True),
+    ("_cell_angle_beta 180", True),   # sin(180 deg) is 1e-16: a flat cell
+    ("_cell_length_c 3.0", False),
+])
+def test_fast_cif_reader_leaves_degenerate_cells_to_pymatgen(cell, declined):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    cif = str(CifWriter(Structure(Lattice.from_parameters(3.0, 3.2, 3.4, 80, 95, 100),
+                                  ["Ca", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])))
+    key = cell.split()[0]
+    lines = [cell if line.startswith(key) else line for line in cif.splitlines()]
+    text = "\n".join(lines)
+    if declined:
+        with pytest.raises(_NotSimple):
+            _fast_parse(text)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert _same(_fast_parse(text), _pymatgen_parse(text))

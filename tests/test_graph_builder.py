@@ -334,3 +334,65 @@ def test_collate_offsets(nacl):
     np.testing.assert_allclose(batch.distances.numpy(),
                                np.concatenate([g1.distances, g2.distances]), rtol=1e-6)
     assert tuple(batch.lattice.shape) == (2, 3, 3)
+
+
+# ---------------------------------------------------------------- the reference cut
+def _sorted_cut(arrays, pairs, k, radius):
+    """The reference CGCNN code's cut, one atom at a time: its pairs in search
+    order, Python's stable ``sorted`` by distance, the first ``k``, padded
+    with (atom 0, radius + 1, image 0)."""
+    center, neighbor, images, dist = pairs
+    rows = []
+    for atom in range(len(arrays[0])):
+        mine = [(float(dist[e]), int(neighbor[e]), tuple(np.round(images[e]).astype(int).tolist()))
+                for e in np.flatnonzero(center == atom)]
+        mine = sorted(mine, key=lambda t: t[0])[:k]
+        mine += [(radius + 1.0, 0, (0, 0, 0))] * (k - len(mine))
+        rows += [(atom, *t) for t in mine]
+    return rows
+
+
+def _rows(graph):
+    return list(zip(graph.center.tolist(), graph.distances.tolist(), graph.neighbor.tolist(),
+                    map(tuple, graph.offsets.tolist())))
+
+
+@pytest.mark.parametrize("cells", [None, 64])
+def test_reference_cut_of_a_batch_is_each_structures_sorted_cut(cells, monkeypatch):
+    """The batched cut (one partition and one sort for all structures) keeps,
+    for every structure, the pairs the reference's per-atom ``sorted`` keeps,
+    in its order: ties cut in search order, padding where an atom has fewer
+    than k pairs (also none), a batch cut in halves, pairs not grouped by centre."""
+    from skcrystal.graphs import builder as B
+
+    if cells is not None:
+        monkeypatch.setattr(B, "_TABLE_CELLS", cells)
+    nacl = Structure(Lattice.cubic(A_NACL), ["Na"] * 4 + ["Cl"] * 4,
+                     [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+                      [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [.5, .5, .5]])
+    lone = Structure(Lattice.cubic(9.0), ["Fe", "O"], [[0, 0, 0], [.1, .1, .1]])
+    tri = Structure(Lattice.from_parameters(3.1, 4.2, 5.3, 71, 83, 97),
+                    ["Si", "O", "O"], [[0, 0, 0], [.3, .2, .1], [.6, .7, .55]])
+    cases = [(nacl, 8.0), (cscl, 8.0), (lone, 3.0), (lone, 1.0), (tri, 6.0), (cscl, 4.0)]
+    for k in (12, 5):
+        arrays_list, pairs_list, expected = [], [], []
+        for s, radius in cases:
+            arrays = B._structure_arrays(s)
+            pairs = B._neighbor_pairs(arrays, radius)
+            expected.append(_sorted_cut(arrays, pairs, k, radius))
+            arrays_list.append(arrays)
+            pairs_list.append(pairs)
+        # the search lists pairs atom by atom; the cut must not depend on it
+        # beyond the order of each atom's own pairs
+        c = pairs_list[0][0]
+        swap = np.argsort(-c, kind="stable")
+        pairs_list[0] = tuple(p[swap] for p in pairs_list[0])
+        # one radius per call: structures of equal radius batched together
+        for radius in sorted({r for _, r in cases}):
+            pick = [j for j, (_, r) in enumerate(cases) if r == radius]
+            graphs = B._reference_graphs([arrays_list[j] for j in pick],
+                                         [pairs_list[j] for j in pick], k, radius)
+            for j, graph in zip(pick, graphs):
+                assert _rows(graph) == expected[j], (cases[j][0].formula, radius, k)
+                assert graph.n_edges == k * len(cases[j][0])

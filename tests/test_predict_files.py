@@ -491,3 +491,22 @@ def test_an_error_after_the_workers_started_is_one_line(cif_folder, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"skcrystal: error: checkpoint file not found: {tmp_path / 'missing.pth.tar'}"]
+
+
+def test_the_command_ends_without_teardown_and_loses_nothing(cif_folder, tmp_path):
+    """``python -m skcrystal`` ends a finished command without the
+    interpreter's teardown (skcrystal.cli.run): the CSV written to a pipe is
+    whole, the exit code is the command's, the workers are stopped and
+    nothing is reported as leaked."""
+    import subprocess
+    import sys
+
+    expected = tmp_path / "in_process.csv"
+    assert main(["predict", CHECKPOINT, str(cif_folder), "-o", str(expected),
+                 "--n-jobs", "1"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "skcrystal", "predict", CHECKPOINT,
+                           str(cif_folder), "--out", "-", "--n-jobs", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected.read_text()
+    assert proc.stderr == ""

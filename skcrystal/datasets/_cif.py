@@ -23,6 +23,7 @@ from functools import partial
 import numpy as np
 
 from .._parallel import map_chunks
+from .._validation import _faces
 
 __all__ = ["structures_from_cif", "SkippedRowsWarning"]
 
@@ -51,11 +52,13 @@ _CELL_KEYS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
               "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 _SYMOP_KEYS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz")
 _SYMOP_ID_KEYS = ("_symmetry_equiv_pos_site_id", "_space_group_symop_id")
+_SYMOP_LOOP_KEYS = frozenset(_SYMOP_KEYS + _SYMOP_ID_KEYS)
 _ATOM_KEYS = {"_atom_site_type_symbol", "_atom_site_label",
               "_atom_site_symmetry_multiplicity", "_atom_site_fract_x",
               "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"}
 _SYMBOL = re.compile(r"^[A-Z][a-z]?$")
 _ELECTRONEG = None
+_PLAIN = None
 
 
 def _electronegativities():
@@ -69,10 +72,19 @@ def _electronegativities():
     return _ELECTRONEG
 
 
+def _plain_elements():
+    """Electronegativity by bare element symbol pymatgen knows (no charge, no
+    label): the symbols the fast readers take as a site's species."""
+    global _PLAIN
+    if _PLAIN is None:
+        _PLAIN = {s: x for s, x in _electronegativities().items() if _SYMBOL.match(s)}
+    return _PLAIN
+
+
 def _plain_element(symbol):
-    """Whether ``symbol`` is a bare element symbol pymatgen knows (no charge,
-    no label): what the fast readers take as a site's species."""
-    return bool(_SYMBOL.match(symbol)) and symbol in _electronegativities()
+    """Whether ``symbol`` is a bare element symbol pymatgen knows (see
+    :func:`_plain_elements`)."""
+    return symbol in _plain_elements()
 
 
 class _NotSimple(Exception):
@@ -88,8 +100,8 @@ def _fast_parse(text):
     """
     from pymatgen.core import Structure
 
-    symbols, labels, lattice, frac = _fast_parse_arrays(text)
-    return Structure(lattice, symbols, frac, labels=labels)
+    symbols, labels, matrix, frac = _fast_parse_arrays(text)
+    return Structure(matrix, symbols, frac, labels=labels)
 
 
 def _fast_parse_arrays(text):
@@ -101,8 +113,9 @@ def _fast_parse_arrays(text):
         Element of each site, in ``CifParser``'s site order.
     labels : list of str
         Site labels, same order.
-    lattice : pymatgen.core.Lattice
-        The lattice ``CifParser`` builds (``Lattice.from_parameters``).
+    matrix : ndarray, shape (3, 3)
+        Lattice vectors as rows (Å), the matrix of the lattice ``CifParser``
+        builds (:func:`_lattice_matrix`).
     frac : ndarray, shape (n_sites, 3)
         Fractional coordinates as ``CifParser`` stores them (snapped to
         1/3 and 2/3, wrapped into [0, 1)), same order.
@@ -112,19 +125,29 @@ def _fast_parse_arrays(text):
     _NotSimple
         Anything outside the layout handled (see :func:`_fast_parse`).
     """
-    from pymatgen.core import Lattice
-
     cell = {}
     loops = []  # list of (headers, rows)
     n_blocks = 0
-    lines = text.splitlines()
+    # stripped once: the loop below looks at most lines two or three times
+    lines = [line.strip() for line in text.splitlines()]
     i, n = 0, len(lines)
     while i < n:
-        line = lines[i].strip()
+        line = lines[i]
         i += 1
-        if not line or line[0] == "#":
+        if not line:
             continue
-        if line[0] == ";":
+        first = line[0]
+        if first == "_":
+            parts = line.split(None, 1)
+            if len(parts) == 1:
+                # value on the next line(s): only pymatgen handles that
+                raise _NotSimple("value on a separate line")
+            if parts[0] in _CELL_KEYS:
+                cell[parts[0]] = parts[1]
+            continue
+        if first == "#":
+            continue
+        if first == ";":
             raise _NotSimple("multi-line value")
         low = line.lower()
         if low.startswith("data_"):
@@ -133,26 +156,18 @@ def _fast_parse_arrays(text):
                 raise _NotSimple("several data blocks")
             continue
         if low == "loop_":
-            headers, rows = [], []
-            while i < n and lines[i].strip().startswith("_"):
-                headers.append(lines[i].strip())
+            start = i
+            while i < n and lines[i][:1] == "_":
                 i += 1
+            headers = lines[start:i]
+            start = i
             while i < n:
-                row = lines[i].strip()
+                row = lines[i]
                 if not row or row[0] in "_#;" or row.lower() == "loop_" \
-                        or row.lower().startswith("data_"):
+                        or row[:5].lower() == "data_":
                     break
-                rows.append(row)
                 i += 1
-            loops.append((headers, rows))
-            continue
-        if line[0] == "_":
-            parts = line.split(None, 1)
-            if len(parts) == 1:
-                # value on the next line(s): only pymatgen handles that
-                raise _NotSimple("value on a separate line")
-            if parts[0] in _CELL_KEYS:
-                cell[parts[0]] = parts[1]
+            loops.append((headers, lines[start:i]))
             continue
         raise _NotSimple(f"unexpected line {line!r}")
     if n_blocks != 1 or len(cell) != 6:
@@ -162,7 +177,7 @@ def _fast_parse_arrays(text):
     atoms = None
     for headers, rows in loops:
         if any(h in _SYMOP_KEYS for h in headers):
-            if not set(headers) <= set(_SYMOP_KEYS) | set(_SYMOP_ID_KEYS):
+            if not set(headers) <= _SYMOP_LOOP_KEYS:
                 raise _NotSimple("unknown symmetry loop")
             symops = rows
         elif any(h.startswith("_atom_site_") for h in headers):
@@ -182,28 +197,31 @@ def _fast_parse_arrays(text):
     if any(h not in headers for h in need) or len(rows) == 0:
         raise _NotSimple("atom sites lack symbol or fractional coordinates")
     col = {h: k for k, h in enumerate(headers)}
+    n_cols = len(headers)
+    k_sym = col["_atom_site_type_symbol"]
+    k_label = col.get("_atom_site_label", k_sym)
+    k_occ = col.get("_atom_site_occupancy")
+    k_mult = col.get("_atom_site_symmetry_multiplicity")
+    k_xyz = (col["_atom_site_fract_x"], col["_atom_site_fract_y"], col["_atom_site_fract_z"])
+    plain = _plain_elements()
     symbols, labels, coords = [], [], []
-    elements = _electronegativities()
     for row in rows:
         tok = row.split()
-        if len(tok) != len(headers) or "'" in row or '"' in row:
+        if len(tok) != n_cols or "'" in row or '"' in row:
             raise _NotSimple("atom row does not split into the loop's columns")
-        sym = tok[col["_atom_site_type_symbol"]]
-        if not _plain_element(sym):
+        sym = tok[k_sym]
+        if sym not in plain:
             raise _NotSimple(f"symbol {sym!r} is not a plain element")
-        if "_atom_site_occupancy" in col and \
-                float(tok[col["_atom_site_occupancy"]]) != 1.0:
+        if k_occ is not None and float(tok[k_occ]) != 1.0:
             raise _NotSimple("partial occupancy")
-        if "_atom_site_symmetry_multiplicity" in col and \
-                tok[col["_atom_site_symmetry_multiplicity"]] != "1":
+        if k_mult is not None and tok[k_mult] != "1":
             raise _NotSimple("multiplicity other than 1")
         symbols.append(sym)
-        labels.append(tok[col["_atom_site_label"]] if "_atom_site_label" in col else sym)
-        coords.append([tok[col["_atom_site_fract_x"]], tok[col["_atom_site_fract_y"]],
-                       tok[col["_atom_site_fract_z"]]])
+        labels.append(tok[k_label])
+        coords += (tok[k_xyz[0]], tok[k_xyz[1]], tok[k_xyz[2]])
     try:
         params = [float(cell[k]) for k in _CELL_KEYS]
-        frac = np.array(coords, dtype=float)
+        frac = np.array(coords, dtype=float).reshape(len(symbols), 3)
     except ValueError as exc:  # uncertainties "1.23(4)", '?' ...
         raise _NotSimple(str(exc)) from None
 
@@ -211,36 +229,57 @@ def _fast_parse_arrays(text):
     # exact value, then wraps into [0, 1); do the same so both paths agree.
     for ideal in (1 / 3, 2 / 3):
         frac[np.abs(frac / ideal - 1) <= _FRAC_TOL] = ideal
-    frac = frac - np.floor(frac)
+    frac -= np.floor(frac)
 
-    lattice = Lattice.from_parameters(*params)
-    # interplanar spacings d_100, d_010, d_001 (CifParser's thickness check)
-    try:
-        inv = np.linalg.inv(lattice.matrix)
-    except np.linalg.LinAlgError:
-        raise _NotSimple("singular lattice") from None
-    if np.any(1.0 / np.linalg.norm(inv, axis=0) < _MIN_THICKNESS):
-        raise _NotSimple("degenerate lattice")
+    matrix = _lattice_matrix(*params)
+    # CifParser refuses a lattice thinner than _MIN_THICKNESS (its
+    # interplanar spacings d_100, d_010, d_001: the volume over the area of
+    # each face); NaN passes here as there, for the checks after
+    faces, volume = _faces(matrix.tolist())
+    for fx, fy, fz in faces:
+        area = math.sqrt(fx * fx + fy * fy + fz * fz)
+        if area == 0.0 or volume / area < _MIN_THICKNESS:
+            raise _NotSimple("degenerate lattice")
     if len(frac) > 1:
         # CifParser merges sites closer than site_tolerance (fractional,
         # periodic) into one disordered site; leave such files to it.
         d = frac[:, None, :] - frac[None, :, :]
         d -= np.round(d)
-        close = np.all(np.abs(d) < _SITE_TOL + 1e-12, axis=-1)
-        np.fill_diagonal(close, False)
-        if close.any():
+        # every site is close to itself: more than len(frac) close pairs
+        # means two sites overlap
+        if np.count_nonzero((np.abs(d) < _SITE_TOL + 1e-12).all(axis=-1)) > len(frac):
             raise _NotSimple("overlapping sites")
     # CifParser returns sites sorted as pymatgen's Site.__lt__ orders them
     # (electronegativity, then symbol; stable, so file order within an
     # element). Sorting here builds the Structure once instead of twice.
-    x = [elements[sym] for sym in symbols]
+    x = [plain[sym] for sym in symbols]
     if not all(math.isfinite(v) for v in x):
         # NaN electronegativity (noble gases...) makes the order depend on
         # CifParser's internals: leave such files to it
         raise _NotSimple("element without electronegativity")
     order = sorted(range(len(symbols)), key=lambda k: (x[k], symbols[k]))
-    return ([symbols[k] for k in order], [labels[k] for k in order], lattice,
+    return ([symbols[k] for k in order], [labels[k] for k in order], matrix,
             frac[order])
+
+
+def _lattice_matrix(a, b, c, alpha, beta, gamma):
+    """The matrix of ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)``,
+    bit for bit (the same numpy calls on the same values), without building
+    the ``Lattice``: lengths in Å, angles in degrees; rows are the vectors."""
+    angles = np.radians([alpha, beta, gamma])
+    cos_alpha, cos_beta, cos_gamma = np.cos(angles).tolist()
+    sin_alpha, sin_beta, _ = np.sin(angles).tolist()
+    if sin_alpha * sin_beta == 0.0:
+        # numpy would divide by zero (a degenerate cell): CifParser decides
+        raise _NotSimple("an angle of 0 degrees")
+    val = (cos_alpha * cos_beta - cos_gamma) / (sin_alpha * sin_beta)
+    # np.clip's bounds in Python floats (NaN stays NaN, as there)
+    val = -1.0 if val < -1.0 else 1.0 if val > 1.0 else val
+    gamma_star = np.arccos(val)
+    return np.array([[a * sin_beta, 0.0, a * cos_beta],
+                     [-b * sin_alpha * float(np.cos(gamma_star)),
+                      b * sin_alpha * float(np.sin(gamma_star)), b * cos_alpha],
+                     [0.0, 0.0, c]], dtype=np.float64)
 
 
 _PARSE_KW = None

@@ -97,14 +97,15 @@ def _is_cif(path):
 
 
 def _cif_arrays(text):
-    symbols, _, lattice, frac = _fast_parse_arrays(text)
-    return symbols, lattice.matrix, frac
+    symbols, _, matrix, frac = _fast_parse_arrays(text)
+    return symbols, matrix, frac
 
 
-def _fast_graph(text, builder, supported, cif=True):
-    """The graph of a CifWriter-layout CIF or a plain POSCAR, without a
-    Structure; None when the fast reader declines the file (the caller then
-    uses pymatgen)."""
+def _fast_build_args(text, builder, supported, cif=True):
+    """The :meth:`GraphBuilder.build_arrays` arguments of a CifWriter-layout
+    CIF or a plain POSCAR, read without a Structure (the graphs of a chunk
+    are then built together); None when the fast reader declines the file
+    (the caller then uses pymatgen)."""
     try:
         symbols, matrix, frac = (_cif_arrays if cif else _fast_poscar_arrays)(text)
     except Exception:  # _NotSimple, malformed numbers...: pymatgen judges
@@ -143,9 +144,8 @@ def _fast_graph(text, builder, supported, cif=True):
         except ValueError:
             _check_overlaps_arrays(matrix, frac, pbc, where(), lambda j: symbols[j])
 
-    return builder.build_arrays(numbers, frac, matrix, where="structure",
-                                formula=lambda: _formula(symbols), symbols=symbols,
-                                on_pairs=check_overlaps)
+    return dict(numbers=numbers, frac_coords=frac, lattice=matrix, where="structure",
+                formula=lambda: _formula(symbols), symbols=symbols, on_pairs=check_overlaps)
 
 
 def _slow_graph(path, text, builder, supported, cif):
@@ -180,6 +180,7 @@ def read_file_graphs(paths, builder_params, supported=None):
     """
     builder = GraphBuilder(**builder_params).validate()
     out = []
+    fast = []  # (position in out, path, build_arrays arguments)
     with warnings.catch_warnings():
         # pymatgen's per-file warnings (rounded coordinates, stoichiometry)
         # say nothing actionable for graph models
@@ -199,16 +200,26 @@ def read_file_graphs(paths, builder_params, supported=None):
                     raise FileError(path, "is empty", parse=True) from None
                 except ValueError as exc:  # a CSV cell of another column
                     raise FileError(path, str(exc), parse=True) from None
-                graph = _fast_graph(text, builder, supported, cif)
-                if graph is None:
-                    graph = _slow_graph(path, text, builder, supported, cif)
-                out.append((graph, None))
+                arrays = _fast_build_args(text, builder, supported, cif)
+                if arrays is None:
+                    out.append((_slow_graph(path, text, builder, supported, cif), None))
+                else:
+                    fast.append((len(out), path, arrays))
+                    out.append(None)
             except FileError as exc:
                 out.append((None, exc))
             except (ValueError, TypeError) as exc:
-                reason = re.sub(r"^structure ", "", _X0.sub("", first_line(exc)))
-                out.append((None, FileError(path, reason)))
+                out.append((None, _file_error(path, exc)))
+        built = builder._build_arrays_many([arrays for *_, arrays in fast])
+    for (j, path, _), graph in zip(fast, built):
+        out[j] = (None, _file_error(path, graph)) if isinstance(graph, Exception) \
+            else (graph, None)
     return out
+
+
+def _file_error(path, exc):
+    """The FileError of a structure the checks or the graph builder refused."""
+    return FileError(path, re.sub(r"^structure ", "", _X0.sub("", first_line(exc))))
 
 
 def prepare_worker(imports=()):
@@ -239,4 +250,3 @@ def _builder_params(builder):
     return {"radius": builder.radius, "max_neighbors": builder.max_neighbors,
             "tie_tol": builder.tie_tol, "grow_radius": builder.grow_radius,
             "neighbor_mode": builder.neighbor_mode, "symmetrize": builder.symmetrize}
-
