@@ -225,5 +225,3 @@ def stop_workers():
     for executor in _SHARED.values():
         executor.shutdown(wait=True, kill_workers=True)
     _SHARED.clear()
-    import gc
-    gc.collect()

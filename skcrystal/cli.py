@@ -1759,12 +1759,12 @@ def main(argv=None):
 def run(argv=None):
     """The ``skcrystal`` command as a process: :func:`main`, then exit.
 
-    A finished command ends the process without the interpreter's
-    teardown: with torch loaded, that teardown and the shutdown of the
-    worker processes took longer than predicting a few thousand files
-    (see ``benchmarks/RESULTS.md``). The workers are stopped and the
-    output streams and logs flushed first. Under a debugger, a profiler or
-    a coverage tool (which report at exit) the process exits normally.
+    A finished command stops its worker processes without waiting for their
+    own teardown, and the interpreter's teardown skips the garbage
+    collector's passes over everything loaded (``gc.freeze``): with torch
+    loaded, the two took longer than predicting a few thousand files (see
+    ``benchmarks/RESULTS.md``). Exit handlers still run, so output streams,
+    logs and the workers' shared resources are closed as usual.
 
     Parameters
     ----------
@@ -1772,30 +1772,14 @@ def run(argv=None):
         As for :func:`main`.
     """
     code = main(argv)
-    code = 0 if code is None else code
-    if sys.gettrace() is not None or sys.getprofile() is not None or _monitored():
-        sys.exit(code)
-    import logging
-    import os
+    import gc
 
     from ._parallel import stop_workers
 
     stop_workers()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (| head): nothing to keep
-            pass
-    os._exit(code if isinstance(code, int) else 1)
-
-
-def _monitored():
-    """Whether a tool watches this interpreter through ``sys.monitoring``
-    (Python >= 3.12: coverage, debuggers)."""
-    monitoring = getattr(sys, "monitoring", None)
-    return monitoring is not None and any(monitoring.get_tool(i) is not None
-                                          for i in range(6))
+    gc.disable()
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

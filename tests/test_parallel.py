@@ -69,6 +69,39 @@ def test_shared_chunks_run_here_and_in_the_started_workers_in_order():
     assert [v for v, _ in squares] == [k * k for k in range(12) for _ in range(3)]
 
 
+def test_stopped_workers_are_gone_and_the_next_call_starts_new_ones():
+    import time
+
+    from skcrystal._parallel import stop_workers, start_workers
+
+    old = set(start_workers(2, _pid)())
+    stop_workers()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(old):
+        time.sleep(0.05)
+    assert not _alive(old)
+    new = set(start_workers(2, _pid)())
+    assert new and not new & old
+
+
+def _alive(pids):
+    alive = set()
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # a killed child not yet reaped is a zombie: gone for every purpose here
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split()[2] == "Z":
+                    continue
+        except OSError:
+            continue
+        alive.add(pid)
+    return alive
+
+
 def _fail_on_seven(chunk):
     if 7 in chunk:
         raise ValueError(f"chunk {chunk} is bad")
