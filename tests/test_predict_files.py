@@ -280,11 +280,19 @@ def test_bad_files_are_named(tmp_path):
     # read by the fast reader, refused by the checks: atoms 0.2 Å apart
     close = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
     CifWriter(close).write_file(tmp_path / "close.cif")
-    paths = [str(tmp_path / n) for n in ("good.cif", "garbage.cif", "close.cif")]
-    (g, e0), (_, e1), (_, e2) = read_file_graphs(paths, _params("reference"))
+    after = Structure(Lattice.cubic(5.0), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CifWriter(after).write_file(tmp_path / "after.cif")
+    paths = [str(tmp_path / n) for n in ("good.cif", "garbage.cif", "close.cif", "after.cif")]
+    (g, e0), (_, e1), (_, e2), (g3, e3) = read_file_graphs(paths, _params("reference"))
     assert g is not None and e0 is None
     assert e1.parse and e1.path == paths[1] and "cannot be parsed" in e1.reason
     assert not e2.parse and "overlapping" in e2.reason and "NaCl" in e2.reason
+    # the chunk's graphs are cut together: the refused files take nothing from the others
+    builder = GraphBuilder(**_params("reference"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert e3 is None and _same_graph(g3, builder.build(Structure.from_file(paths[3])))
+        assert _same_graph(g, builder.build(Structure.from_file(paths[0])))
     # a VASP 4 POSCAR (no element names anywhere): named, not read as H and He
     lines = good.to(fmt="poscar").splitlines()
     coords = [" ".join(line.split()[:3]) for line in lines[8:]]
