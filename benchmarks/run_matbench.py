@@ -89,7 +89,9 @@ took 4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
 run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch); on jdft2d, two
 folds side by side, CrysToGraph full 9.0-9.2 min and medium 8.1-8.8 min per
 fold of 60 epochs, small 41-46 min per fold of 300: the line graph's layers,
-the same in the three sizes, take most of an epoch there. A fold that
+the same in the three sizes, take most of an epoch there (CrysToGraph
+full's perovskites figures are estimates from before the eTGC speed-up and
+likely far too high; not measured since). A fold that
 outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
 see below.)
 
