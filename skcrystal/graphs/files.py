@@ -101,7 +101,7 @@ def _cif_arrays(text):
     return symbols, matrix, frac
 
 
-def _fast_build_args(text, builder, supported, cif=True):
+def _fast_build_args(text, supported, cif=True):
     """The :meth:`GraphBuilder.build_arrays` arguments of a CifWriter-layout
     CIF or a plain POSCAR, read without a Structure (the graphs of a chunk
     are then built together); None when the fast reader declines the file
@@ -200,17 +200,17 @@ def read_file_graphs(paths, builder_params, supported=None):
                     raise FileError(path, "is empty", parse=True) from None
                 except ValueError as exc:  # a CSV cell of another column
                     raise FileError(path, str(exc), parse=True) from None
-                arrays = _fast_build_args(text, builder, supported, cif)
-                if arrays is None:
+                args = _fast_build_args(text, supported, cif)
+                if args is None:
                     out.append((_slow_graph(path, text, builder, supported, cif), None))
                 else:
-                    fast.append((len(out), path, arrays))
+                    fast.append((len(out), path, args))
                     out.append(None)
             except FileError as exc:
                 out.append((None, exc))
             except (ValueError, TypeError) as exc:
                 out.append((None, _file_error(path, exc)))
-        built = builder._build_arrays_many([arrays for *_, arrays in fast])
+        built = builder._build_arrays_many([args for *_, args in fast])
     for (j, path, _), graph in zip(fast, built):
         out[j] = (None, _file_error(path, graph)) if isinstance(graph, Exception) \
             else (graph, None)
