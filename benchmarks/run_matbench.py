@@ -72,7 +72,7 @@ ALIGNN full (256, 4+4)       22 s [m]       166 s [m]      2.5 h [m] / 23 h [m]
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
 ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
-CrysToGraph full (256, 8x32) 9.1 s [m]      ~350 s         3.0 h [m] / ~146 h
+CrysToGraph full (256, 8x32) 10.8 s [m]     ~350 s         3.6 h [m] / ~146 h
 CrysToGraph medium (128)     8.5 s [m]      --             2.8 h [m] / --
 CrysToGraph small (64, 4x16) 8.6 s [m]      49 s [m]       2.9 h [m] / 20 h [m]
 ===========================  =============  =============  ===================
@@ -87,11 +87,11 @@ measured (the estimate was 49 s per epoch); on the perovskites 176 s per
 epoch alone, 146-201 s beside another run (the estimate was 265 s; fold 0
 took 4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
 run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch); on jdft2d, two
-folds side by side, CrysToGraph full 9.0-9.2 min and medium 8.1-8.8 min per
-fold of 60 epochs, small 41-46 min per fold of 300: the line graph's layers,
-the same in the three sizes, take most of an epoch there (CrysToGraph
-full's perovskites figures are estimates from before the eTGC speed-up and
-likely far too high; not measured since). A fold that
+folds side by side, CrysToGraph full 9.1-10.4 min and medium 8.1-8.8 min
+per fold of 60 epochs, full 54 min and small 41-46 min per fold of 300: the
+line graph's layers, the same in the three sizes, take most of an epoch
+there (CrysToGraph full's perovskites figures are estimates from before the
+eTGC speed-up and likely far too high; not measured since). A fold that
 outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
 see below.)
 
