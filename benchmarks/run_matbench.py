@@ -27,8 +27,9 @@ model              estimator (``random_state=0``; otherwise its defaults)
                    size (DEFAULT_SIZE): the largest that runs the task in
                    about 2 hours on one core (jdft2d large, perovskites small)
 ``crystograph``    ``CrysToGraphRegressor(**SIZES["crystograph"][--size])``;
-                   default size small (jdft2d ~2 h; perovskites ~16 h at
-                   its 300 epochs: shorten with ``--epochs``)
+                   default size: jdft2d full (the paper's Table A1 model,
+                   3.3 h), perovskites small (~17 h at its 300 epochs:
+                   shorten with ``--epochs``)
 ``noise``          ``CGCNNRegressor(descriptors=noise_descriptors())``: 29
                    standard-normal columns, a fixed function of each structure
                    (no signal; the control of the descriptor screen)
@@ -46,8 +47,8 @@ predict); the hybrid's descriptors are computed once, in the first fold::
     python benchmarks/run_matbench.py --task jdft2d --model crystalnet     # ~32 min
     python benchmarks/run_matbench.py --task jdft2d --model hybrid         # ~2 min
     python benchmarks/run_matbench.py --task jdft2d --model alignn --size large       # ~1.5 h
-    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small  # ~2.9 h
-                    # (measured: 41-46 min per fold; 1.5 h as --folds 1 2 beside --folds 3 4)
+    python benchmarks/run_matbench.py --task jdft2d --model crystograph --size full   # ~3.3 h
+                    # (measured: 46-55 min per fold; 1.8 h as two processes side by side)
     python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small --epochs 60
                                                      # 35 min (measured, after the eTGC speed-up)
     # perovskites: 5 folds x ~3,849 training rows
@@ -72,9 +73,9 @@ ALIGNN full (256, 4+4)       22 s [m]       166 s [m]      2.5 h [m] / 23 h [m]
 ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
 ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
 ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
-CrysToGraph full (256, 8x32) 10.8 s [m]     ~350 s         3.6 h [m] / ~146 h
+CrysToGraph full (256, 8x32) 9.0-10.8 s [m] 54 s [a]       3.3 h [m] / ~23 h
 CrysToGraph medium (128)     8.5 s [m]      --             2.8 h [m] / --
-CrysToGraph small (64, 4x16) 8.6 s [m]      49 s [m]       2.9 h [m] / 20 h [m]
+CrysToGraph small (64, 4x16) 8.6 s [m]      40-49 s [m]    2.9 h [m] / 17-20 h [m]
 ===========================  =============  =============  ===================
 
 (perovskites CrysToGraph epochs estimated on 800 training rows and scaled
@@ -88,10 +89,12 @@ epoch alone, 146-201 s beside another run (the estimate was 265 s; fold 0
 took 4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
 run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch); on jdft2d, two
 folds side by side, CrysToGraph full 9.1-10.4 min and medium 8.1-8.8 min
-per fold of 60 epochs, full 54 min and small 41-46 min per fold of 300: the
-line graph's layers, the same in the three sizes, take most of an epoch
-there (CrysToGraph full's perovskites figures are estimates from before the
-eTGC speed-up and likely far too high; not measured since). A fold that
+per fold of 60 epochs, full 46-55 min and small 41-46 min per fold of 300:
+the line graph's layers, the same in the three sizes, take most of an epoch
+there. [a]: alone on the machine, one fold of 3 epochs (``--folds 0
+--epochs 3``), December 2026: on the perovskites CrysToGraph full 54 s and
+small 40 s per epoch (the earlier ~350 s for full was an estimate from
+before the eTGC speed-up). A fold that
 outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
 see below.)
 
@@ -139,7 +142,7 @@ SIZES = {
                     "small": {"module__hidden": 64, "module__n_heads": 4,
                               "module__head_dim": 16}},
 }
-DEFAULT_SIZE = {("jdft2d", "alignn"): "large", ("jdft2d", "crystograph"): "small",
+DEFAULT_SIZE = {("jdft2d", "alignn"): "large", ("jdft2d", "crystograph"): "full",
                 ("perovskites", "alignn"): "small", ("perovskites", "crystograph"): "small"}
 
 
