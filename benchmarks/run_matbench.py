@@ -48,7 +48,7 @@ predict); the hybrid's descriptors are computed once, in the first fold::
     python benchmarks/run_matbench.py --task jdft2d --model hybrid         # ~2 min
     python benchmarks/run_matbench.py --task jdft2d --model alignn --size large       # ~1.5 h
     python benchmarks/run_matbench.py --task jdft2d --model crystograph --size full   # ~3.3 h
-                    # (measured: 46-55 min per fold; 1.8 h as two processes side by side)
+                    # (measured: 46-55 min per fold; 1.7 h as two processes side by side)
     python benchmarks/run_matbench.py --task jdft2d --model crystograph --size small --epochs 60
                                                      # 35 min (measured, after the eTGC speed-up)
     # perovskites: 5 folds x ~3,849 training rows
