@@ -66,37 +66,37 @@ predict); the hybrid's descriptors are computed once, in the first fold::
 
 Other sizes (``--size``; epochs are the model's defaults: 100, CrysToGraph 300):
 
-===========================  =============  =============  ===================
-model, size                  epoch, jdft2d  epoch, perov.  whole task jd / pe
-===========================  =============  =============  ===================
-ALIGNN full (256, 4+4)       22 s [m]       166 s [m]      2.5 h [m] / 23 h [m]
-ALIGNN large (128, 4+4)      13 s           58 s           1.5 h / 8.1 h
-ALIGNN medium (128, 2+2)     5.7 s          43 s [m]       38 min / 6 h [m]
-ALIGNN small (64, 2+2)       2.0 s          13 s           14 min / 1.8 h
-CrysToGraph full (256, 8x32) 9.0-10.8 s [m] 54 s [a]       3.3 h [m] / ~23 h
-CrysToGraph medium (128)     8.5 s [m]      --             2.8 h [m] / --
-CrysToGraph small (64, 4x16) 8.6 s [m]      40-49 s [m]    2.9 h [m] / 17-20 h [m]
-===========================  =============  =============  ===================
+============================  ==============  ==================  =======================
+model, size                   epoch, jdft2d   epoch, perov.       whole task jd / pe
+============================  ==============  ==================  =======================
+ALIGNN full (256, 4+4)        22 s [m]        166 s [m]           2.5 h [m] / 23 h [m]
+ALIGNN large (128, 4+4)       13 s            58 s                1.5 h / 8.1 h
+ALIGNN medium (128, 2+2)      5.7 s           43 s [m]            38 min / 6 h [m]
+ALIGNN small (64, 2+2)        2.0 s           13 s                14 min / 1.8 h
+CrysToGraph full (256, 8x32)  9.0-10.8 s [m]  54 s [a]            3.3 h [m] / ~23 h
+CrysToGraph medium (128)      8.5 s [m]       --                  2.8 h [m] / --
+CrysToGraph small (64, 4x16)  8.6 s [m]       40 s [a], 49 s [m]  2.9 h [m] / 17-20 h [m]
+============================  ==============  ==================  =======================
 
-(perovskites CrysToGraph epochs estimated on 800 training rows and scaled
-linearly to 3,849. [m]: the epoch measured on whole folds, December 2026, two
-runs side by side, and the whole task extrapolated from it: ALIGNN medium
-67-71 min per fold of 100 epochs (the estimate was 30 s per epoch),
-CrysToGraph small 47-50 min per fold of 60 epochs (estimated ~39 s per
-epoch); ALIGNN full on jdft2d 37 min per fold, 2.5 h for the four folds
-measured (the estimate was 49 s per epoch); on the perovskites 176 s per
-epoch alone, 146-201 s beside another run (the estimate was 265 s; fold 0
-took 4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
-run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch); on jdft2d, two
-folds side by side, CrysToGraph full 9.1-10.4 min and medium 8.1-8.8 min
-per fold of 60 epochs, full 46-55 min and small 41-46 min per fold of 300:
-the line graph's layers, the same in the three sizes, take most of an epoch
-there. [a]: alone on the machine, one fold of 3 epochs (``--folds 0
---epochs 3``), December 2026: on the perovskites CrysToGraph full 54 s and
-small 40 s per epoch (the earlier ~350 s for full was an estimate from
-before the eTGC speed-up). A fold that
-outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same command,
-see below.)
+(figures without a mark: estimates, from a fold of 1-5 epochs as above.
+[m]: the epoch measured on whole folds, December 2026, two runs side by
+side, and the whole task extrapolated from it: ALIGNN medium 67-71 min
+per fold of 100 epochs (the estimate was 30 s per epoch), CrysToGraph
+small 47-50 min per fold of 60 epochs (estimated ~39 s per epoch);
+ALIGNN full on jdft2d 37 min per fold, 2.5 h for the four folds measured
+(the estimate was 49 s per epoch); on the perovskites 176 s per epoch
+alone, 146-201 s beside another run (the estimate was 265 s; fold 0 took
+4.6 h, 166 s per epoch), and CrysToGraph small 41-70 s beside another
+run at its 300 epochs (fold 0 took 4.1 h, 49 s per epoch); on jdft2d,
+two folds side by side, CrysToGraph full 9.1-10.4 min and medium 8.1-8.8
+min per fold of 60 epochs, full 46-55 min and small 41-46 min per fold
+of 300: the line graph's layers, the same in the three sizes, take most
+of an epoch there. [a]: alone on the machine, one fold of 3 epochs
+(``--folds 0 --epochs 3``, another ``--out-dir``), December 2026: on the perovskites
+CrysToGraph full 54 s and small 40 s per epoch (the earlier ~350 s for
+full was an estimate from before the eTGC speed-up). A fold that
+outlasts a sitting is stopped (Ctrl-C, kill) and resumed by the same
+command, see below.)
 
 Each run writes ``benchmarks/matbench_results/<task>__<label>.json.gz`` (the
 record, matbench's results layout; see ``skcrystal.benchmarks.matbench``)
