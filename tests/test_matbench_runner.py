@@ -496,18 +496,59 @@ def test_task_validation_names_the_problem():
                       folds={0: ([0], [1])})
 
 
-def test_benchmark_script_sizes_are_valid_module_parameters():
-    """Every size of ``benchmarks/run_matbench.py`` builds a model (a wrong
-    ``module__`` name would only fail hours into a run)."""
+def _benchmark_script(name):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_matbench.py"
-    spec = importlib.util.spec_from_file_location("run_matbench", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_benchmark_script_sizes_are_valid_module_parameters():
+    """Every size of ``benchmarks/run_matbench.py`` builds a model (a wrong
+    ``module__`` name would only fail hours into a run)."""
+    script = _benchmark_script("run_matbench")
     for model, sizes in script.SIZES.items():
         for size in sizes:
             est, _ = script.estimator(model, size, {})
             est._check_params()
             est.initialized_instance(est.module, est._module_kwargs())  # raises on a bad name
+
+
+def test_learning_curve_subsets_are_nested_and_its_law_is_read_back(tmp_path, capsys):
+    """``benchmarks/learning_curve.py``: each fold's subsets are the same in
+    every run and nested (a smaller fraction keeps rows of the larger), and
+    the report fits MAE = a N^-b through the sizes' means and gives its value
+    at the official training size."""
+    import json
+
+    script = _benchmark_script("learning_curve")
+    train = np.arange(100, 481)
+    half, most = script.subset(train, 0.5, 3), script.subset(train, 0.75, 3)
+    assert len(half) == 190 and len(most) == 286
+    assert set(half) <= set(most) <= set(train)
+    assert np.array_equal(half, script.subset(train, 0.5, 3))
+    assert not np.array_equal(half, script.subset(train, 0.5, 4))  # seeded by the fold
+    with pytest.raises(ValueError, match="keeps 0 of 381"):
+        script.subset(train, 0.001, 3)
+
+    a, b = script.power_law([100, 200, 400], [50 * n ** -0.4 for n in (100, 200, 400)])
+    assert a == pytest.approx(50) and b == pytest.approx(0.4)
+    for fraction, n in ((0.5, 200), (1.0, 400)):
+        for fold in (1, 2):
+            mae = 50 * n ** -0.4 * (1.1 if fold == 1 else 0.9)  # mean: the law itself
+            (tmp_path / f"t__m__{fraction}__fold{fold}.json").write_text(json.dumps(
+                {"task": "t", "label": "m", "fraction": fraction, "fold": fold, "n_train": n,
+                 "n_train_official": 800, "mae": mae}))
+    script.report(tmp_path)
+    out = capsys.readouterr().out
+    assert "| 200 (0.5) |" in out and "| 400 (1) |" in out
+    assert f"at N = 800 (the official training rows): {50 * 800 ** -0.4:.1f}" in out
+    (tmp_path / "u__m__0.5__fold1.json").write_text(json.dumps(
+        {"task": "u", "label": "m", "fraction": 0.5, "fold": 1, "n_train": 1,
+         "n_train_official": 1, "mae": 1.0}))
+    with pytest.raises(SystemExit, match="several configurations"):
+        script.report(tmp_path)
