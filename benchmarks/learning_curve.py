@@ -110,6 +110,8 @@ def report(folder, full_record=None):
         with gzip.open(full_record, "rt") as fh:
             record = json.load(fh)
         for name, task in record["tasks"].items():
+            if labels and name != labels[0][0]:
+                sys.exit(f"{full_record} is a record of {name}, the results of {labels[0][0]}")
             for key, fold in task["results"].items():
                 p = fold["parameters"]
                 rows.append({"task": name, "fraction": 1.0, "fold": int(key.split("_")[1]),
