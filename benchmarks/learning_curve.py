@@ -54,16 +54,12 @@ def power_law(sizes, maes):
 def run(args):
     from sklearn.base import clone
 
-    from run_matbench import DEFAULT_SIZE, estimator, parse_params, task_source
+    from run_matbench import configured_estimator, task_source
     from skcrystal.benchmarks.matbench import fold_scores
 
     import torch
     torch.set_num_threads(args.threads)
-    params = parse_params(args.param)
-    if args.epochs is not None:
-        params["max_epochs"] = args.epochs
-    size = args.size or DEFAULT_SIZE.get((args.task, args.model))
-    base, label = estimator(args.model, size, params)
+    base, label = configured_estimator(args)
     label = args.label or label + (f"-{args.epochs}epochs" if args.epochs else "")
     task = task_source(args.task, None)(None)
     out = Path(args.out)
@@ -91,7 +87,7 @@ def run(args):
                       "n_train_official": int(official[0]), "n_test": int(len(test)),
                       "mae": scores["mae"], "fit_time_s": round(fit_s, 1),
                       "loadavg": list(os.getloadavg()),
-                      "params": {key: repr(v) for key, v in sorted(params.items())}}
+                      "command": sys.argv}
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(result, indent=1))
             tmp.replace(path)

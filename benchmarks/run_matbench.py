@@ -221,6 +221,15 @@ def estimator(model, size, params):
     return est, label
 
 
+def configured_estimator(args):
+    """(estimator, label) of the parsed ``--task --model --size --param --epochs``."""
+    params = parse_params(args.param)
+    if args.epochs is not None:
+        params["max_epochs"] = args.epochs
+    size = args.size or DEFAULT_SIZE.get((args.task, args.model))
+    return estimator(args.model, size, params)
+
+
 def parse_params(items):
     out = {}
     for text in items or []:
@@ -294,11 +303,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from skcrystal.benchmarks import run_matbench
 
-    params = parse_params(args.param)
-    if args.epochs is not None:
-        params["max_epochs"] = args.epochs
-    size = args.size or DEFAULT_SIZE.get((args.task, args.model))
-    est, label = estimator(args.model, size, params)
+    est, label = configured_estimator(args)
     task = task_source(args.task, args.data)(args.max_structures)
     res = run_matbench(task, est, folds=args.folds, out_dir=args.out_dir,
                        resume=not args.no_resume, label=args.label or label,
