@@ -231,13 +231,21 @@ def configured_estimator(args):
 
 
 def parse_params(items):
+    """``KEY=VALUE`` strings -> dict: Python literals, ``@file.npy`` an array
+    read from the file (e.g. ``module__extra_atom_features=@embeddings.npy``),
+    anything else the string itself."""
     out = {}
     for text in items or []:
         key, _, raw = text.partition("=")
+        raw = raw.strip()
+        if raw.startswith("@") and raw.endswith(".npy"):
+            import numpy as np
+            out[key.strip()] = np.load(raw[1:], allow_pickle=False)
+            continue
         try:
-            out[key.strip()] = ast.literal_eval(raw.strip())
+            out[key.strip()] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            out[key.strip()] = raw.strip()
+            out[key.strip()] = raw
     return out
 
 
@@ -274,7 +282,7 @@ def main(argv=None):
     p.add_argument("--folds", type=int, nargs="+", help="fold numbers (default: all)")
     p.add_argument("--epochs", type=int, help="max_epochs (default: the model's)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="more estimator parameters (Python literals)")
+                   help="more estimator parameters (Python literals, or @file.npy)")
     p.add_argument("--max-structures", type=int, help="first N rows only (quick checks)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-checkpoint", action="store_true",

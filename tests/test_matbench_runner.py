@@ -552,3 +552,16 @@ def test_learning_curve_subsets_are_nested_and_its_law_is_read_back(tmp_path, ca
          "n_train_official": 1, "mae": 1.0}))
     with pytest.raises(SystemExit, match="several configurations"):
         script.report(tmp_path)
+
+
+def test_runner_params_are_literals_strings_or_arrays_from_npy(tmp_path):
+    """``--param KEY=VALUE``: a Python literal, ``@file.npy`` the array in the
+    file (pretrained element embeddings), anything else the string."""
+    script = _benchmark_script("run_matbench")
+    table = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "emb.npy", table)
+    params = script.parse_params(["max_epochs=5", "module__pooling=mean", "lr = 1e-3",
+                                  f"module__extra_atom_features=@{tmp_path / 'emb.npy'}"])
+    assert params["max_epochs"] == 5 and params["module__pooling"] == "mean"
+    assert params["lr"] == 1e-3
+    assert np.array_equal(params["module__extra_atom_features"], table)
