@@ -132,7 +132,56 @@ class _Raised:
         self.exc = exc
 
 
-def imap_chunks_shared(fn, chunks, n_jobs=None, **kwargs):
+class StartedChunks:
+    """The first chunks of an :func:`imap_chunks_shared` call, handed to the
+    workers ahead of it by :func:`start_chunks`."""
+
+    def __init__(self, fn, chunks, n_jobs, kwargs, futures):
+        self.fn, self.chunks, self.n_jobs = fn, chunks, n_jobs
+        self.kwargs, self.futures = kwargs, futures
+
+    def matches(self, fn, chunks, n_jobs, kwargs):
+        """Whether these are the first of ``chunks`` for that call (same
+        function, processes and arguments)."""
+        return (self.fn is fn and self.n_jobs == n_jobs and self.kwargs.keys() == kwargs.keys()
+                and all(_same(self.kwargs[k], kwargs[k]) for k in kwargs)
+                and _same(self.chunks, chunks[:len(self.chunks)]))
+
+    def cancel(self):
+        """Give up those not begun (one a worker has begun runs to its end)."""
+        for future in self.futures:
+            future.cancel()
+        self.futures = []
+
+
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays and the like: not compared
+        return a is b
+
+
+def start_chunks(fn, chunks, n_jobs, **kwargs):
+    """Hand ``chunks`` (the first ones of a later :func:`imap_chunks_shared`
+    call with the same ``fn``, ``n_jobs`` and ``kwargs``) to the workers now,
+    so that they compute while this process gets ready (imports torch, loads
+    a model); the later call uses their results.
+
+    Returns
+    -------
+    StartedChunks or None
+        None where ``n_jobs`` starts no worker.
+    """
+    n, _ = shared_processes(n_jobs)
+    if n == 1:
+        return None
+    executor = _shared_executor(n_jobs)
+    chunks = list(chunks)
+    return StartedChunks(fn, chunks, n_jobs, dict(kwargs),
+                         [executor.submit(fn, chunk, **kwargs) for chunk in chunks])
+
+
+def imap_chunks_shared(fn, chunks, n_jobs=None, started=None, then=None, **kwargs):
     """:func:`imap_chunks` where this process computes its share of the chunks.
 
     ``n_jobs`` processes in all: ``n_jobs - 1`` workers and this one, which
@@ -141,17 +190,37 @@ def imap_chunks_shared(fn, chunks, n_jobs=None, **kwargs):
     wait, on 2 cores a second worker process (its start-up, its share of the
     cores), and the pickling of what this process computes. ``fn`` must not
     depend on the process it runs in.
+
+    ``started``: the first chunks, handed to the workers earlier by
+    :func:`start_chunks` (ignored, and those not begun cancelled, unless
+    they were started with this ``fn``, ``n_jobs`` and ``kwargs``).
+
+    ``then(chunk, result)``: what this process does with each result (yielded
+    instead of the result). A result is taken up as soon as it is there, in
+    any order: while the chunk it must yield next is still in a worker, this
+    process first finishes the results that came back, and only then takes
+    a chunk of its own, so that its own work (``then`` of every chunk) does
+    not leave the workers waiting.
     """
     n, _ = shared_processes(n_jobs)
     chunks = list(chunks)
-    if n == 1 or len(chunks) < 2:
+    early = []
+    if started is not None:
+        if started.matches(fn, chunks, n_jobs, kwargs):
+            early = started.futures
+        else:
+            started.cancel()
+    if then is None:
+        def then(chunk, result):
+            return result
+    if (n == 1 or len(chunks) < 2) and not early:
         for chunk in chunks:
-            yield fn(chunk, **kwargs)
+            yield then(chunk, fn(chunk, **kwargs))
         return
     n_workers = n - 1
     executor = _shared_executor(n_jobs)
-    results, running = {}, {}
-    nxt = 0
+    results, running = {}, dict(enumerate(early))
+    nxt = len(early)
 
     def top_up():
         nonlocal nxt
@@ -159,27 +228,48 @@ def imap_chunks_shared(fn, chunks, n_jobs=None, **kwargs):
             running[nxt] = executor.submit(fn, chunks[nxt], **kwargs)
             nxt += 1
 
+    def take_back(i):
+        # the first chunk from i on still waiting for a worker, cancelled
+        # there (chunks handed over early can be many: this process takes
+        # them in order instead of leaving them all to one worker)
+        for k in sorted(running):
+            if k >= i and running[k].cancel():
+                del running[k]
+                return k
+        return None
+
+    def finish(k, compute):
+        # ``then`` of chunk k; an error of a chunk ahead of its turn is
+        # raised in its turn (after the results of the chunks before it)
+        try:
+            results[k] = then(chunks[k], compute())
+        except Exception as exc:  # noqa: BLE001 - raised in its turn
+            results[k] = _Raised(exc)
+
     try:
         top_up()
         for i in range(len(chunks)):
             while i not in results:
-                if i in running and (running[i].done() or nxt >= len(chunks)):
-                    results[i] = running.pop(i).result()
-                    top_up()
+                if i in running and not running[i].done():
+                    back = [k for k in running if running[k].done()]
+                    if back:  # results that came back first
+                        for k in back:
+                            finish(k, running.pop(k).result)
+                        top_up()
+                        continue
+                    j = take_back(i)
+                    if j is None and nxt < len(chunks):
+                        j = nxt
+                else:
+                    j = None if i in running else i
+                if j is None:  # i is done, or all that is left is in workers
+                    finish(i, running.pop(i).result)
                 else:  # i is still in a worker (or nobody's yet): work here
-                    j = nxt if i in running else i
                     nxt = max(nxt, j + 1)
-                    try:
-                        results[j] = fn(chunks[j], **kwargs)
-                    except Exception as exc:  # noqa: BLE001 - raised in its turn
-                        if j == i:
-                            raise
-                        results[j] = _Raised(exc)
-                    top_up()
+                    finish(j, lambda: fn(chunks[j], **kwargs))
+                top_up()
             result = results.pop(i)
             if isinstance(result, _Raised):
-                # a chunk computed ahead failed: its error comes after the
-                # results of the chunks before it, as from a worker
                 raise result.exc
             yield result
     finally:

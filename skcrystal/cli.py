@@ -717,6 +717,36 @@ def _auto_n_jobs(data, n_items=None):
     return None
 
 
+def _early_file_chunks(args, n_jobs, kind, progress):
+    """(listing, StartedChunks) of a reference regression checkpoint's
+    prediction with workers, else (None, None).
+
+    Its graph parameters and elements are read without torch
+    (:func:`skcrystal.pretrained.reference_graph_needs`), so the data is
+    listed and its first chunks handed to the workers before this process
+    imports torch and loads the weights (about a second and a half, which
+    the workers would otherwise spend waiting). ``predict_files`` uses them
+    where the loaded model asks for the same graphs, and cancels them
+    otherwise. ``listing``: :func:`_file_listing`'s.
+    """
+    from skcrystal import pretrained
+
+    if (args.device not in (None, "auto", "cpu") or not isinstance(n_jobs, int)
+            or n_jobs in (0, 1) or not pretrained.is_checkpoint_reference(args.model_file)):
+        return None, None
+    needs = pretrained.reference_graph_needs(args.model_file)
+    if needs is None:
+        return None, None
+    from skcrystal.graphs.builder import GraphBuilder
+    from skcrystal.graphs.files import _builder_params, start_file_chunks
+
+    listing = _file_listing(args, progress, kind)
+    if listing is None:
+        return None, None
+    params = _builder_params(GraphBuilder(**needs[0]).validate())
+    return listing, start_file_chunks(listing[1], params, needs[1], n_jobs)
+
+
 def _load_predictor(args, device, n_jobs=None):
     """A reference regression checkpoint as a GraphPredictor, or None.
 
@@ -757,11 +787,13 @@ class _PlainWriter:
 
 
 @contextlib.contextmanager
-def _workers_started_early(n_jobs, **prepare):
+def _workers_started_early(n_jobs, network=False):
     """With ``--n-jobs``, start the worker processes now: they start and
-    import (``prepare``: see :func:`skcrystal.graphs.files.prepare_worker`)
-    while this process reads the data or loads the model, so the first
-    chunks do not wait for them (:func:`skcrystal._parallel.start_workers`).
+    import (see :func:`skcrystal.graphs.files.prepare_worker`; with
+    ``network``, torch and the models too where the workers will run the
+    network, see :func:`skcrystal.inference.predict_files`) while this
+    process reads the data or loads the model, so the first chunks do not
+    wait for them (:func:`skcrystal._parallel.start_workers`).
 
     Yields a callable that waits until they are ready. On leaving, also
     after an error, their start-up tasks are collected (joblib warns about
@@ -769,10 +801,12 @@ def _workers_started_early(n_jobs, **prepare):
     """
     ready = lambda: None  # noqa: E731
     if isinstance(n_jobs, int) and n_jobs not in (0, 1):
-        from skcrystal._parallel import start_workers
-        from skcrystal.graphs.files import prepare_worker
+        from skcrystal._parallel import shared_processes, start_workers
+        from skcrystal.graphs.files import network_in_workers, prepare_worker
 
-        ready = start_workers(n_jobs, prepare_worker, **prepare)
+        imports = ("skcrystal.inference", "skcrystal.nn") \
+            if network and network_in_workers(shared_processes(n_jobs)[0]) else ()
+        ready = start_workers(n_jobs, prepare_worker, imports=imports)
     try:
         yield ready
     finally:
@@ -1169,10 +1203,11 @@ def _cmd_predict(args, progress, stack):
     streamed = _streamed_kind(args.data)
     workers_ready = None
     if streamed:
-        # the workers start (and import torch) while this process imports
-        # torch and loads the model
-        workers_ready = stack.enter_context(_workers_started_early(
-            n_jobs, imports=("skcrystal.inference", "skcrystal.nn")))
+        # the workers start while this process imports torch and loads
+        # the model
+        workers_ready = stack.enter_context(_workers_started_early(n_jobs, network=True))
+    early_listing, started = _early_file_chunks(args, n_jobs, streamed, progress) \
+        if streamed else (None, None)
     # a folder of structure files with a reference regression checkpoint
     # on the CPU: predicted without the estimator (see _load_predictor)
     loaded = _load_predictor(args, device or resolve_device("auto"), n_jobs) \
@@ -1188,8 +1223,11 @@ def _cmd_predict(args, progress, stack):
         device = _place_estimator(est, args, n_jobs, auto_jobs, device)
     skipped = _Skipped()
     is_clf = hasattr(est, "classes_") or meta.get("task") == "classification"
-    listing = _file_listing(args, progress, streamed) \
-        if loaded is not None or _streams_files(est) else None
+    listing = None
+    if loaded is not None or _streams_files(est):
+        listing = early_listing or _file_listing(args, progress, streamed)
+    elif started is not None:
+        started.cancel()
     if loaded is not None and listing is None:
         # not a folder of structure files after all: the estimator reads it
         est, meta = load_model(args.model_file)
@@ -1206,7 +1244,7 @@ def _cmd_predict(args, progress, stack):
             # late cost little, this process predicts meanwhile)
             est.n_jobs = _auto_n_jobs(args.data, n_items=len(files))
         keep, pred, proba = _predict_files(est, files, describe, args, progress, skipped,
-                                           is_clf)
+                                           is_clf, started)
         frame = frame.iloc[keep].reset_index(drop=True)
         skipped.report(_error_log_path(args), len(files))
     else:
@@ -1313,7 +1351,7 @@ def _file_listing(args, progress, kind):
     return frame, files, lambda i: str(files[i])
 
 
-def _predict_files(est, files, describe, args, progress, skipped, is_clf):
+def _predict_files(est, files, describe, args, progress, skipped, is_clf, started=None):
     """Graphs of ``files`` built in chunks and predicted as they come (both in
     workers with ``--n-jobs``: see :func:`skcrystal.inference.predict_files`).
 
@@ -1353,7 +1391,7 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf):
     keep, preds, probas, numbers = [], [], [], []
     said = 0
     for chunk in predict_files(files, builder, predictor, supported, n_jobs,
-                               numbers=trained is not None):
+                               numbers=trained is not None, started=started):
         offset, graphs, pred = chunk.offset, chunk.graphs, chunk.pred
         for j, err in chunk.errors:
             hint = ("--on-error skip leaves out what cannot be parsed" if err.parse

@@ -18,8 +18,9 @@ estimator, and so does a batch with a non-finite output:
 estimator, whose error names the structures.
 
 :func:`predict_files` takes a folder's files through parsing, graphs and
-the predictor chunk by chunk; with workers each worker runs the whole chain
-on its chunks and sends back only the predictions.
+the predictor chunk by chunk; with workers, the workers build the graphs
+and send collated batches to this process's network (on up to two cores),
+or run the whole chain and send back only the predictions (more cores).
 """
 from __future__ import annotations
 
@@ -29,11 +30,9 @@ import numpy as np
 import torch
 
 from ._malloc import heap_allocation
+from .graphs.collate import DEFAULT_BATCH_SIZE
 
 __all__ = ["GraphPredictor", "DEFAULT_BATCH_SIZE"]
-
-#: The estimators' default ``batch_size`` (one definition for both paths).
-DEFAULT_BATCH_SIZE = 64
 
 
 def _no_gpu(device):
@@ -196,18 +195,34 @@ class GraphPredictor:
         graphs : list of CrystalGraph
             With the module's graph extras attached.
         """
-        from .graphs.batch import collate_graphs
+        from .graphs.collate import collate_arrays
 
         n = len(graphs)
         step = n if self.batch_size in (None, -1) else int(self.batch_size)
         extras = self.graph_extras
+        return self.batch_outputs(
+            collate_arrays(graphs[start:start + step], extras=extras)
+            for start in range(0, n, max(step, 1)))
+
+    def batch_outputs(self, batches):
+        """Module outputs on collated batches, float64, shape (n, n_targets);
+        None if any is not finite.
+
+        Parameters
+        ----------
+        batches : iterable of CollatedArrays
+            Batches of :func:`~skcrystal.graphs.collate.collate_arrays`, with
+            the module's graph extras (batches of the ``batch_size`` give the
+            predictions of :meth:`predict`).
+        """
+        from .graphs.batch import batch_from_arrays
+
         outs = []
         self.module.eval()
         # the estimators' allocator setting for inference (skcrystal._malloc)
         with torch.no_grad(), heap_allocation(release=False):
-            for start in range(0, n, max(step, 1)):
-                batch = collate_graphs(graphs[start:start + step], extras=extras)
-                out = self.module(batch)
+            for arrays in batches:
+                out = self.module(batch_from_arrays(arrays))
                 if not bool(torch.isfinite(out).all()):
                     return None
                 outs.append(out)
@@ -224,7 +239,13 @@ class GraphPredictor:
         -------
         ndarray, shape (n,) or (n, n_targets), or None
         """
-        raw = self.outputs(graphs)
+        return self._scaled(self.outputs(graphs))
+
+    def predict_batches(self, batches):
+        """:meth:`predict` of collated batches (see :meth:`batch_outputs`)."""
+        return self._scaled(self.batch_outputs(batches))
+
+    def _scaled(self, raw):
         if raw is None:
             return None
         out = raw * self.target_scale + self.target_mean
@@ -303,35 +324,51 @@ def predict_file_chunk(paths, builder_params, supported=None, model=None, number
     atomic_numbers : list of ndarray or None
         With ``numbers``, those of each valid file's structure.
     """
-    from .graphs.cache import attach_extras
-    from .graphs.files import read_file_graphs
+    from .graphs.files import file_chunk_graphs
 
-    results = read_file_graphs(paths, builder_params, supported)
-    errors = [(j, err) for j, (_, err) in enumerate(results) if err is not None]
-    valid = [j for j, (_, err) in enumerate(results) if err is None]
-    graphs = [results[j][0] for j in valid]
-    if model is None or not graphs:
+    predictor = None if model is None else _chunk_predictor(model)
+    errors, valid, graphs = file_chunk_graphs(
+        paths, builder_params, supported,
+        extras=() if predictor is None else predictor.graph_extras)
+    if predictor is None or not graphs:
         return errors, valid, graphs, None, None
-    predictor = _chunk_predictor(model)
-    labels = [paths[j][0] if isinstance(paths[j], tuple) else paths[j] for j in valid]
-    graphs = attach_extras(graphs, predictor.graph_extras, labels=labels)
     pred = predictor.predict(graphs)
     z = [g.atomic_numbers for g in graphs] if numbers else None
     return errors, valid, graphs if pred is None else None, pred, z
 
 
+def _predicted_here(result, predictor, paths, builder_params, supported):
+    """The :func:`predict_file_chunk` result of a
+    :func:`~skcrystal.graphs.files.collate_file_chunk` result: its batches
+    predicted in this process (a chunk whose output is not finite is read
+    again for its graphs, which the caller hands to the estimator)."""
+    from .graphs.files import file_chunk_graphs
+
+    errors, valid, batches, z = result
+    if not batches:
+        return errors, valid, [], None, None
+    pred = predictor.predict_batches(batches)
+    if pred is not None:
+        return errors, valid, None, pred, z
+    graphs = file_chunk_graphs(paths, builder_params, supported, predictor.graph_extras)[2]
+    return errors, valid, graphs, None, z
+
+
 def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
-                  chunk_size=None, numbers=False):
+                  chunk_size=None, numbers=False, started=None):
     """Structure files (or CIF texts) -> graphs -> predictions, chunk by chunk, in order.
 
     With ``n_jobs`` (processes in all, this one included: see
     :func:`skcrystal._parallel.imap_chunks_shared`) each process reads,
-    parses and builds the graphs of its chunks *and* runs the network, so
-    only the predictions travel back (shipping each graph to this process
-    cost about as much CPU as building it). A chunk holds whole
-    batches of ``predictor.batch_size``, and a chunk is predicted alike in
-    this process and in a worker, so the predictions do not depend on
-    ``n_jobs``.
+    parses and builds the graphs of its chunks. Up to
+    :data:`~skcrystal.graphs.files.NETWORK_HERE_UP_TO` processes, the
+    workers send each chunk's graphs as collated batches (a few arrays per
+    batch: the graphs one by one cost about as much CPU to send as to build)
+    and this process runs the network on every batch, so the workers never
+    import torch; with more processes each runs the network on its own
+    chunks and sends the predictions. Either way a chunk holds whole batches
+    of ``predictor.batch_size`` and every batch is the same, so the
+    predictions do not depend on ``n_jobs``.
 
     Parameters
     ----------
@@ -353,6 +390,10 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
         below 256 (at least one batch).
     numbers : bool
         Yield the atomic numbers of the predicted structures.
+    started : StartedChunks, optional
+        The first chunks, handed to the workers before this call by
+        :func:`~skcrystal.graphs.files.start_file_chunks` (used where they
+        match this call, else cancelled).
 
     Yields
     ------
@@ -364,21 +405,19 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
     import tempfile
 
     from ._parallel import imap_chunks_shared, shared_processes
-    from .graphs.files import _builder_params
+    from .graphs.files import (_builder_params, collate_file_chunk, collate_kwargs, file_chunks,
+                               network_in_workers)
 
-    paths = [p if isinstance(p, tuple) else str(p) for p in paths]
-    if chunk_size is None:
-        batch = getattr(predictor, "batch_size", None) or DEFAULT_BATCH_SIZE
-        chunk_size = 256 if batch < 1 else batch * max(1, 256 // batch)
-    chunks = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
+    chunks = file_chunks(paths, getattr(predictor, "batch_size", None), chunk_size)
     if n_jobs not in (None, 1) and len(chunks) < 2:
         n_jobs = None  # one chunk: starting a worker costs more than it saves
     params = _builder_params(builder)
     supported = None if supported is None else set(supported)
     n_processes, threads = shared_processes(n_jobs)
+    here = predictor is not None and not network_in_workers(n_processes)
     with contextlib.ExitStack() as stack:
         model = predictor
-        if predictor is not None and n_processes > 1:
+        if predictor is not None and not here:
             # cloudpickle (joblib's): a model class defined in a script or a
             # notebook (__main__) travels by value, as joblib's tasks do
             try:
@@ -391,14 +430,24 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
             with open(model.path, "wb") as fh:
                 cloudpickle.dump(predictor, fh)
         if n_processes > 1 and threads < torch.get_num_threads():
-            # this process predicts its share beside the workers: as many
-            # threads as each of them
+            # this process works beside the workers: as many threads as
+            # each of them
             stack.callback(torch.set_num_threads, torch.get_num_threads())
             torch.set_num_threads(threads)
+        if here:
+            results = imap_chunks_shared(
+                collate_file_chunk, chunks, n_jobs, started=started,
+                then=lambda chunk, result: _predicted_here(result, predictor, chunk, params,
+                                                           supported),
+                **collate_kwargs(params, supported, predictor.graph_extras,
+                                 predictor.batch_size, numbers))
+        else:
+            if started is not None:
+                started.cancel()
+            results = imap_chunks_shared(predict_file_chunk, chunks, n_jobs,
+                                         builder_params=params, supported=supported,
+                                         model=model, numbers=numbers)
         offset = 0
-        results = imap_chunks_shared(predict_file_chunk, chunks, n_jobs, builder_params=params,
-                                     supported=supported, model=model, numbers=numbers)
         for chunk, result in zip(chunks, results):
             yield FileChunk(offset, *result)
             offset += len(chunk)
-

@@ -44,13 +44,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._validation import check_parameter_names
 
+# torch is imported where the weights are read: what a checkpoint's graphs
+# need (reference_graph_needs) is read without it
+
 __all__ = ["load", "available", "describe", "path_of", "load_cgcnn_checkpoint",
            "load_cgcnn_predictor", "read_checkpoint", "is_checkpoint_reference",
-           "UnsafeCheckpointError"]
+           "reference_graph_needs", "UnsafeCheckpointError"]
 
 _HERE = Path(__file__).resolve().parent / "pretrained_models" / "cgcnn"
 
@@ -122,6 +124,8 @@ def read_checkpoint(path):
         The file holds other Python objects (it would run code if unpickled
         normally) or is not a torch checkpoint; the message names the file.
     """
+    import torch
+
     from .datasets._io import _as_path
     path = _as_path(path)
     if not path.is_file():
@@ -184,6 +188,8 @@ def _transplant(state, module, n_conv, n_h, path, batches=None):
     ``batches``: training batches the checkpoint's batch norms saw, for a
     state dict without their ``num_batches_tracked``.
     """
+    import torch
+
     new = module.state_dict()
     d = module.convs[0].atom_dim
 
@@ -320,8 +326,8 @@ def _checkpoint_spec(path, atom_init=None):
     if n_out != (2 if classification else 1):
         raise ValueError(f"{path}: fc_out has {n_out} outputs, expected "
                          f"{2 if classification else 1} for task {args.get('task')!r}")
-    radius = float(args.get("radius", 8.0))
-    max_nbr = int(args.get("max_num_nbr", 12))
+    builder = _reference_builder(args)
+    radius = builder["radius"]
     dmin = float(args.get("dmin", 0.0))
     step = float(args.get("step", 0.2))
     if dmin != 0.0:
@@ -353,10 +359,112 @@ def _checkpoint_spec(path, atom_init=None):
             else float(ckpt["best_mae_error"]),
             "args": dict(args)}
     return {"classification": classification, "module": module,
-            "builder": dict(radius=radius, max_neighbors=max_nbr, neighbor_mode="reference"),
+            "builder": builder,
             "mean": float(normalizer["mean"]), "std": float(normalizer["std"]),
             "state": state, "n_conv": n_conv, "n_h": n_h, "info": info,
             "batches": batches}
+
+
+def _reference_builder(args):
+    """GraphBuilder parameters of a checkpoint's ``args`` (the reference
+    defaults where it has none)."""
+    return dict(radius=float(args.get("radius", 8.0)),
+                max_neighbors=int(args.get("max_num_nbr", 12)), neighbor_mode="reference")
+
+
+class _Opaque:
+    """Whatever a checkpoint holds besides plain data, when only its
+    options are read (tensors, storages, option objects)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Opaque()
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _OptionsUnpickler(pickle.Unpickler):
+    """Reads a checkpoint's pickle with every class but plain containers
+    replaced by :class:`_Opaque` (so no code of the file runs) and the tensor
+    data left unread."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            import collections
+
+            return collections.OrderedDict
+        return _Opaque
+
+    def persistent_load(self, pid):
+        return None
+
+
+def _checkpoint_options(path):
+    """A checkpoint's ``args`` (dict) and whether it has a normalizer, read
+    without torch and without its tensors; None where that cannot be done."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):  # torch.save's format since torch 1.6
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+                with archive.open(name) as fh:
+                    ckpt = _OptionsUnpickler(fh).load()
+        else:  # the legacy format: magic number, protocol, system info, object
+            with open(path, "rb") as fh:
+                for _ in range(3):
+                    _OptionsUnpickler(fh).load()
+                ckpt = _OptionsUnpickler(fh).load()
+    except Exception:  # noqa: BLE001 - any failure: the caller loads it with torch
+        return None
+    if not isinstance(ckpt, dict):
+        return None
+    args = ckpt.get("args")
+    if isinstance(args, _Opaque):  # an argparse.Namespace
+        args = getattr(args, "state", None)
+    return args if isinstance(args, dict) else None
+
+
+def reference_graph_needs(spec, atom_init=None):
+    """What the graphs of a reference regression checkpoint's predictions
+    need, read without torch: the :class:`~skcrystal.graphs.GraphBuilder`
+    parameters and the elements the model has features for.
+
+    ``skcrystal predict`` starts building graphs from them in worker
+    processes while this process imports torch and loads the weights;
+    :func:`load_cgcnn_predictor` then gives the same (what it gives is what
+    counts).
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A reference checkpoint or the name of a shipped one.
+    atom_init : str, path-like or ndarray, optional
+        See :func:`load_cgcnn_checkpoint`.
+
+    Returns
+    -------
+    (dict, frozenset of int) or None
+        Builder parameters and supported atomic numbers; None where they
+        cannot be told this way (not a reference checkpoint, a
+        classification one, options that cannot be read).
+    """
+    from .atom_features import table_elements
+
+    try:
+        name = _shipped_name(spec)
+        path = path_of(name) if name else spec
+        if not os.path.isfile(path):
+            return None
+        args = _checkpoint_options(path)
+        if args is None or args.get("task", "regression") != "regression":
+            return None
+        return _reference_builder(args), table_elements(_atom_table(atom_init))
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def load_cgcnn_predictor(path, atom_init=None, n_jobs=None):

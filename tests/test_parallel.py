@@ -124,9 +124,11 @@ def test_shared_chunks_raise_the_error_of_a_chunk_wherever_it_ran():
 
 def _kill_in_a_worker(chunk, parent):
     import signal
+    import time
 
     if os.getpid() != parent:  # never the test's own process
         os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.1)  # so that this process does not take back every chunk
     return chunk
 
 
@@ -141,3 +143,73 @@ def test_a_killed_worker_is_an_error_and_the_next_call_gets_fresh_workers():
     assert "terminated" in str(info.value).lower() or "broken" in str(info.value).lower()
     pids = {c for chunk in imap_chunks_shared(_slow_pids, chunks, n_jobs=2) for c in chunk}
     assert len(pids) == 2  # a fresh worker beside this process
+
+
+def _slow_square(chunk, delay=0.02):
+    import time
+
+    time.sleep(delay)
+    return [(x * x, os.getpid()) for x in chunk]
+
+
+def test_chunks_started_early_are_used_and_this_process_takes_back_the_waiting_ones():
+    """start_chunks hands the first chunks to the worker ahead of the call;
+    the call uses them, in order, and this process takes back those the
+    worker has not begun instead of leaving them all to it."""
+    from skcrystal._parallel import imap_chunks_shared, start_chunks
+
+    chunks = [[k, k + 100] for k in range(16)]
+    started = start_chunks(_slow_square, chunks[:12], 2, delay=0.05)
+    assert start_chunks(_slow_square, chunks, None, delay=0.05) is None  # no worker
+    out = list(imap_chunks_shared(_slow_square, chunks, 2, started=started, delay=0.05))
+    assert [v for chunk in out for v, _ in chunk] == [x * x for c in chunks for x in c]
+    pids = [chunk[0][1] for chunk in out]
+    assert os.getpid() in pids[:12]  # taken back (cancelled in the worker)
+    assert set(pids[:12]) - {os.getpid()}  # and the worker computed the others
+    cancelled = [f for f in started.futures if f.cancelled()]
+    assert len(cancelled) == pids[:12].count(os.getpid())
+
+
+def test_chunks_started_for_another_call_are_cancelled_not_used():
+    from skcrystal._parallel import imap_chunks_shared, start_chunks
+
+    chunks = [[k] for k in range(10)]
+    for other in (dict(fn=_slow_pids, kw={}),  # another function
+                  dict(fn=_slow_square, kw={"delay": 0.0}),  # other arguments
+                  dict(fn=_slow_square, kw={"delay": 0.05}, chunks=[[k + 1] for k in range(4)])):
+        started = start_chunks(other["fn"], other.get("chunks", chunks[:4]), 2, **other["kw"])
+        out = list(imap_chunks_shared(_slow_square, chunks, 2, started=started, delay=0.05))
+        assert [v for chunk in out for v, _ in chunk] == [k * k for k in range(10)]
+        assert not started.futures  # given up
+
+
+def _fail_on_seven_in_then(chunk, result):
+    if 7 in chunk:
+        raise ValueError(f"then of {chunk} failed")
+    return [("then", v) for v, _ in result]
+
+
+def test_then_runs_here_once_per_chunk_in_any_order_and_its_error_comes_in_turn():
+    import pytest
+
+    from skcrystal._parallel import imap_chunks_shared
+
+    seen = []
+
+    def then(chunk, result):
+        seen.append((chunk[0], os.getpid()))
+        return [v for v, _ in result]
+
+    chunks = [[k] for k in range(14)]
+    for n_jobs in (None, 2):
+        seen.clear()
+        out = list(imap_chunks_shared(_slow_square, chunks, n_jobs, then=then))
+        assert out == [[k * k] for k in range(14)]
+        assert sorted(k for k, _ in seen) == list(range(14))  # once each
+        assert {pid for _, pid in seen} == {os.getpid()}  # always here
+        got = []
+        with pytest.raises(ValueError, match=r"then of \[7\] failed"):
+            for chunk in imap_chunks_shared(_slow_square, chunks, n_jobs,
+                                            then=_fail_on_seven_in_then):
+                got.extend(chunk)
+        assert got == [("then", k * k) for k in range(7)]

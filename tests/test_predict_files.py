@@ -119,11 +119,18 @@ def test_workers_give_the_serial_graphs(cif_folder):
     assert all(_same_graph(a, b) for a, b in zip(serial, parallel))
 
 
-def test_workers_predict_what_this_process_predicts(cif_folder, tmp_path):
-    """With workers the network runs there and only predictions come back:
-    the same values to the bit, the same errors at the same positions, the
-    atomic numbers for the untrained-embedding check, no graphs shipped."""
+@pytest.mark.parametrize("network_in_workers", [False, True])
+def test_workers_predict_what_this_process_predicts(cif_folder, tmp_path, monkeypatch,
+                                                    network_in_workers):
+    """With workers, the network runs here on the batches they send (up to
+    NETWORK_HERE_UP_TO processes) or in the workers, which send predictions:
+    the same values to the bit either way, the same errors at the same
+    positions, the atomic numbers for the untrained-embedding check, no
+    graphs yielded."""
     from skcrystal import pretrained
+    from skcrystal.graphs import files
+
+    monkeypatch.setattr(files, "NETWORK_HERE_UP_TO", 1 if network_in_workers else 2)
     predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
     (tmp_path / "bad.cif").write_text("not a CIF\n")
     paths = sorted(cif_folder.glob("*.cif"))
@@ -153,6 +160,50 @@ def test_workers_predict_what_this_process_predicts(cif_folder, tmp_path):
                                rtol=0, atol=1e-6)
 
 
+def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path,
+                                                            monkeypatch):
+    """``skcrystal predict`` reads a reference checkpoint's graph needs without
+    torch and hands the first chunks to the worker before loading the
+    weights; the prediction uses them (they match its call) and writes the
+    serial CSV. Chunks started for other graphs are given up, not used."""
+    from skcrystal import _parallel, pretrained
+    from skcrystal.graphs.files import _builder_params, start_file_chunks
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    texts = [f.read_text() for f in sorted(cif_folder.glob("p*.cif"))]
+    for k in range(600):
+        (folder / f"c{k:03d}.cif").write_text(texts[k % len(texts)])
+    given_up = []
+    cancel = _parallel.StartedChunks.cancel
+    monkeypatch.setattr(_parallel.StartedChunks, "cancel",
+                        lambda self: (given_up.append(len(self.futures)), cancel(self)))
+    matched = []
+    matches = _parallel.StartedChunks.matches
+    monkeypatch.setattr(_parallel.StartedChunks, "matches",
+                        lambda self, *a: matched.append(matches(self, *a)) or matched[-1])
+    outs = []
+    for jobs in ("2", "1"):
+        out = tmp_path / f"out{jobs}.csv"
+        assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", jobs, "-q",
+                     "-o", str(out)]) == 0
+        outs.append(out.read_bytes())
+    assert matched == [True] and given_up == [] and outs[0] == outs[1]
+    # started with other graph parameters: given up, and the predictions unchanged
+    predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
+    paths = sorted(folder.glob("*.cif"))
+    other = _builder_params(GraphBuilder(radius=6.0, max_neighbors=12,
+                                         neighbor_mode="reference").validate())
+    started = start_file_chunks(paths, other, predictor.supported_elements, 2)
+    assert started is not None and len(started.futures) == 3
+    got = np.concatenate([c.pred for c in predict_files(paths, predictor.builder, predictor,
+                                                        predictor.supported_elements, 2,
+                                                        started=started)])
+    assert matched[-1] is False and given_up == [3] and not started.futures
+    expected = pd.read_csv(tmp_path / "out1.csv", float_precision="round_trip")
+    assert np.array_equal(got, expected["prediction"].to_numpy())
+
+
 def test_cli_predict_with_workers_names_or_skips_a_bad_file(cif_folder, tmp_path, capsys):
     """More files than one chunk, so the workers run, and a bad file among
     them: named as in one process (it used to be lost with the worker's
@@ -178,10 +229,14 @@ def test_cli_predict_with_workers_names_or_skips_a_bad_file(cif_folder, tmp_path
     assert outs[0] == outs[1]
 
 
-def test_workers_load_a_model_class_defined_in_a_script(cif_folder):
+def test_workers_load_a_model_class_defined_in_a_script(cif_folder, monkeypatch):
     """A module class from a script or a notebook (``__main__``) cannot be
-    imported by name in a worker: the predictor travels by value."""
+    imported by name in a worker: the predictor travels by value (to workers
+    that run the network: more processes than NETWORK_HERE_UP_TO)."""
     from skcrystal import pretrained
+    from skcrystal.graphs import files
+
+    monkeypatch.setattr(files, "NETWORK_HERE_UP_TO", 1)
     predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
     base = type(predictor.module)
     local = type(base.__name__, (base,), {"__module__": "__main__"})

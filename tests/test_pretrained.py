@@ -393,6 +393,56 @@ def test_not_a_checkpoint_names_the_file(tmp_path):
         pretrained.load_cgcnn_checkpoint(tmp_path / "missing.pth.tar")
 
 
+# ------------------------------------------------ graph needs read without torch
+def test_graph_needs_read_without_torch_are_the_loaded_predictors():
+    """What ``skcrystal predict`` hands its workers before loading the weights
+    is what the loaded predictor then asks for (else the early chunks would
+    be thrown away)."""
+    from skcrystal.graphs.files import _builder_params
+
+    for name in pretrained.available():
+        needs = pretrained.reference_graph_needs(name)
+        predictor, _ = pretrained.load_cgcnn_predictor(name)
+        if predictor is None:  # the classification checkpoint
+            assert needs is None, name
+            continue
+        builder, supported = needs
+        assert _builder_params(GraphBuilder(**builder).validate()) == \
+            _builder_params(predictor.builder.validate()), name
+        assert supported == predictor.supported_elements, name
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_graph_needs_follow_the_checkpoint_options_in_either_format(tmp_path, zipfile):
+    import argparse
+
+    ck = pretrained.read_checkpoint(pretrained.path_of("band-gap"))
+    path = tmp_path / "options.pth.tar"
+    ck["args"] = argparse.Namespace(**{**ck["args"], "radius": 6.0, "max_num_nbr": 8})
+    torch.save(ck, path, _use_new_zipfile_serialization=zipfile)
+    assert pretrained.reference_graph_needs(path)[0] == dict(
+        radius=6.0, max_neighbors=8, neighbor_mode="reference")
+    ck["args"] = {"task": "classification"}
+    torch.save(ck, path, _use_new_zipfile_serialization=zipfile)
+    assert pretrained.reference_graph_needs(path) is None
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_graph_needs_never_run_a_checkpoints_code(tmp_path, zipfile):
+    target = tmp_path / "created_by_payload"
+    bad = tmp_path / "evil.pth.tar"
+    ck = pretrained.read_checkpoint(pretrained.path_of("band-gap"))
+    ck["args"] = _Payload(str(target))
+    torch.save(ck, bad, _use_new_zipfile_serialization=zipfile)
+    assert pretrained.reference_graph_needs(bad) is None
+    assert not target.exists()
+    junk = tmp_path / "junk.pth.tar"
+    junk.write_bytes(b"\x80\x02garbage")
+    assert pretrained.reference_graph_needs(junk) is None
+    assert pretrained.reference_graph_needs(tmp_path / "missing.pth.tar") is None
+    assert pretrained.reference_graph_needs("model.joblib") is None
+
+
 # ---------------------------------------------------------------- command line
 @pytest.mark.parametrize("model", ["formation-energy-per-atom", "checkpoint-file"])
 def test_cli_predict_with_checkpoint(tmp_path, model):

@@ -1,15 +1,18 @@
 """Collating many crystal graphs into one disconnected graph (torch).
 
-All per-graph work happens here, in numpy, once per batch; the models'
-``forward`` only sees flat tensors and index vectors and never loops over
-crystals.
+All per-graph work happens once per batch, in numpy
+(:func:`~skcrystal.graphs.collate.collate_arrays`, which worker processes
+run without torch); the models' ``forward`` only sees flat tensors and
+index vectors and never loops over crystals.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["GraphBatch", "collate_graphs"]
+from .collate import FLOAT_FIELDS, collate_arrays
+
+__all__ = ["GraphBatch", "batch_from_arrays", "collate_graphs"]
 
 
 class GraphBatch:
@@ -105,12 +108,6 @@ class GraphBatch:
                 f"n_edges={self.n_edges}, extras={sorted(self.extras)})")
 
 
-def _counts_offsets(counts):
-    offsets = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=offsets[1:])
-    return offsets
-
-
 def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
     """Concatenate graphs into one :class:`GraphBatch`.
 
@@ -129,68 +126,29 @@ def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
     -------
     GraphBatch
     """
-    if len(graphs) == 0:
-        raise ValueError("cannot collate an empty list of graphs")
-    try:
-        n_nodes = np.fromiter((g.n_atoms for g in graphs), np.int64, len(graphs))
-    except AttributeError:  # not the "'NoneType' object has no attribute" of a bad item
-        from .graph import CrystalGraph
-        i, bad = next((i, g) for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph))
-        raise TypeError(f"graphs[{i}] is a {type(bad).__name__}, not a CrystalGraph") from None
-    n_edges = np.fromiter((g.n_edges for g in graphs), np.int64, len(graphs))
-    node_off = _counts_offsets(n_nodes)
-    edge_off = _counts_offsets(n_edges)
-    edge_shift = np.repeat(node_off, n_edges)
+    return batch_from_arrays(collate_arrays(graphs, descriptors, extras), dtype=dtype)
 
-    def cat(attr):
-        return np.concatenate([getattr(g, attr) for g in graphs])
 
-    def ft(a):
-        return torch.as_tensor(np.asarray(a), dtype=dtype)
+def batch_from_arrays(arrays, dtype=torch.float32):
+    """The :class:`GraphBatch` of :func:`~skcrystal.graphs.collate.collate_arrays`'
+    output (arrays of the final dtype become tensors without a copy).
 
-    def lt(a):
-        return torch.as_tensor(np.asarray(a, dtype=np.int64))
+    Parameters
+    ----------
+    arrays : CollatedArrays
+    dtype : torch.dtype
+        Floating dtype of the float tensors.
 
-    center = cat("center") + edge_shift
-    neighbor = cat("neighbor") + edge_shift
-    batch = dict(
-        atomic_numbers=lt(cat("atomic_numbers")),
-        positions=ft(cat("positions")),
-        lattice=ft(np.stack([g.lattice for g in graphs])),
-        edge_index=lt(np.stack([center, neighbor])),
-        distances=ft(cat("distances")),
-        vectors=ft(cat("vectors")),
-        offsets=lt(cat("offsets")),
-        node_graph=lt(np.repeat(np.arange(len(graphs)), n_nodes)),
-        edge_graph=lt(np.repeat(np.arange(len(graphs)), n_edges)),
-        n_nodes_per_graph=lt(n_nodes),
-        n_edges_per_graph=lt(n_edges),
-        descriptors=None if descriptors is None else ft(descriptors),
-    )
-    collated = {}
-    for extra in extras:
-        per_graph = [g.extra(extra) for g in graphs]
-        for name in per_graph[0]:
-            arrays = [d[name] for d in per_graph]
-            lengths = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
-            offset_kind = extra.offsets[name]
-            data = np.concatenate(arrays)
-            if offset_kind is not None:
-                if offset_kind == "node":
-                    base = node_off
-                elif offset_kind == "edge":
-                    base = edge_off
-                else:
-                    other = np.fromiter(
-                        (len(d[offset_kind]) for d in per_graph), np.int64,
-                        len(per_graph))
-                    base = _counts_offsets(other)
-                shift = np.repeat(base, lengths)
-                data = data + shift.reshape((-1,) + (1,) * (data.ndim - 1))
-                collated[name] = lt(data)
-            elif np.issubdtype(data.dtype, np.integer) or data.dtype == bool:
-                collated[name] = torch.as_tensor(data)
-            else:
-                collated[name] = ft(data)
-            collated[name + "_graph"] = lt(np.repeat(np.arange(len(graphs)), lengths))
-    return GraphBatch(extras=collated, **batch)
+    Returns
+    -------
+    GraphBatch
+    """
+    def tensor(a, floating):
+        if a is None:
+            return None
+        return torch.as_tensor(a, dtype=dtype) if floating else torch.as_tensor(a)
+
+    return GraphBatch(
+        extras={k: tensor(v, np.issubdtype(v.dtype, np.floating))
+                for k, v in arrays.extras.items()},
+        **{k: tensor(v, k in FLOAT_FIELDS) for k, v in arrays.fields.items()})

@@ -1,8 +1,9 @@
 """Structure files -> graphs, a chunk at a time (in this process or a worker's).
 
 The path ``skcrystal predict`` takes on a folder of structure files: each
-file is read, parsed, checked and turned into its graph in one go (and the
-graphs are predicted where they were built, see
+file is read, parsed, checked and turned into its graph in one go, and the
+graphs are predicted where they were built or sent to the process that
+runs the network as collated batches (see
 :func:`skcrystal.inference.predict_files`).
 
 A CIF in the layout pymatgen's ``CifWriter`` writes (one block, P1, ordered
@@ -35,8 +36,10 @@ from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
                              _pymatgen_parse)
 from ..datasets._io import _fast_poscar_arrays, _parse_poscar
 from .builder import GraphBuilder
+from .collate import DEFAULT_BATCH_SIZE, collate_arrays
 
-__all__ = ["read_file_graphs", "prepare_worker"]
+__all__ = ["read_file_graphs", "file_chunk_graphs", "collate_file_chunk", "file_chunks",
+           "start_file_chunks", "prepare_worker"]
 
 _X0 = re.compile(r"^X\[0\]\s*")
 _NUMBERS = {}
@@ -215,6 +218,155 @@ def read_file_graphs(paths, builder_params, supported=None):
         out[j] = (None, _file_error(path, graph)) if isinstance(graph, Exception) \
             else (graph, None)
     return out
+
+
+# ``skcrystal predict`` with workers: up to this many processes in all, the
+# workers send collated batches and this process runs the network on all of
+# them (a worker then never imports torch, about a second of CPU each); with
+# more, each process predicts its own chunks, because the network (a quarter
+# to a third of a file's CPU) would keep this one busy while the workers wait
+NETWORK_HERE_UP_TO = 2
+
+
+def network_in_workers(n_processes):
+    """Whether the workers of :func:`skcrystal.inference.predict_files` run
+    the network themselves (else they send batches to the calling process).
+
+    Parameters
+    ----------
+    n_processes : int
+        Processes in all, the calling one included.
+    """
+    return n_processes > NETWORK_HERE_UP_TO
+
+
+def file_chunk_graphs(paths, builder_params, supported=None, extras=()):
+    """:func:`read_file_graphs` of a chunk, sorted into refused and built.
+
+    Parameters
+    ----------
+    paths, builder_params, supported
+        As for :func:`read_file_graphs`.
+    extras : sequence of GraphExtra
+        Graph extras to compute on the built graphs.
+
+    Returns
+    -------
+    errors : list of (int, FileError)
+        Position in ``paths`` and why that file gave no graph.
+    valid : list of int
+        Positions of the files with a graph, in order.
+    graphs : list of CrystalGraph
+        Their graphs, with ``extras`` computed.
+    """
+    from .cache import attach_extras
+
+    results = read_file_graphs(paths, builder_params, supported)
+    errors = [(j, err) for j, (_, err) in enumerate(results) if err is not None]
+    valid = [j for j, (_, err) in enumerate(results) if err is None]
+    graphs = [results[j][0] for j in valid]
+    if graphs and extras:
+        labels = [paths[j][0] if isinstance(paths[j], tuple) else paths[j] for j in valid]
+        graphs = attach_extras(graphs, extras, labels=labels)
+    return errors, valid, graphs
+
+
+#: Chunks handed to each worker before this process is ready to run the
+#: network (:func:`start_file_chunks`): about what a worker builds while
+#: torch is imported and a model loaded (~1-2 s, at ~70 ms per chunk of
+#: 256 small cells). More is harmless (this process takes later chunks
+#: itself once it is ready), fewer leave the worker waiting.
+EARLY_CHUNKS_PER_WORKER = 24
+
+
+def file_chunks(paths, batch_size=None, chunk_size=None):
+    """``paths`` in the chunks :func:`skcrystal.inference.predict_files`
+    reads: whole batches of ``batch_size`` (default
+    :data:`~skcrystal.graphs.collate.DEFAULT_BATCH_SIZE`), about 256 files
+    (``chunk_size`` sets it)."""
+    paths = [p if isinstance(p, tuple) else str(p) for p in paths]
+    if chunk_size is None:
+        batch = batch_size or DEFAULT_BATCH_SIZE
+        chunk_size = 256 if batch < 1 else batch * max(1, 256 // batch)
+    return [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
+
+
+def collate_kwargs(builder_params, supported, extras, batch_size, numbers):
+    """The keyword arguments of :func:`collate_file_chunk` (one place, so that
+    chunks started early match the call that uses them)."""
+    return dict(builder_params=builder_params,
+                supported=None if supported is None else set(supported),
+                extras=tuple(extras), batch_size=batch_size, numbers=bool(numbers))
+
+
+def start_file_chunks(paths, builder_params, supported, n_jobs, batch_size=None, extras=(),
+                      numbers=False):
+    """Hand the first chunks of ``paths`` to the workers now (graphs collated
+    for this process's network), before this process imports torch and
+    loads the model; pass the result to
+    :func:`skcrystal.inference.predict_files` as ``started``.
+
+    Parameters
+    ----------
+    paths : sequence of str or (str, str)
+    builder_params : dict
+        Full :class:`GraphBuilder` parameters (those of a validated builder).
+    supported : set of int or None
+    n_jobs : int
+        Processes in all, as later given to ``predict_files``.
+    batch_size, extras, numbers
+        The predictor's batch size and graph extras, and whether atomic
+        numbers are asked for, as ``predict_files`` will have them.
+
+    Returns
+    -------
+    StartedChunks or None
+        None where no worker would run them (one process, or workers that
+        run the network themselves).
+    """
+    from .._parallel import shared_processes, start_chunks
+
+    n, _ = shared_processes(n_jobs)
+    if n == 1 or network_in_workers(n):
+        return None
+    chunks = file_chunks(paths, batch_size)
+    if len(chunks) < 2:
+        return None
+    return start_chunks(collate_file_chunk, chunks[:EARLY_CHUNKS_PER_WORKER * (n - 1)], n_jobs,
+                        **collate_kwargs(builder_params, supported, extras,
+                                         batch_size or DEFAULT_BATCH_SIZE, numbers))
+
+
+def collate_file_chunk(paths, builder_params, supported=None, extras=(), batch_size=None,
+                       numbers=False):
+    """Graphs of a chunk of structure files, collated batch by batch for the
+    network of another process (the worker function of
+    :func:`skcrystal.inference.predict_files` up to ``NETWORK_HERE_UP_TO``
+    processes; no torch here).
+
+    Parameters
+    ----------
+    paths, builder_params, supported, extras
+        As for :func:`file_chunk_graphs`.
+    batch_size : int, optional
+        Structures per batch (the model's); None or -1: one batch.
+    numbers : bool
+        Return the atomic numbers of each valid file's structure.
+
+    Returns
+    -------
+    errors, valid
+        As from :func:`file_chunk_graphs`.
+    batches : list of CollatedArrays
+        The graphs of ``valid`` in consecutive batches, floats as float32
+        (the tensors' dtype).
+    atomic_numbers : list of ndarray or None
+    """
+    errors, valid, graphs = file_chunk_graphs(paths, builder_params, supported, extras)
+    step = len(graphs) if batch_size in (None, -1) else int(batch_size)
+    batches = [collate_arrays(graphs[i:i + step], extras=extras, float_dtype=np.float32)
+               for i in range(0, len(graphs), max(step, 1))]
+    return errors, valid, batches, ([g.atomic_numbers for g in graphs] if numbers else None)
 
 
 def _file_error(path, exc):

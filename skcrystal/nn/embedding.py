@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atom_features import table_elements
+
 __all__ = ["AtomEmbedding", "resolve_atom_table"]
 
 #: Rows of a learnable embedding table: Z = 1..118 (row 0 unused).
@@ -78,9 +80,7 @@ class AtomEmbedding(nn.Module):
         if table is None:
             self.supported_elements = frozenset(range(1, N_ELEMENTS))
         else:
-            ok = np.all(np.isfinite(table), axis=1)
-            ok[0] = False
-            self.supported_elements = frozenset(np.flatnonzero(ok).tolist())
+            self.supported_elements = table_elements(table)
         if table is None:
             self.register_buffer("table", None)
             self.embedding = nn.Embedding(N_ELEMENTS, dim)

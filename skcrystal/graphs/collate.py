@@ -1,0 +1,127 @@
+"""Collating crystal graphs into the arrays of one disconnected graph (numpy only).
+
+:func:`~skcrystal.graphs.batch.collate_graphs` turns these arrays into a
+:class:`~skcrystal.graphs.batch.GraphBatch` of tensors. The arrays are kept
+apart from torch so that worker processes that only read files and build
+graphs (``skcrystal predict``) can collate whole batches without importing
+torch: a collated batch is a few large arrays, far cheaper to send to the
+process that runs the network than the graphs one by one.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["CollatedArrays", "collate_arrays", "DEFAULT_BATCH_SIZE"]
+
+#: Structures per batch of the estimators (and their predictions) by default.
+DEFAULT_BATCH_SIZE = 64
+
+# the fields that become floating tensors (whatever dtype the arrays have)
+FLOAT_FIELDS = frozenset(("positions", "lattice", "distances", "vectors", "descriptors"))
+
+
+class CollatedArrays(NamedTuple):
+    """A batch of graphs as numpy arrays: ``fields`` by
+    :class:`~skcrystal.graphs.batch.GraphBatch` attribute name (``None`` for
+    absent descriptors), ``extras`` by collated extra name."""
+
+    fields: dict
+    extras: dict
+
+
+def _counts_offsets(counts):
+    offsets = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    return offsets
+
+
+def collate_arrays(graphs, descriptors=None, extras=(), float_dtype=None):
+    """Concatenate graphs into the arrays of one disconnected graph.
+
+    Parameters
+    ----------
+    graphs : sequence of CrystalGraph
+    descriptors : array-like, shape (n_graphs, n_descriptors), optional
+    extras : sequence of GraphExtra
+        Graph extras to collate: each graph's arrays (memoised in the graph,
+        see :meth:`CrystalGraph.extra`) are concatenated with the offsets the
+        extra declares.
+    float_dtype : numpy dtype, optional
+        Cast the floating arrays to it (``np.float32`` before sending a batch
+        to another process: the cast the tensors would get there, half the
+        bytes); by default they keep the graphs' dtype.
+
+    Returns
+    -------
+    CollatedArrays
+        Integer arrays are int64 (bool extras stay bool); shapes as in
+        :class:`~skcrystal.graphs.batch.GraphBatch`.
+    """
+    if len(graphs) == 0:
+        raise ValueError("cannot collate an empty list of graphs")
+    try:
+        n_nodes = np.fromiter((g.n_atoms for g in graphs), np.int64, len(graphs))
+    except AttributeError:  # not the "'NoneType' object has no attribute" of a bad item
+        from .graph import CrystalGraph
+        i, bad = next((i, g) for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph))
+        raise TypeError(f"graphs[{i}] is a {type(bad).__name__}, not a CrystalGraph") from None
+    n_edges = np.fromiter((g.n_edges for g in graphs), np.int64, len(graphs))
+    node_off = _counts_offsets(n_nodes)
+    edge_off = _counts_offsets(n_edges)
+    edge_shift = np.repeat(node_off, n_edges)
+
+    def cat(attr):
+        return np.concatenate([getattr(g, attr) for g in graphs])
+
+    def fl(a):
+        a = np.asarray(a)
+        return a if float_dtype is None else a.astype(float_dtype, copy=False)
+
+    def lt(a):
+        return np.asarray(a, dtype=np.int64)
+
+    center = cat("center") + edge_shift
+    neighbor = cat("neighbor") + edge_shift
+    fields = dict(
+        atomic_numbers=lt(cat("atomic_numbers")),
+        positions=fl(cat("positions")),
+        lattice=fl(np.stack([g.lattice for g in graphs])),
+        edge_index=lt(np.stack([center, neighbor])),
+        distances=fl(cat("distances")),
+        vectors=fl(cat("vectors")),
+        offsets=lt(cat("offsets")),
+        node_graph=lt(np.repeat(np.arange(len(graphs)), n_nodes)),
+        edge_graph=lt(np.repeat(np.arange(len(graphs)), n_edges)),
+        n_nodes_per_graph=lt(n_nodes),
+        n_edges_per_graph=lt(n_edges),
+        descriptors=None if descriptors is None else fl(descriptors),
+    )
+    collated = {}
+    for extra in extras:
+        per_graph = [g.extra(extra) for g in graphs]
+        for name in per_graph[0]:
+            arrays = [d[name] for d in per_graph]
+            lengths = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
+            offset_kind = extra.offsets[name]
+            data = np.concatenate(arrays)
+            if offset_kind is not None:
+                if offset_kind == "node":
+                    base = node_off
+                elif offset_kind == "edge":
+                    base = edge_off
+                else:
+                    other = np.fromiter(
+                        (len(d[offset_kind]) for d in per_graph), np.int64,
+                        len(per_graph))
+                    base = _counts_offsets(other)
+                shift = np.repeat(base, lengths)
+                data = data + shift.reshape((-1,) + (1,) * (data.ndim - 1))
+                collated[name] = lt(data)
+            elif np.issubdtype(data.dtype, np.integer) or data.dtype == bool:
+                collated[name] = data
+            else:
+                collated[name] = fl(data)
+            collated[name + "_graph"] = lt(np.repeat(np.arange(len(graphs)), lengths))
+    return CollatedArrays(fields, collated)

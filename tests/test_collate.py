@@ -1,0 +1,77 @@
+"""Collation in numpy (skcrystal.graphs.collate) and its tensors
+(skcrystal.graphs.batch): hand-checked offsets, the same tensors whether the
+floats are cast before (in a worker) or after, and no torch on the file path."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from skcrystal.graphs import GraphBuilder, collate_graphs
+from skcrystal.graphs.batch import batch_from_arrays
+from skcrystal.graphs.collate import collate_arrays
+from skcrystal.graphs.line_graph import line_graph_extra
+from skcrystal.graphs.reverse_edges import REVERSE_EDGES_EXTRA
+
+
+def _graphs(nacl, diamond):
+    builder = GraphBuilder(radius=3.0, max_neighbors=12)
+    return [builder.build(nacl), builder.build(diamond)]
+
+
+def test_offsets_shift_the_second_graph_by_the_first_ones_sizes(nacl, diamond):
+    g = _graphs(nacl, diamond)
+    arrays = collate_arrays(g)
+    f = arrays.fields
+    n0, e0 = g[0].n_atoms, g[0].n_edges
+    assert f["atomic_numbers"].tolist() == g[0].atomic_numbers.tolist() + \
+        g[1].atomic_numbers.tolist()
+    assert np.array_equal(f["edge_index"][:, :e0], np.stack([g[0].center, g[0].neighbor]))
+    assert np.array_equal(f["edge_index"][:, e0:], np.stack([g[1].center, g[1].neighbor]) + n0)
+    assert f["node_graph"].tolist() == [0] * n0 + [1] * g[1].n_atoms
+    assert f["edge_graph"].tolist() == [0] * e0 + [1] * g[1].n_edges
+    assert f["n_nodes_per_graph"].tolist() == [n0, g[1].n_atoms]
+    assert f["lattice"].shape == (2, 3, 3) and f["descriptors"] is None
+    assert all(a.dtype == np.int64 for k, a in f.items()
+               if k in ("atomic_numbers", "edge_index", "offsets", "node_graph"))
+
+
+def test_floats_cast_before_sending_give_the_same_tensors(nacl, diamond):
+    """A worker casts to float32 and pickles the arrays; the tensors made
+    from them equal collate_graphs' to the bit, extras included."""
+    g = _graphs(nacl, diamond)
+    extras = (line_graph_extra(), REVERSE_EDGES_EXTRA)
+    descriptors = np.array([[0.1, 2.0], [1 / 3, -4.5]])
+    direct = collate_graphs(g, descriptors=descriptors, extras=extras)
+    sent = pickle.loads(pickle.dumps(collate_arrays(g, descriptors, extras,
+                                                    float_dtype=np.float32)))
+    assert all(a is None or a.dtype != np.float64 for a in sent.fields.values())
+    rebuilt = batch_from_arrays(sent)
+    for name in direct._tensor_fields:
+        a, b = getattr(direct, name), getattr(rebuilt, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert direct.extras.keys() == rebuilt.extras.keys()
+    for name, a in direct.extras.items():
+        assert a.dtype == rebuilt.extras[name].dtype and torch.equal(a, rebuilt.extras[name])
+    assert direct.descriptors.dtype == torch.float32
+
+
+def test_integer_descriptors_become_float_tensors(nacl, diamond):
+    batch = collate_graphs(_graphs(nacl, diamond), descriptors=[[1, 2], [3, 4]])
+    assert batch.descriptors.dtype == torch.float32
+    assert batch.descriptors.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_the_file_to_batch_path_imports_no_torch():
+    """Workers that build and collate graphs for another process's network
+    start without torch (about a second of CPU each)."""
+    code = ("import sys\n"
+            "from skcrystal.graphs import files\n"
+            "from skcrystal import pretrained\n"
+            "files.prepare_worker()\n"
+            "needs = pretrained.reference_graph_needs('formation-energy-per-atom')\n"
+            "print(needs is not None, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False"]
