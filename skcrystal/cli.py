@@ -686,9 +686,11 @@ def _checkpoint_meta(path, info):
 
 
 #: ``predict`` on a folder of at least this many structure files starts
-#: worker processes by default (measured on 2 cores: their start-up costs
-#: about as much as they save at 2,000 CIFs; 1.2 s saved at 10,000)
-AUTO_WORKERS_MIN_FILES = 4000
+#: worker processes by default (measured on 2 cores with a reference
+#: checkpoint, whose worker imports no torch and starts on the files while
+#: this process loads the model: two processes take as long as one at 300
+#: CIFs, 0.94 of it at 600, 0.90 at 1,000, 0.82 at 2,000)
+AUTO_WORKERS_MIN_FILES = 1000
 
 
 def _auto_n_jobs(data, n_items=None):
@@ -1569,7 +1571,7 @@ def build_parser():
                              "(estimator n_jobs; predict on a folder of structure files "
                              "or a CSV of CIFs: N processes in all, this one included, "
                              "that read, build and predict; one per core by default from "
-                             "4,000 files or rows, up to 8)")
+                             "1,000 files or rows, up to 8)")
 
     compute = _Parser(add_help=False)
     compute.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
