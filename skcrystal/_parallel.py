@@ -125,6 +125,12 @@ def _shared_executor(n_jobs):
     return executor
 
 
+#: Chunks handed to each worker of :func:`imap_chunks_shared` at a time: the
+#: worker never waits for this process to hand it more (this process takes
+#: back those not begun when it has nothing else to do)
+QUEUED_PER_WORKER = 4
+
+
 class _Raised:
     """The error of a chunk computed ahead of its turn."""
 
@@ -224,7 +230,7 @@ def imap_chunks_shared(fn, chunks, n_jobs=None, started=None, then=None, **kwarg
 
     def top_up():
         nonlocal nxt
-        while len(running) < 2 * n_workers and nxt < len(chunks):
+        while len(running) < QUEUED_PER_WORKER * n_workers and nxt < len(chunks):
             running[nxt] = executor.submit(fn, chunks[nxt], **kwargs)
             nxt += 1
 
