@@ -2,17 +2,19 @@
 
 The shared jdft2d file holds matbench fold 0's training set, so each
 official fold trains on ~381 of its 509 rows here, and a model's MAE is
-not directly comparable with its paper's. This script fits a
-``benchmarks/run_matbench.py`` configuration on nested subsets of each
-fold's training rows (one random order per fold, seeded by the fold
-number, its first ``fraction`` kept), scores the fold's whole test set,
-and fits ``MAE = a * N^-b`` through the mean MAE of each training size
-(the runner's own record of the whole rows included with
-``--full-record``) to read the MAE off at the official training size.
+not directly comparable with its paper's. This script runs a
+``benchmarks/run_matbench.py`` configuration through the runner
+(:func:`skcrystal.benchmarks.run_matbench`) on the task with each fold's
+training rows cut to a fraction (one random order per fold, seeded by the
+fold number, its first ``fraction`` kept: nested across fractions), each
+fold scored on its whole test set, and fits ``MAE = a * N^-b`` through the
+mean MAE of each training size (the runner's own record of the whole rows
+included with ``--full-record``) to read the MAE off at the official
+training size.
 
-Each (fraction, fold) result is its own JSON file in ``--out``: a run
-stopped part way reruns only what is missing, and two processes running
-other folds write beside each other::
+Each fraction is a runner record in ``--out``, labelled
+``<label>-rows<fraction>``: resumable per fold and per epoch, and two
+processes running other folds write beside each other::
 
     python benchmarks/learning_curve.py --task jdft2d --model crystograph --size full \\
         --epochs 60 --fractions 0.5 0.75 --folds 1 2 --out DIR      # beside: --folds 3 4
@@ -20,11 +22,10 @@ other folds write beside each other::
         --full-record benchmarks/matbench_results/matbench_jdft2d__CrysToGraph-full-60epochs.json.gz
 """
 import argparse
-import gzip
-import json
-import os
+import dataclasses
+import re
+import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+# the suffix that marks a record's training fraction
+_ROWS = re.compile(r"-rows([0-9.]+)$")
 
 
 def subset(train, fraction, fold):
@@ -51,69 +55,77 @@ def power_law(sizes, maes):
     return float(np.exp(intercept)), float(-slope)
 
 
-def run(args):
-    from sklearn.base import clone
+def subset_task(task, fraction):
+    """``task`` with each fold's training rows cut to :func:`subset` (test
+    rows whole; the official sizes kept for the extrapolation)."""
+    folds = {k: (subset(train, fraction, k), test) for k, (train, test) in task.folds.items()}
+    official = task.official_sizes or {k: (len(train), len(test))
+                                       for k, (train, test) in task.folds.items()}
+    split = (f"{task.split}; training rows: the first {fraction:g} of each fold's, in an "
+             "order seeded by the fold (benchmarks/learning_curve.py)")
+    return dataclasses.replace(task, folds=folds, official_sizes=official, split=split)
+
+
+def run_curve(task, estimator, label, fractions, folds=None, out="learning_curve",
+              command=None):
+    """Run ``estimator`` on ``task`` cut to each of ``fractions``; the runner's
+    results, one record per fraction (label ``<label>-rows<fraction>``)."""
+    from skcrystal.benchmarks import run_matbench
+
+    return [run_matbench(subset_task(task, fraction), estimator, folds=folds, out_dir=out,
+                         label=f"{label}-rows{fraction:g}", command=command)
+            for fraction in fractions]
+
+
+def run(args, argv):
+    import torch
 
     from run_matbench import configured_estimator, task_source
-    from skcrystal.benchmarks.matbench import fold_scores
 
-    import torch
     torch.set_num_threads(args.threads)
     base, label = configured_estimator(args)
     label = args.label or label + (f"-{args.epochs}epochs" if args.epochs else "")
     task = task_source(args.task, None)(None)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    X = np.empty(len(task.structures), dtype=object)
-    X[:] = task.structures
-    folds = args.folds or list(task.folds)
-    for fraction in args.fractions:
-        for k in folds:
-            path = out / f"{task.name}__{label}__{fraction:g}__fold{k}.json"
-            if path.exists():
-                print(f"{path.name}: done, skipped", file=sys.stderr)
-                continue
-            train, test = task.folds[k]
-            rows = subset(train, fraction, k)
-            est = clone(base)
-            t0 = time.perf_counter()
-            est.fit(list(X[rows]), task.y[rows])
-            fit_s = time.perf_counter() - t0
-            pred = np.asarray(est.predict(list(X[test])), dtype=np.float64).reshape(-1)
-            scores = fold_scores(task.y[test], pred)
-            official = (task.official_sizes or {}).get(k, (len(train), len(test)))
-            result = {"task": task.name, "label": label, "fraction": fraction, "fold": k,
-                      "n_train": int(len(rows)), "n_train_available": int(len(train)),
-                      "n_train_official": int(official[0]), "n_test": int(len(test)),
-                      "mae": scores["mae"], "fit_time_s": round(fit_s, 1),
-                      "loadavg": list(os.getloadavg()),
-                      "command": sys.argv}
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, indent=1))
-            tmp.replace(path)
-            print(f"{task.name} {label} fraction {fraction:g} fold {k}: {len(rows)} rows, "
-                  f"MAE {scores['mae']:.4g} (fit {fit_s:.0f} s)", file=sys.stderr)
+    run_curve(task, base, label, args.fractions, args.folds, args.out,
+              command=shlex.join(["python", "benchmarks/learning_curve.py", *argv]))
+
+
+def _record_rows(record, fraction):
+    """(task, label, rows) of a runner record: one row per fold."""
+    meta = record["user_metadata"]["skcrystal"]
+    (name, task), = record["tasks"].items()
+    rows = []
+    for key, fold in task["results"].items():
+        p = fold["parameters"]
+        rows.append({"fraction": fraction, "fold": int(key.split("_")[1]),
+                     "n_train": p["n_train"], "n_train_official": p["n_train_official"],
+                     "mae": fold["scores"]["mae"]})
+    return name, meta["label"], rows
 
 
 def report(folder, full_record=None):
     """Per training size: the folds' MAEs and their mean; the power law through
     the means and the MAE it gives at the official training size."""
-    rows = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    labels = sorted({(r["task"], r["label"]) for r in rows})
-    if len(labels) > 1:
-        sys.exit(f"{folder} holds results of several configurations: {labels}")
+    from skcrystal.benchmarks.matbench import read_record
+
+    rows, configs = [], set()
+    for path in sorted(Path(folder).glob("*.json.gz")):
+        record = read_record(path)
+        label = record["user_metadata"]["skcrystal"]["label"]
+        found = _ROWS.search(label)
+        if found is None:
+            continue  # not a learning-curve record
+        name, _, got = _record_rows(record, float(found.group(1)))
+        configs.add((name, label[:found.start()]))
+        rows += got
+    if len(configs) > 1:
+        sys.exit(f"{folder} holds results of several configurations: {sorted(configs)}")
     if full_record:
-        with gzip.open(full_record, "rt") as fh:
-            record = json.load(fh)
-        for name, task in record["tasks"].items():
-            if labels and name != labels[0][0]:
-                sys.exit(f"{full_record} is a record of {name}, the results of {labels[0][0]}")
-            for key, fold in task["results"].items():
-                p = fold["parameters"]
-                rows.append({"task": name, "fraction": 1.0, "fold": int(key.split("_")[1]),
-                             "n_train": p["n_train"], "n_train_available": p["n_train"],
-                             "n_train_official": p["n_train_official"],
-                             "mae": fold["scores"]["mae"]})
+        name, _, got = _record_rows(read_record(full_record), 1.0)
+        if configs and name != next(iter(configs))[0]:
+            sys.exit(f"{full_record} is a record of {name}, the results of "
+                     f"{next(iter(configs))[0]}")
+        rows += got
     if not rows:
         sys.exit(f"no results in {folder}")
     by = {}
@@ -157,13 +169,14 @@ def main(argv=None):
     p.add_argument("--out", help="folder of the results")
     p.add_argument("--report", metavar="DIR", help="print the table of the results in DIR")
     p.add_argument("--full-record", help="runner record of the same configuration on all rows")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.report:
         report(args.report, args.full_record)
         return 0
     if not (args.task and args.model and args.out):
         p.error("--task, --model and --out are required (or --report)")
-    run(args)
+    run(args, argv)
     return 0
 
 

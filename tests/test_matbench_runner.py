@@ -520,10 +520,12 @@ def test_benchmark_script_sizes_are_valid_module_parameters():
 
 def test_learning_curve_subsets_are_nested_and_its_law_is_read_back(tmp_path, capsys):
     """``benchmarks/learning_curve.py``: each fold's subsets are the same in
-    every run and nested (a smaller fraction keeps rows of the larger), and
-    the report fits MAE = a N^-b through the sizes' means and gives its value
-    at the official training size."""
-    import json
+    every run and nested (a smaller fraction keeps rows of the larger); the
+    fractions run through the runner (one record each, the official sizes
+    kept), and the report tables the records' MAEs and fits MAE = a N^-b."""
+    from sklearn.dummy import DummyRegressor
+
+    from skcrystal.datasets import load_perovskites
 
     script = _benchmark_script("learning_curve")
     train = np.arange(100, 481)
@@ -534,22 +536,30 @@ def test_learning_curve_subsets_are_nested_and_its_law_is_read_back(tmp_path, ca
     assert not np.array_equal(half, script.subset(train, 0.5, 4))  # seeded by the fold
     with pytest.raises(ValueError, match="keeps 0 of 381"):
         script.subset(train, 0.001, 3)
-
     a, b = script.power_law([100, 200, 400], [50 * n ** -0.4 for n in (100, 200, 400)])
     assert a == pytest.approx(50) and b == pytest.approx(0.4)
-    for fraction, n in ((0.5, 200), (1.0, 400)):
-        for fold in (1, 2):
-            mae = 50 * n ** -0.4 * (1.1 if fold == 1 else 0.9)  # mean: the law itself
-            (tmp_path / f"t__m__{fraction}__fold{fold}.json").write_text(json.dumps(
-                {"task": "t", "label": "m", "fraction": fraction, "fold": fold, "n_train": n,
-                 "n_train_official": 800, "mae": mae}))
-    script.report(tmp_path)
+
+    X, y = load_perovskites(n=40)
+    folds = {1: (np.arange(0, 30), np.arange(30, 40)), 2: (np.arange(10, 40), np.arange(0, 10))}
+    task = BenchmarkTask(name="t", structures=X, y=y, ids=[f"p{i}" for i in range(40)],
+                         folds=folds, official_sizes={1: (800, 10), 2: (800, 10)})
+    results = script.run_curve(task, DummyRegressor(), "mean", [0.5], out=tmp_path)
+    full = script.run_curve(task, DummyRegressor(), "mean", [1.0], out=tmp_path / "full")
+    capsys.readouterr()
+    script.report(tmp_path, full_record=full[0].path)
     out = capsys.readouterr().out
-    assert "| 200 (0.5) |" in out and "| 400 (1) |" in out
-    assert f"at N = 800 (the official training rows): {50 * 800 ** -0.4:.1f}" in out
-    (tmp_path / "u__m__0.5__fold1.json").write_text(json.dumps(
-        {"task": "u", "label": "m", "fraction": 0.5, "fold": 1, "n_train": 1,
-         "n_train_official": 1, "mae": 1.0}))
+    for k, (tr, te) in folds.items():
+        rows = script.subset(tr, 0.5, k)
+        assert rows.tolist() == np.sort(rows).tolist() and set(rows) <= set(tr)
+        fold = results[0].record["tasks"]["t"]["results"][f"fold_{k}"]
+        assert fold["parameters"]["n_train"] == 15
+        assert fold["parameters"]["n_train_official"] == 800
+        assert fold["scores"]["mae"] == pytest.approx(np.mean(np.abs(y[te] - y[rows].mean())))
+    maes = [results[0].record["tasks"]["t"]["results"][f"fold_{k}"]["scores"]["mae"]
+            for k in (1, 2)]
+    assert f"| 15 (0.5) | {maes[0]:.1f} | {maes[1]:.1f} | **{np.mean(maes):.1f}** |" in out
+    assert "| 30 (1) |" in out and "at N = 800 (the official training rows)" in out
+    script.run_curve(task, DummyRegressor(strategy="median"), "median", [0.5], out=tmp_path)
     with pytest.raises(SystemExit, match="several configurations"):
         script.report(tmp_path)
 
