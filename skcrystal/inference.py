@@ -312,10 +312,8 @@ def predict_file_chunk(paths, builder_params, supported=None, model=None, number
 
     Returns
     -------
-    errors : list of (int, FileError)
-        Position in ``paths`` and why that file gave no graph.
-    valid : list of int
-        Positions of the files with a graph, in order.
+    errors, valid
+        As from :func:`~skcrystal.graphs.files.file_chunk_graphs`.
     graphs : list of CrystalGraph or None
         Their graphs, when not predicted here (no model, or an output that
         is not finite: the caller hands them to the estimator).

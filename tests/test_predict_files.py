@@ -160,6 +160,18 @@ def test_workers_predict_what_this_process_predicts(cif_folder, tmp_path, monkey
                                rtol=0, atol=1e-6)
 
 
+def _predict_csvs(data, out_dir, *extra):
+    """The CSVs ``skcrystal predict`` writes on ``data`` with 2 processes and
+    with 1 (paths, in that order)."""
+    outs = []
+    for jobs in ("2", "1"):
+        out = Path(out_dir) / f"out{jobs}.csv"
+        assert main(["predict", CHECKPOINT, str(data), "--n-jobs", jobs, "-q", *extra,
+                     "-o", str(out)]) == 0
+        outs.append(out)
+    return outs
+
+
 def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path,
                                                             monkeypatch):
     """``skcrystal predict`` reads a reference checkpoint's graph needs without
@@ -182,13 +194,8 @@ def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path
     matches = _parallel.StartedChunks.matches
     monkeypatch.setattr(_parallel.StartedChunks, "matches",
                         lambda self, *a: matched.append(matches(self, *a)) or matched[-1])
-    outs = []
-    for jobs in ("2", "1"):
-        out = tmp_path / f"out{jobs}.csv"
-        assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", jobs, "-q",
-                     "-o", str(out)]) == 0
-        outs.append(out.read_bytes())
-    assert matched == [True] and given_up == [] and outs[0] == outs[1]
+    two, one = _predict_csvs(folder, tmp_path)
+    assert matched == [True] and given_up == [] and two.read_bytes() == one.read_bytes()
     # started with other graph parameters: given up, and the predictions unchanged
     predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
     paths = sorted(folder.glob("*.cif"))
@@ -200,7 +207,7 @@ def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path
                                                         predictor.supported_elements, 2,
                                                         started=started)])
     assert matched[-1] is False and given_up == [3] and not started.futures
-    expected = pd.read_csv(tmp_path / "out1.csv", float_precision="round_trip")
+    expected = pd.read_csv(one, float_precision="round_trip")
     assert np.array_equal(got, expected["prediction"].to_numpy())
 
 
@@ -218,15 +225,11 @@ def test_cli_predict_with_workers_names_or_skips_a_bad_file(cif_folder, tmp_path
     assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", "2", "-q",
                  "-o", str(tmp_path / "a.csv")]) == 2
     assert "c150_bad.cif: cannot be parsed" in capsys.readouterr().err
-    outs = []
-    for jobs in ("2", "1"):
-        out = tmp_path / f"skip{jobs}.csv"
-        assert main(["predict", CHECKPOINT, str(folder), "--n-jobs", jobs, "-q",
-                     "--on-error", "skip", "-o", str(out)]) == 0
-        outs.append(out.read_bytes())
+    two, one = _predict_csvs(folder, tmp_path, "--on-error", "skip")
+    for out in (two, one):
         got = pd.read_csv(out)
         assert len(got) == 300 and "c150_bad" not in set(got["id"])
-    assert outs[0] == outs[1]
+    assert two.read_bytes() == one.read_bytes()
 
 
 def test_workers_load_a_model_class_defined_in_a_script(cif_folder, monkeypatch):
@@ -263,13 +266,8 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeyp
                           "heat": y})
     good = tmp_path / "good.csv"
     frame.to_csv(good, index=False)
-    outs = []
-    for jobs in ("1", "2"):
-        out = tmp_path / f"p{jobs}.csv"
-        assert main(["predict", CHECKPOINT, str(good), "--n-jobs", jobs, "-q",
-                     "-o", str(out)]) == 0
-        outs.append(out.read_bytes())
-    assert outs[0] == outs[1]
+    two, one = _predict_csvs(good, tmp_path)
+    assert two.read_bytes() == one.read_bytes()
     # a large CSV gets a process per core by default (counted by rows)
     from skcrystal import cli
     assert cli._auto_n_jobs(good, n_items=299) is None
@@ -278,8 +276,8 @@ def test_cli_predict_csv_of_cifs_streams_like_a_folder(tmp_path, capsys, monkeyp
         else os.cpu_count()
     assert cli._auto_n_jobs(good, n_items=300) == (min(n_cores, 8) if n_cores >= 2 else None)
     assert main(["predict", CHECKPOINT, str(good), "-q", "-o", str(tmp_path / "auto.csv")]) == 0
-    assert (tmp_path / "auto.csv").read_bytes() == outs[0]
-    got = pd.read_csv(tmp_path / "p1.csv")
+    assert (tmp_path / "auto.csv").read_bytes() == one.read_bytes()
+    got = pd.read_csv(one)
     assert got["id"].tolist() == frame["material_id"].tolist()
     assert got.columns.tolist() == ["id", "prediction"]
     np.testing.assert_allclose(got["prediction"], pretrained.load(CHECKPOINT).predict(structures),

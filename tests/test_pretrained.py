@@ -347,13 +347,19 @@ class _Payload:
         return (os.mkdir, (self.target,))
 
 
-@pytest.mark.parametrize("zipfile", [True, False])
-def test_checkpoint_with_code_is_refused(tmp_path, zipfile):
+def _checkpoint_with_code(tmp_path, zipfile):
+    """(a checkpoint whose ``args`` make a folder when unpickled, that folder)."""
     target = tmp_path / "created_by_payload"
     bad = tmp_path / "evil.pth.tar"
-    good = pretrained.read_checkpoint(pretrained.path_of("band-gap"))
-    good["args"] = _Payload(str(target))
-    torch.save(good, bad, _use_new_zipfile_serialization=zipfile)
+    ck = pretrained.read_checkpoint(pretrained.path_of("band-gap"))
+    ck["args"] = _Payload(str(target))
+    torch.save(ck, bad, _use_new_zipfile_serialization=zipfile)
+    return bad, target
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_checkpoint_with_code_is_refused(tmp_path, zipfile):
+    bad, target = _checkpoint_with_code(tmp_path, zipfile)
     with pytest.raises(pretrained.UnsafeCheckpointError, match="evil.pth.tar") as err:
         pretrained.load_cgcnn_checkpoint(bad)
     assert isinstance(err.value, ValueError) and isinstance(err.value, pickle.UnpicklingError)
@@ -429,11 +435,7 @@ def test_graph_needs_follow_the_checkpoint_options_in_either_format(tmp_path, zi
 
 @pytest.mark.parametrize("zipfile", [True, False])
 def test_graph_needs_never_run_a_checkpoints_code(tmp_path, zipfile):
-    target = tmp_path / "created_by_payload"
-    bad = tmp_path / "evil.pth.tar"
-    ck = pretrained.read_checkpoint(pretrained.path_of("band-gap"))
-    ck["args"] = _Payload(str(target))
-    torch.save(ck, bad, _use_new_zipfile_serialization=zipfile)
+    bad, target = _checkpoint_with_code(tmp_path, zipfile)
     assert pretrained.reference_graph_needs(bad) is None
     assert not target.exists()
     junk = tmp_path / "junk.pth.tar"

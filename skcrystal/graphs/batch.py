@@ -113,12 +113,8 @@ def collate_graphs(graphs, descriptors=None, extras=(), dtype=torch.float32):
 
     Parameters
     ----------
-    graphs : sequence of CrystalGraph
-    descriptors : array-like, shape (n_graphs, n_descriptors), optional
-    extras : sequence of GraphExtra
-        Graph extras to collate: each graph's arrays (memoised in the graph,
-        see :meth:`CrystalGraph.extra`) are concatenated with the offsets the
-        extra declares.
+    graphs, descriptors, extras
+        See :func:`~skcrystal.graphs.collate.collate_arrays`.
     dtype : torch.dtype
         Floating dtype of the float tensors.
 
