@@ -403,8 +403,8 @@ class _OptionsUnpickler(pickle.Unpickler):
 
 
 def _checkpoint_options(path):
-    """A checkpoint's ``args`` (dict) and whether it has a normalizer, read
-    without torch and without its tensors; None where that cannot be done."""
+    """A checkpoint's ``args`` (dict), read without torch and without its
+    tensors; None where that cannot be done."""
     import zipfile
 
     try:

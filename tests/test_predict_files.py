@@ -503,8 +503,29 @@ def test_non_finite_batches_go_to_the_estimator(cif_folder, tmp_path, monkeypatc
     predictions are unchanged."""
     from skcrystal.inference import GraphPredictor
     expected = _cli_csv(["predict", CHECKPOINT, str(cif_folder)], tmp_path / "a.csv")
-    monkeypatch.setattr(GraphPredictor, "predict", lambda self, graphs: None)
+    calls = []
+    monkeypatch.setattr(GraphPredictor, "batch_outputs",
+                        lambda self, batches: calls.append(len(list(batches))))
     assert _cli_csv(["predict", CHECKPOINT, str(cif_folder)], tmp_path / "b.csv") == expected
+    assert calls  # the predictor saw the batches (and gave them up)
+
+
+def test_a_chunk_predicted_here_with_a_non_finite_output_comes_back_as_graphs(cif_folder,
+                                                                               monkeypatch):
+    """The batches a worker sent (or this process collated) are read again for
+    their graphs when the network's output is not finite, so the caller can
+    hand them to the estimator."""
+    from skcrystal import pretrained
+    from skcrystal.inference import GraphPredictor
+
+    predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
+    paths = sorted(cif_folder.glob("*.cif"))[:6]
+    monkeypatch.setattr(GraphPredictor, "batch_outputs", lambda self, batches: None)
+    for n_jobs in (None, 2):
+        chunks = list(predict_files(paths, predictor.builder, predictor, n_jobs=n_jobs,
+                                    chunk_size=3))
+        assert [c.pred for c in chunks] == [None, None]
+        assert [len(c.graphs) for c in chunks] == [3, 3] and not any(c.errors for c in chunks)
 
 
 @pytest.mark.parametrize("shape", [(50,), (50, 3)])
