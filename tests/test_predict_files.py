@@ -510,8 +510,8 @@ def test_non_finite_batches_go_to_the_estimator(cif_folder, tmp_path, monkeypatc
     assert calls  # the predictor saw the batches (and gave them up)
 
 
-def test_a_chunk_predicted_here_with_a_non_finite_output_comes_back_as_graphs(cif_folder,
-                                                                               monkeypatch):
+def test_a_chunk_predicted_here_with_a_non_finite_output_comes_back_as_graphs(
+        cif_folder, monkeypatch):
     """The batches a worker sent (or this process collated) are read again for
     their graphs when the network's output is not finite, so the caller can
     hand them to the estimator."""
