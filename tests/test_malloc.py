@@ -80,7 +80,10 @@ def _rss():
 
 def _check_reuse_inside_and_not_outside():
     default = _faults()
-    assert default > 2 * _PAGES, default  # mapped afresh and faulted in, step after step
+    # mapped afresh and faulted in, step after step: 1.9-7 times the three pair
+    # tensors' pages over the five steps in 12 fresh processes (glibc reuses
+    # some of it at times), so the bound is once
+    assert default > _PAGES, default
     with heap_allocation():
         assert heap_allocation_active()
         inside = _faults()
