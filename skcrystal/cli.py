@@ -1570,7 +1570,7 @@ def build_parser():
                         help="parallel workers for CIF parsing and graph building "
                              "(estimator n_jobs; predict on a folder of structure files "
                              "or a CSV of CIFs: N processes in all, this one included, "
-                             "that read, build and predict; one per core by default from "
+                             "that read and build; one per core by default from "
                              "1,000 files or rows, up to 8)")
 
     compute = _Parser(add_help=False)
