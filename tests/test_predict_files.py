@@ -591,3 +591,37 @@ def test_the_command_ends_quickly_and_loses_nothing(cif_folder, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == expected.read_text()
     assert proc.stderr == ""
+
+
+@pytest.mark.filterwarnings("ignore:.*batch norm")  # one epoch: stale statistics, as meant
+@pytest.mark.parametrize("name", ["alignn", "crystograph", "crystalnet"])
+def test_models_with_graph_extras_predict_files_like_the_estimator(name, tmp_path):
+    """Models whose module reads graph extras (line graphs, positional
+    encodings, reverse edges): the worker computes them, collates them into
+    the batches it sends, and the predictions equal the estimator's on the
+    structures, to the bit, with 1 process and with 2."""
+    import sys
+
+    from pymatgen.io.cif import CifWriter
+
+    from skcrystal.datasets import load_perovskites, load_structures
+    from skcrystal.inference import GraphPredictor
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _estimators import make
+
+    X, y = load_perovskites(n=40)
+    est = make(name, max_epochs=1).fit(X[:24], y[:24])
+    predictor = GraphPredictor.from_estimator(est)
+    assert predictor is not None and predictor.graph_extras
+    paths = []
+    for i, s in enumerate(X[24:]):
+        CifWriter(s).write_file(tmp_path / f"s{i:02d}.cif")
+        paths.append(tmp_path / f"s{i:02d}.cif")
+    _, read = load_structures(tmp_path)  # the structures as the files hold them
+    expected = np.asarray(est.predict(read))
+    for n_jobs in (None, 2):
+        got = np.concatenate([c.pred for c in predict_files(
+            paths, est._builder(), predictor, est.module_.supported_elements, n_jobs,
+            chunk_size=8)])
+        assert np.array_equal(got, expected), n_jobs
