@@ -91,8 +91,7 @@ def run(args, argv):
 
 
 def _record_rows(record, fraction):
-    """(task, label, rows) of a runner record: one row per fold."""
-    meta = record["user_metadata"]["skcrystal"]
+    """(task name, rows) of a runner record: one row per fold."""
     (name, task), = record["tasks"].items()
     rows = []
     for key, fold in task["results"].items():
@@ -100,7 +99,7 @@ def _record_rows(record, fraction):
         rows.append({"fraction": fraction, "fold": int(key.split("_")[1]),
                      "n_train": p["n_train"], "n_train_official": p["n_train_official"],
                      "mae": fold["scores"]["mae"]})
-    return name, meta["label"], rows
+    return name, rows
 
 
 def report(folder, full_record=None):
@@ -115,13 +114,13 @@ def report(folder, full_record=None):
         found = _ROWS.search(label)
         if found is None:
             continue  # not a learning-curve record
-        name, _, got = _record_rows(record, float(found.group(1)))
+        name, got = _record_rows(record, float(found.group(1)))
         configs.add((name, label[:found.start()]))
         rows += got
     if len(configs) > 1:
         sys.exit(f"{folder} holds results of several configurations: {sorted(configs)}")
     if full_record:
-        name, _, got = _record_rows(read_record(full_record), 1.0)
+        name, got = _record_rows(read_record(full_record), 1.0)
         if configs and name != next(iter(configs))[0]:
             sys.exit(f"{full_record} is a record of {name}, the results of "
                      f"{next(iter(configs))[0]}")

@@ -166,8 +166,7 @@ def _predict_csvs(data, out_dir, *extra):
     outs = []
     for jobs in ("2", "1"):
         out = Path(out_dir) / f"out{jobs}.csv"
-        assert main(["predict", CHECKPOINT, str(data), "--n-jobs", jobs, "-q", *extra,
-                     "-o", str(out)]) == 0
+        _cli_csv(["predict", CHECKPOINT, str(data), "--n-jobs", jobs, *extra], out)
         outs.append(out)
     return outs
 
@@ -600,15 +599,11 @@ def test_models_with_graph_extras_predict_files_like_the_estimator(name, tmp_pat
     encodings, reverse edges): the worker computes them, collates them into
     the batches it sends, and the predictions equal the estimator's on the
     structures, to the bit, with 1 process and with 2."""
-    import sys
-
     from pymatgen.io.cif import CifWriter
 
+    from _estimators import make
     from skcrystal.datasets import load_perovskites, load_structures
     from skcrystal.inference import GraphPredictor
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _estimators import make
 
     X, y = load_perovskites(n=40)
     est = make(name, max_epochs=1).fit(X[:24], y[:24])
