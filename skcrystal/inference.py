@@ -439,10 +439,8 @@ def predict_files(paths, builder, predictor=None, supported=None, n_jobs=None,
                                                            supported),
                 **collate_kwargs(params, supported, predictor.graph_extras,
                                  predictor.batch_size, numbers))
-        else:
-            if started is not None:
-                started.cancel()
-            results = imap_chunks_shared(predict_file_chunk, chunks, n_jobs,
+        else:  # chunks started for collate_file_chunk do not match: cancelled there
+            results = imap_chunks_shared(predict_file_chunk, chunks, n_jobs, started=started,
                                          builder_params=params, supported=supported,
                                          model=model, numbers=numbers)
         offset = 0
