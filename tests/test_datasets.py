@@ -763,3 +763,36 @@ def test_fast_cif_reader_leaves_degenerate_cells_to_pymatgen(cell, declined):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert _same(_fast_parse(text), _pymatgen_parse(text))
+
+
+@pytest.mark.parametrize("text, answered", [
+    ("0012,1.5\n1000041,-2e-3\n", True),          # ids stay text
+    ("a.cif,1\r\nb.cif,2\r\n\r\n", True),          # CRLF, a blank line
+    ("\ufeffmp-1,1.5\nmp-2,2\n", True),            # a byte-order mark
+    ("mp-1, 1.5\nmp-2,2\n", False),                 # a space before a number
+    ("mp-1\nmp-2\n", True),                        # ids only
+    (" mp-1 ,3,4\nmp-2,5,6e+1\n", True),           # two targets, an id with spaces
+    ("id,target\nmp-1,1\n", False),                # a header row
+    ('"mp-1",1\nmp-2,2\n', False),                 # quoted
+    ("NA,1\nmp-2,2\n", False),                     # read as missing by pandas
+    ("mp-1,1\nmp-2,2,3\n", False),                 # ragged
+    ("mp-1,1_000\n", False), ("mp-1,inf\n", False), ("mp-1,\n", False),
+    ("", False), ("\n\n", False), ("  \nmp-1,1\n", False),
+])
+def test_id_prop_read_without_pandas_gives_the_ids_pandas_gives(tmp_path, text, answered):
+    """``skcrystal predict`` lists a folder before pandas is imported: the
+    quick reader answers only where the ids are those of the pandas reader,
+    and leaves every other file to it."""
+    from skcrystal.datasets._files import _id_prop_ids_quick, _read_id_prop
+
+    (tmp_path / "id_prop.csv").write_bytes(text.encode())
+    quick = _id_prop_ids_quick(tmp_path)
+    assert (quick is not None) == answered
+    if quick is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert quick[1] == _read_id_prop(tmp_path, targets=False)[1]
+    # the shared samples are read quickly, with pandas' ids
+    for name in ("cgcnn_sample", "alignn_sample"):
+        folder = shared_path(name)
+        assert _id_prop_ids_quick(folder)[1] == _read_id_prop(folder)[1]

@@ -171,12 +171,15 @@ def _predict_csvs(data, out_dir, *extra):
     return outs
 
 
+@pytest.mark.parametrize("layout", ["files", "cgcnn"])
 def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path,
-                                                            monkeypatch):
+                                                            monkeypatch, layout):
     """``skcrystal predict`` reads a reference checkpoint's graph needs without
     torch and hands the first chunks to the worker before loading the
     weights; the prediction uses them (they match its call) and writes the
-    serial CSV. Chunks started for other graphs are given up, not used."""
+    serial CSV. Chunks started for other graphs are given up, not used.
+    A CGCNN folder's id_prop.csv is read without pandas for this (and with
+    it for the CSV's columns): the files are the same."""
     from skcrystal import _parallel, pretrained
     from skcrystal.graphs.files import _builder_params, start_file_chunks
 
@@ -185,6 +188,18 @@ def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path
     texts = [f.read_text() for f in sorted(cif_folder.glob("p*.cif"))]
     for k in range(600):
         (folder / f"c{k:03d}.cif").write_text(texts[k % len(texts)])
+    if layout == "cgcnn":
+        (folder / "id_prop.csv").write_text("".join(f"c{k:03d},{k / 7:.6f}\n"
+                                                    for k in range(600)))
+    # the first chunks are handed over before the pandas listing
+    from skcrystal import cli
+    from skcrystal.datasets import _files
+
+    events = []
+    for owner, name in ((_parallel, "start_chunks"), (cli, "_file_listing"),
+                        (_files, "_read_id_prop")):
+        monkeypatch.setattr(owner, name, lambda *a, _f=getattr(owner, name), _n=name, **kw: (
+            events.append(_n), _f(*a, **kw))[1])
     given_up = []
     cancel = _parallel.StartedChunks.cancel
     monkeypatch.setattr(_parallel.StartedChunks, "cancel",
@@ -195,6 +210,9 @@ def test_chunks_started_before_the_model_is_loaded_are_used(cif_folder, tmp_path
                         lambda self, *a: matched.append(matches(self, *a)) or matched[-1])
     two, one = _predict_csvs(folder, tmp_path)
     assert matched == [True] and given_up == [] and two.read_bytes() == one.read_bytes()
+    assert events[0] == "start_chunks" and "_file_listing" in events
+    if layout == "cgcnn":
+        assert pd.read_csv(one).shape == (600, 3)  # id, the target, the prediction
     # started with other graph parameters: given up, and the predictions unchanged
     predictor, _ = pretrained.load_cgcnn_predictor(CHECKPOINT)
     paths = sorted(folder.glob("*.cif"))

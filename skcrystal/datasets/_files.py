@@ -173,6 +173,57 @@ def _read_id_prop(folder, targets=True):
     return id_prop, ids, (y[:, 0] if y.shape[1] == 1 else y)
 
 
+# the target cells _id_prop_ids_quick answers for: plain decimal numbers,
+# which pandas reads as numbers too (no spaces, "1_000", "inf", "1.5(2)")
+_PLAIN_NUMBER = None
+# the cells pandas.read_csv reads as missing by default (its STR_NA_VALUES)
+_PANDAS_NA = frozenset((
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
+
+
+def _id_prop_ids_quick(folder):
+    """(id_prop path, ids) of a plain id_prop.csv, read without pandas; None
+    where :func:`_read_id_prop` must judge.
+
+    ``skcrystal predict`` detects a folder's layout and hands its first
+    files to the workers before importing pandas (~0.2 s, which the workers
+    would spend waiting). The ids returned are those :func:`_read_id_prop`
+    returns: only a file whose every row has the same number of cells,
+    with no quote, no blank-looking id, no cell pandas reads as missing
+    and, past the id, plain decimal numbers only (so no header row) is
+    answered; anything else is None.
+    """
+    import re
+
+    global _PLAIN_NUMBER
+    if _PLAIN_NUMBER is None:
+        _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+    id_prop = folder / "id_prop.csv"
+    try:
+        with open(id_prop, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except (OSError, UnicodeError):
+        return None
+    if '"' in text or "'" in text:
+        return None
+    ids, width = [], None
+    for line in text.split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
+        if not line:
+            continue  # pandas skips blank lines
+        cells = line.split(",")
+        if width is None:
+            width = len(cells)
+        ident = cells[0].strip()
+        if (len(cells) != width or "\r" in line or not ident or ident in _PANDAS_NA
+                or cells[0] in _PANDAS_NA
+                or not all(_PLAIN_NUMBER.match(c) for c in cells[1:])):
+            return None
+        ids.append(ident)
+    return (id_prop, ids) if ids else None
+
+
 def _drop_header_row(table, id_prop):
     """id_prop.csv has no header in the reference codes; one is read and dropped.
 
@@ -452,9 +503,13 @@ def load_mlearn(path, per_atom=True, as_frame=False):
 def _folder_kind(folder):
     """'cgcnn' or 'alignn', from where id_prop.csv's first column points."""
     import warnings
-    with warnings.catch_warnings():  # a header row is reported once, by the reader
-        warnings.simplefilter("ignore")
-        id_prop, ids, _ = _read_id_prop(folder, targets=False)
+    quick = _id_prop_ids_quick(folder)
+    if quick is not None:
+        id_prop, ids = quick
+    else:
+        with warnings.catch_warnings():  # a header row is reported once, by the reader
+            warnings.simplefilter("ignore")
+            id_prop, ids, _ = _read_id_prop(folder, targets=False)
     if ids and all((folder / f"{i}.cif").exists() for i in ids[:5]):
         return "cgcnn"
     if ids and all((folder / i).exists() for i in ids[:5]):
