@@ -208,20 +208,21 @@ def _item(name, i, s=None, sources=None):
     return f"{name}[{i}]" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _check_lattice(s, where):
-    """Finite, non-degenerate lattice and finite coordinates; returns None.
+def _check_lattice(matrix, frac, pbc, where):
+    """Finite, non-degenerate lattice and finite coordinates (arrays: lattice
+    rows in Å, fractional coordinates, periodic flags); returns None.
 
     ``where`` names the structure in errors: a str, or a callable making
     it (so the formula is only computed on failure).
     """
     if callable(where):
         try:
-            _check_lattice(s, "")
+            _check_lattice_arrays(matrix, frac, pbc, "")
         except ValueError:
             where = where()  # failed: redo with the name, unchained
         else:
             return
-    _check_lattice_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where)
+    _check_lattice_arrays(matrix, frac, pbc, where)
 
 
 def _faces(rows):
@@ -235,8 +236,7 @@ def _faces(rows):
 
 
 def _check_lattice_arrays(matrix, frac, pbc, where):
-    """:func:`_check_lattice` on arrays: lattice rows (Å), fractional
-    coordinates and periodic flags; ``where`` is a str."""
+    """:func:`_check_lattice` with ``where`` a str."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"{where} has a non-finite lattice (NaN or inf): "
@@ -294,12 +294,6 @@ def _check_lattice_arrays(matrix, frac, pbc, where):
             "e.g. structure.get_reduced_structure()")
 
 
-def _check_overlaps(s, where):
-    """No two sites (periodic images included) closer than the minimum."""
-    _check_overlaps_arrays(s.lattice.matrix, s.frac_coords, s.lattice.pbc, where,
-                           lambda j: s[j].specie)
-
-
 # cells of at most this many sites are first checked by direct distances
 _DIRECT_OVERLAP_SITES = 32
 
@@ -340,7 +334,8 @@ _CELL_OFFSETS = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1)
 
 
 def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
-    """:func:`_check_overlaps` on arrays; ``specie(j)`` names site ``j``'s element,
+    """No two sites (periodic images included) closer than the minimum, for a
+    structure given as arrays; ``specie(j)`` names site ``j``'s element,
     ``where`` (a str, or a callable making it) the structure."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
@@ -380,6 +375,24 @@ def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
         f"{where}: sites {a} and {b} ({specie(a)}, {specie(b)}) are "
         f"{dist[k]:.3f} Å apart (< {MIN_INTERATOMIC_DISTANCE} Å): overlapping "
         "atoms, e.g. a duplicated line in the structure file")
+
+
+def _site_species(s):
+    """(the species of each site, None) of an ordered structure, else (None,
+    the first disordered site).
+
+    One pass over the sites: a site is ordered when its composition is one
+    species at occupancy 1 (pymatgen's ``Site.is_ordered``);
+    ``Structure.is_ordered``, ``.species`` and ``.atomic_numbers`` would each
+    walk the sites again (a third of the checks' time on small cells).
+    """
+    out = []
+    for j, site in enumerate(s):
+        comp = site.species
+        if len(comp) != 1 or comp.num_atoms != 1:
+            return None, j
+        out.append(next(iter(comp)))
+    return out, None
 
 
 def check_structures(X, name="X", supported_elements=None, sources=None):
@@ -460,30 +473,31 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
                 f"{where()} is a pymatgen {kind}: its vacuum gap and surface would be "
                 "read as one bulk crystal (density, symmetry, graph). To do that "
                 f"on purpose, pass Structure.from_sites({kind.lower()})")
-        if not s.is_ordered:
-            bad = next(j for j, site in enumerate(s) if not site.is_ordered)
+        species, bad = _site_species(s)
+        if bad is not None:
             raise ValueError(
                 f"{where()} is disordered: "
                 f"site {bad} has partial occupancy {s[bad].species}; graphs and "
                 "descriptors need ordered structures (order it first, e.g. with "
                 "pymatgen's OrderDisorderedStructureTransformation)")
-        # ordered: one species per site (a Composition would cost more)
-        species = s.species
         j = next((j for j, sp in enumerate(species) if isinstance(sp, DummySpecies)), None)
         if j is not None:
             raise ValueError(
                 f"{where()} has a dummy species {species[j]} (site {j}), which is "
                 "not an element; replace it with a real element or remove it")
-        _check_lattice(s, where)
+        # read once for both checks (frac_coords walks the sites each time)
+        lattice = s.lattice
+        matrix, frac, pbc = lattice.matrix, s.frac_coords, lattice.pbc
+        _check_lattice(matrix, frac, pbc, where)
         if supported_elements is not None:
-            zs = set(s.atomic_numbers)
+            zs = {sp.Z for sp in species}
             missing = zs.difference(supported_elements)
             if missing:
                 from pymatgen.core import Element
                 names = ", ".join(Element.from_Z(z).symbol for z in sorted(missing))
                 raise ValueError(
                     f"{where()} contains element(s) with no atom features: {names}")
-        _check_overlaps(s, where)
+        _check_overlaps_arrays(matrix, frac, pbc, where, species.__getitem__)
         if not isinstance(s, Structure):
             items[i] = Structure.from_sites(s, properties=s.properties)
     return items

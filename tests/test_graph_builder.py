@@ -158,6 +158,15 @@ def test_isolated_atom_raises_with_structure_index(nacl):
         get_graphs([nacl, _far_pair()], builder, cache=cache, indices=[4, 7])
 
 
+def test_a_disordered_structure_is_named_not_a_pymatgen_attribute_error(nacl):
+    """build() reads the sites' species once; a partly occupied site gives the
+    builder's error naming the structure and the site."""
+    disordered = nacl.copy()
+    disordered.replace(1, {"Cl": 0.5, "Br": 0.5})
+    with pytest.raises(ValueError, match=r"structure 3 is disordered: site 1 has partial"):
+        GraphBuilder(radius=3.0).validate().build(disordered, index=3)
+
+
 def test_grow_radius():
     builder = GraphBuilder(radius=3.0, max_neighbors=12, grow_radius=True)
     (g,) = get_graphs([_far_pair()], builder, cache=GraphCache())

@@ -180,12 +180,13 @@ class GraphBuilder:
         # callers that validated once do not pay it per structure
         if getattr(self, "_validated_", None) != self._params():
             self.validate()
+        arrays = _structure_arrays(structure, where)
         # cheap guard for direct calls (check_structures has already run
         # for estimator input): a singular lattice divides by zero below
-        _check_lattice(structure,
+        _, frac, _, lattice, pbc = arrays
+        _check_lattice(lattice, frac, pbc,
                        lambda: f"{where} ({structure.composition.reduced_formula})")
-        return self._build(_structure_arrays(structure), where,
-                           lambda: structure.composition.reduced_formula,
+        return self._build(arrays, where, lambda: structure.composition.reduced_formula,
                            lambda atom: structure[atom].specie)
 
     def build_arrays(self, numbers, frac_coords, lattice, where="structure",
@@ -307,13 +308,21 @@ class GraphBuilder:
         return graph
 
 
-def _structure_arrays(structure):
-    """(atomic numbers, fractional, Cartesian coordinates, lattice, pbc), read once."""
-    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64)
+def _structure_arrays(structure, where="structure"):
+    """(atomic numbers, fractional, Cartesian coordinates, lattice, pbc), read
+    once; a ValueError naming ``where`` and the site for a disordered one."""
+    from .._validation import _site_species
+
+    species, bad = _site_species(structure)
+    if bad is not None:
+        raise ValueError(f"{where} is disordered: site {bad} has partial occupancy "
+                         f"{structure[bad].species}; graphs need ordered structures")
+    lattice_ = structure.lattice
+    lattice = np.ascontiguousarray(lattice_.matrix, dtype=np.float64)
     frac = np.ascontiguousarray(structure.frac_coords, dtype=np.float64)
     cart = np.ascontiguousarray(frac @ lattice)
-    pbc = np.ascontiguousarray(structure.lattice.pbc, dtype=np.int64)
-    numbers = np.asarray(structure.atomic_numbers, dtype=np.int64)
+    pbc = np.ascontiguousarray(lattice_.pbc, dtype=np.int64)
+    numbers = np.fromiter((sp.Z for sp in species), dtype=np.int64, count=len(species))
     return numbers, frac, cart, lattice, pbc
 
 

@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice_arrays,
+from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice,
                            _check_overlaps_arrays, check_structures, first_line)
 from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
                              _pymatgen_parse)
@@ -120,10 +120,7 @@ def _fast_build_args(text, supported, cif=True):
 
     # the checks of check_structures that can fail for an ordered, periodic
     # structure of real elements (what the fast reader returns)
-    try:
-        _check_lattice_arrays(matrix, frac, pbc, "")
-    except ValueError:
-        _check_lattice_arrays(matrix, frac, pbc, where())
+    _check_lattice(matrix, frac, pbc, where)
     numbers = np.fromiter((_atomic_number(s) for s in symbols), dtype=np.int64,
                           count=len(symbols))
     if supported is not None:
