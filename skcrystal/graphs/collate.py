@@ -63,11 +63,12 @@ def _to_wire(arrays):
     """The arguments of :func:`_from_wire` for ``arrays``: the same values in
     about a third of the bytes.
 
-    A batch of 256 small cells is about 1 MB as collated (int64 indices and
-    image offsets, two int64 crystal maps): more than a pipe holds, so a
-    worker sending it waited for the receiving process to read, which it
-    does only between its own work. Sent narrowed, every value arrives
-    unchanged (same values, int64 again).
+    The four batches of a chunk of 256 small cells are about 1 MB as
+    collated (int64 indices and image offsets, two int64 crystal maps):
+    sixteen times what a pipe holds, so a worker sending them waited until
+    the receiving process had read them all, which it does only between its
+    own work. Sent narrowed, every value arrives unchanged (the same values,
+    int64 again).
     """
     fields = dict(arrays.fields)
     rebuilt = tuple(name for name, counts in _REBUILT
