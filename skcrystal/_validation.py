@@ -463,6 +463,7 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
         if len(s) == 0:
             raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "
                              "(no sites)")
+
         def where(i=i, s=s):
             # the formula costs as much as the checks: made for an error only
             return _item(name, i, s, sources)

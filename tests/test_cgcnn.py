@@ -242,8 +242,6 @@ def test_bad_module_params():
         CGCNNRegressor(module__n_convs=3).initialize()
 
 
-
-
 def test_classifier_dropout_is_the_references(nacl):
     """txie-93/cgcnn: classification applies nn.Dropout() (p = 0.5) after the first
     hidden layer, before the output layer; regression has none."""

@@ -242,8 +242,6 @@ def test_default_model_is_rotation_invariant_spherical_is_not(perovskites):
     assert np.ptp(preds["spherical"]) > 1e-4
 
 
-
-
 def test_ablation_switches_choose_graph_extras_and_run(perovskites):
     from skcrystal.estimators.crystograph import CrysToGraphRegressor
     X, y = perovskites

@@ -10,7 +10,6 @@ SMALL = dict(module__hidden=16, module__n_conv=2, module__h_fea_len=32,
              max_neighbors=8, batch_size=32)
 
 
-
 @pytest.fixture(scope="module")
 def data():
     from skcrystal.datasets import load_perovskites

@@ -26,7 +26,6 @@ class CellDescriptors(TransformerMixin, BaseEstimator):
         return np.array(["vpa", "a"], dtype=object)
 
 
-
 def _noise_frame(X, k=3, seed=0):
     """A DataFrame of the structures and k standard-normal columns (no signal)."""
     rng = np.random.default_rng(seed)
@@ -405,4 +404,3 @@ def test_descriptor_dropout_is_reproducible_and_switchable(perov):
     assert np.abs(c - a).max() > 1e-4 * np.abs(a).max()
     with pytest.raises(ValueError, match="descriptor_dropout"):
         CGCNNRegressor(**{**kw, "max_epochs": 1}, descriptor_dropout=1.0).fit(X[:30], vol[:30])
-

@@ -150,7 +150,8 @@ def test_reference_defaults():
     d = torch.tensor([1.3])
     np.testing.assert_allclose(rbf(d)[0].numpy(), np.exp(-0.5 * (1.3 - rbf.centers.numpy()) ** 2),
                                rtol=1e-5)
-    sizes = lambda mlp: [(l.in_features, l.out_features) for l in mlp if isinstance(l, nn.Linear)]
+    sizes = lambda mlp: [(layer.in_features, layer.out_features) for layer in mlp
+                         if isinstance(layer, nn.Linear)]
     assert sizes(m.edge_encoder) == [(100, 64), (64, 32)]
     assert sizes(m.node_encoder) == [(16, 64), (64, 32)]
     assert sizes(m.state_encoder) == [(2, 64), (64, 32)]

@@ -8,7 +8,6 @@ from skcrystal.pretrain import (MaskedAtomPretrainer, choose_masked_atoms,
                                 expand_small_cells, pretrain_atom_embeddings)
 
 
-
 @pytest.fixture(scope="module")
 def perovskites():
     from skcrystal.datasets import load_perovskites

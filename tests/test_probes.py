@@ -16,7 +16,6 @@ TINY = dict(module__hidden=8, module__n_conv=1, module__h_fea_len=16,
             batch_size=16, max_epochs=2, random_state=0)
 
 
-
 @pytest.fixture(scope="module")
 def perov():
     X, y = load_perovskites(n=24)

@@ -747,6 +747,7 @@ def _merge_record(record, disk, task):
         results.setdefault(key, fold)
     record["tasks"][task.name]["results"] = _in_fold_order(results)
     # a run by its id; the copy with more folds is the newer
+
     def key(r):
         return r.get("id") or (r.get("started_at"), r.get("command"))
 

@@ -42,6 +42,7 @@ class SkippedRowsWarning(UserWarning):
         super().__init__(message)
         self.skipped = list(skipped)
 
+
 # pymatgen's defaults (CifParser site_tolerance / frac_tolerance; the
 # minimal lattice thickness below which it refuses a structure).
 _SITE_TOL = 1e-4

@@ -31,6 +31,7 @@ import numpy as np
 
 __all__ = ["CrystalGraph"]
 
+
 @dataclass
 class CrystalGraph:
     """Periodic multigraph of one crystal.

@@ -48,7 +48,6 @@ from .extras import GraphExtra
 __all__ = ["positional_encodings", "positional_extra", "adjacency_matrix"]
 
 
-
 def adjacency_matrix(graph):
     """Symmetrised edge-count adjacency of a graph, shape (n_atoms, n_atoms)."""
     n = graph.n_atoms
