@@ -377,9 +377,10 @@ def _check_overlaps_arrays(matrix, frac, pbc, where, specie):
         "atoms, e.g. a duplicated line in the structure file")
 
 
-def _site_species(s):
-    """(the species of each site, None) of an ordered structure, else (None,
-    the first disordered site).
+def _site_species(s, where):
+    """The species of each site of an ordered structure; a ValueError naming
+    ``where`` (a str, or a callable making it) and the first disordered site
+    otherwise.
 
     One pass over the sites: a site is ordered when its composition is one
     species at occupancy 1 (pymatgen's ``Site.is_ordered``);
@@ -390,9 +391,13 @@ def _site_species(s):
     for j, site in enumerate(s):
         comp = site.species
         if len(comp) != 1 or comp.num_atoms != 1:
-            return None, j
+            raise ValueError(
+                f"{where() if callable(where) else where} is disordered: "
+                f"site {j} has partial occupancy {comp}; graphs and "
+                "descriptors need ordered structures (order it first, e.g. with "
+                "pymatgen's OrderDisorderedStructureTransformation)")
         out.append(next(iter(comp)))
-    return out, None
+    return out
 
 
 def check_structures(X, name="X", supported_elements=None, sources=None):
@@ -474,13 +479,7 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
                 f"{where()} is a pymatgen {kind}: its vacuum gap and surface would be "
                 "read as one bulk crystal (density, symmetry, graph). To do that "
                 f"on purpose, pass Structure.from_sites({kind.lower()})")
-        species, bad = _site_species(s)
-        if bad is not None:
-            raise ValueError(
-                f"{where()} is disordered: "
-                f"site {bad} has partial occupancy {s[bad].species}; graphs and "
-                "descriptors need ordered structures (order it first, e.g. with "
-                "pymatgen's OrderDisorderedStructureTransformation)")
+        species = _site_species(s, where)
         j = next((j for j, sp in enumerate(species) if isinstance(sp, DummySpecies)), None)
         if j is not None:
             raise ValueError(

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_positive
+from .._validation import _site_species, check_positive
 from .graph import CrystalGraph
 from .symmetrize import MODES as SYMMETRIZE_MODES
 from .symmetrize import symmetrize_graph
@@ -311,12 +311,7 @@ class GraphBuilder:
 def _structure_arrays(structure, where="structure"):
     """(atomic numbers, fractional, Cartesian coordinates, lattice, pbc), read
     once; a ValueError naming ``where`` and the site for a disordered one."""
-    from .._validation import _site_species
-
-    species, bad = _site_species(structure)
-    if bad is not None:
-        raise ValueError(f"{where} is disordered: site {bad} has partial occupancy "
-                         f"{structure[bad].species}; graphs need ordered structures")
+    species = _site_species(structure, where)
     lattice_ = structure.lattice
     lattice = np.ascontiguousarray(lattice_.matrix, dtype=np.float64)
     frac = np.ascontiguousarray(structure.frac_coords, dtype=np.float64)
