@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 
 from skcrystal.graphs import (
     GraphBuilder, GraphCache, build_graph, collate_graphs, default_cache,
-    get_graphs)
+    get_graphs, structure_key)
 
 A_NACL = 5.64
 
@@ -165,6 +165,11 @@ def test_a_disordered_structure_is_named_not_a_pymatgen_attribute_error(nacl):
     disordered.replace(1, {"Cl": 0.5, "Br": 0.5})
     with pytest.raises(ValueError, match=r"structure 3 is disordered: site 1 has partial"):
         GraphBuilder(radius=3.0).validate().build(disordered, index=3)
+    # its cache key, and get_graphs (which reads each structure once for both)
+    with pytest.raises(ValueError, match=r"structure is disordered: site 1 has partial"):
+        structure_key(disordered)
+    with pytest.raises(ValueError, match=r"disordered: site 1 has partial"):
+        get_graphs([nacl, disordered], GraphBuilder(radius=3.0), cache=GraphCache())
 
 
 def test_grow_radius():
@@ -274,6 +279,39 @@ def _perturbed(n, seed=0):
     return [Structure(base.lattice, base.species,
                       base.cart_coords + rng.normal(scale=0.05, size=(2, 3)),
                       coords_are_cartesian=True) for _ in range(n)]
+
+
+@pytest.mark.parametrize("params", [
+    {}, dict(max_neighbors=4), dict(max_neighbors=None, radius=5.0),
+    dict(symmetrize="union"), dict(symmetrize="both", max_neighbors=6),
+    dict(neighbor_mode="reference"), dict(radius=4.0, max_neighbors=12, grow_radius=True)])
+def test_a_chunk_cut_in_one_pass_gives_each_structures_own_graph(params, monkeypatch):
+    """Graphs built for a list (the cut of many structures in one pass, in
+    sub-batches) equal build() of each structure alone, to the bit, whatever
+    their sizes, and whichever need their radius grown."""
+    from skcrystal.graphs import builder as B
+    from skcrystal.graphs.cache import _build_chunk
+
+    monkeypatch.setattr(B, "_BATCH", 3)
+    nacl = Structure(Lattice.cubic(A_NACL), ["Na"] * 4 + ["Cl"] * 4,
+                     [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+                      [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    tri = Structure(Lattice.from_parameters(3.1, 4.2, 5.3, 71, 83, 97),
+                    ["Si", "O", "O"], [[0, 0, 0], [.3, .2, .1], [.6, .7, .55]])
+    # 12 Å cell: 6 neighbours within 12 Å, so 4 Å must grow for max_neighbors=12
+    sparse = Structure(Lattice.cubic(12.0), ["Cu", "Au"], [[0, 0, 0], [.5, .5, .5]])
+    structures = _perturbed(4) + [nacl, tri, nacl.copy().make_supercell([1, 1, 2])]
+    if params.get("grow_radius"):
+        structures.insert(2, sparse)
+    builder = GraphBuilder(**params).validate()
+    items = list(enumerate(structures))
+    built = _build_chunk(items, builder)
+    assert len(built) == len(structures)
+    for s, g in zip(structures, built):
+        assert graphs_equal(g, builder.build(s)) and g.radius == builder.build(s).radius
+    # a worker's chunk, as arrays, gives the same
+    sent = _build_chunk([(i, B._structure_arrays(s)) for i, s in items], builder)
+    assert all(graphs_equal(g, h) for g, h in zip(sent, built))
 
 
 def test_worker_chunks_travel_as_arrays_and_build_the_same_graphs():
@@ -388,7 +426,8 @@ def test_reference_cut_of_a_batch_is_each_structures_sorted_cut(cells, monkeypat
         arrays_list, pairs_list, expected = [], [], []
         for s, radius in cases:
             arrays = B._structure_arrays(s)
-            pairs = B._neighbor_pairs(arrays, radius)
+            pairs = B._Pairs.search([arrays], radius)
+            pairs = (pairs.center, pairs.neighbor, pairs.images, pairs.dist)
             expected.append(_sorted_cut(arrays, pairs, k, radius))
             arrays_list.append(arrays)
             pairs_list.append(pairs)
@@ -400,8 +439,9 @@ def test_reference_cut_of_a_batch_is_each_structures_sorted_cut(cells, monkeypat
         # one radius per call: structures of equal radius batched together
         for radius in sorted({r for _, r in cases}):
             pick = [j for j, (_, r) in enumerate(cases) if r == radius]
-            graphs = B._reference_graphs([arrays_list[j] for j in pick],
-                                         [pairs_list[j] for j in pick], k, radius)
+            picked = [arrays_list[j] for j in pick]
+            pairs = B._Pairs.concat(picked, [pairs_list[j] for j in pick])
+            graphs = B._reference_graphs(picked, pairs, k, radius)
             for j, graph in zip(pick, graphs):
                 assert _rows(graph) == expected[j], (cases[j][0].formula, radius, k)
                 assert graph.n_edges == k * len(cases[j][0])

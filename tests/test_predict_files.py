@@ -404,7 +404,9 @@ def test_files_that_differ_only_in_cif_gz_keep_their_names_as_ids(cif_folder, tm
     got = pd.read_csv(out)
     assert sorted(got["id"]) == ["p00.cif", "p00.cif.gz", "p01"]
     by_id = dict(zip(got["id"], got["prediction"]))
-    assert by_id["p00.cif"] == by_id["p00.cif.gz"]
+    # the same graph at two rows of one batch: on some CPUs the BLAS rounds a
+    # row by its position (MKL on AMD EPYC: a few float32 ulps), so not to the bit
+    assert by_id["p00.cif"] == pytest.approx(by_id["p00.cif.gz"], rel=1e-5)
 
 
 def test_cli_predict_folder_matches_estimator_predict(cif_folder, tmp_path):
@@ -632,7 +634,9 @@ def test_models_with_graph_extras_predict_files_like_the_estimator(name, tmp_pat
         CifWriter(s).write_file(tmp_path / f"s{i:02d}.cif")
         paths.append(tmp_path / f"s{i:02d}.cif")
     _, read = load_structures(tmp_path)  # the structures as the files hold them
-    expected = np.asarray(est.predict(read))
+    # batch by batch as the files go (chunks of 8): some BLAS round a row by
+    # its position in the batch, so only the same batches can agree to the bit
+    expected = np.concatenate([np.asarray(est.predict(read[j:j + 8])) for j in (0, 8)])
     for n_jobs in (None, 2):
         got = np.concatenate([c.pred for c in predict_files(
             paths, est._builder(), predictor, est.module_.supported_elements, n_jobs,

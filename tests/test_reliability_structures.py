@@ -103,6 +103,46 @@ def test_poscar_with_duplicated_line_names_the_two_sites(tmp_path):
         check_structures([s], sources=[str(path)])
 
 
+def test_lattice_guard_of_a_chunk_agrees_with_the_guard_of_one():
+    """The graph builder's guard checks a chunk's lattices in a few numpy
+    calls: it passes exactly the structures the one-at-a-time check passes,
+    each threshold just met and just missed, in a chunk and alone."""
+    from skcrystal._validation import MAX_SPAN, _check_lattice_arrays, _lattices_pass
+    from skcrystal.graphs.builder import _structure_arrays
+
+    slab = Lattice(np.diag([5.0, 5.0, 0.3]), pbc=(True, True, False))
+    bad = _bad_cases()
+    # the overlap and species checks are not the lattice guard's
+    passing = {"own_image", "overlap", "overlap_image", "dummy"}
+    cases = [bad[name][0] for name in sorted(bad)] + [
+        _nacl(), _nacl(6.0),
+        Structure(Lattice.from_parameters(3.1, 4.2, 5.3, 71, 83, 97), ["Si", "O"],
+                  [[0, 0, 0], [.3, .2, .1]]),
+        Structure(Lattice.cubic(1.0), ["H"], [[0, 0, 0]]),  # 1 Å^3 per atom: passes
+        Structure(Lattice.cubic(0.99), ["H"], [[0, 0, 0]]),
+        Structure(Lattice.orthorhombic(MIN_INTERATOMIC_DISTANCE, 6, 6), ["H"], [[0, 0, 0]]),
+        Structure(Lattice.orthorhombic(0.49, 6, 6), ["H"], [[0, 0, 0]]),
+        Structure(slab, ["Na"], [[0, 0, 0]]),  # short, but not periodic along c
+        Structure(Lattice.cubic(MAX_SPAN - 1), ["Na"], [[0, 0, 0]]),
+        Structure(Lattice.cubic(5), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, -MAX_SPAN / 5]],
+                  to_unit_cell=False),
+    ]
+    with np.errstate(invalid="ignore"):  # NaN coordinates
+        arrays = [_structure_arrays(s) for s in cases]
+    expected = []
+    for a in arrays:
+        try:
+            _check_lattice_arrays(a[3], a[1], a[4], "")
+        except ValueError:
+            expected.append(False)
+        else:
+            expected.append(True)
+    assert expected == [name in passing for name in sorted(bad)] + [True] * 4 + [
+        False, True, False, True, True, False]
+    assert _lattices_pass(arrays).tolist() == expected
+    assert [bool(_lattices_pass([a])[0]) for a in arrays] == expected
+
+
 def test_thresholds_are_physical():
     # the densest ordinary solids pass; the minimum separation is below any bond
     diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])

@@ -1,10 +1,15 @@
 """Structure -> periodic crystal graph, vectorized.
 
-The builder asks pymatgen's Cython neighbour list
-(:meth:`~pymatgen.core.Structure.get_neighbor_list`) for every pair within
-the cut-off, then keeps the ``max_neighbors`` nearest of each atom with one
-``lexsort`` and a few index operations: there is no Python loop over atoms
-or edges.
+The builder asks pymatgen's Cython neighbour search
+(``find_points_in_spheres``, what
+:meth:`~pymatgen.core.Structure.get_neighbor_list` wraps) for every pair
+within the cut-off, then keeps the ``max_neighbors`` nearest of each atom
+with a sort and a few index operations: there is no Python loop over atoms
+or edges. Given many structures (:func:`~skcrystal.graphs.get_graphs`, the
+estimators' path), it searches each one and cuts the pairs of up to 64
+structures in one pass, because for small cells numpy's per-call overhead,
+not the arithmetic, was most of the cut; the graphs are those of
+:meth:`GraphBuilder.build` on each structure, to the bit.
 
 Ties
 ----
@@ -70,6 +75,11 @@ __all__ = ["GraphBuilder", "build_graph", "MAX_RADIUS"]
 
 #: Largest neighbour cut-off, asked for or grown to, Å.
 MAX_RADIUS = 30.0
+
+# structures cut in one pass by GraphBuilder._build_many: fewer leave numpy's
+# per-call overhead, more make the sorts and gathers leave the CPU's caches
+# (benchmarks/RESULTS.md, "Graph building")
+_BATCH = 64
 
 
 class GraphBuilder:
@@ -173,7 +183,10 @@ class GraphBuilder:
         from .._validation import _check_lattice
 
         where = "structure" if index is None else f"structure {index}"
-        if not hasattr(structure, "lattice") or not hasattr(structure, "frac_coords"):
+        # frac_coords looked up on the class: on a Structure it is a property
+        # that builds the array
+        if not hasattr(structure, "lattice") or not (
+                hasattr(type(structure), "frac_coords") or hasattr(structure, "frac_coords")):
             raise TypeError(f"{where} is a {type(structure).__name__}, not a pymatgen "
                             "Structure")
         # parameters set after construction (without validate()) are checked too;
@@ -238,35 +251,79 @@ class GraphBuilder:
         -------
         list of CrystalGraph or Exception
             Per item, its graph or the ``ValueError``/``TypeError`` it
-            raised. In the reference mode the cut and padding of all of
-            them run as one pass (:func:`_reference_graphs`).
+            raised. The cut of all of them runs as one pass
+            (:meth:`_build_many`).
         """
-        out = [None] * len(items)
-        if self.neighbor_mode != "reference":
-            for j, kw in enumerate(items):
+        arrays_list = [_input_arrays(kw["numbers"], kw["frac_coords"], kw["lattice"])
+                       for kw in items]
+        out = self._build_many(arrays_list, [kw.get("on_pairs") for kw in items])
+        for j, kw in enumerate(items):
+            if out[j] is None:  # grown, or the error naming it
                 try:
                     out[j] = self.build_arrays(**kw)
                 except (ValueError, TypeError) as exc:
                     out[j] = exc
+        return out
+
+    def _build_many(self, arrays_list, on_pairs=None):
+        """The graphs of several structures' arrays, the cut in one pass.
+
+        One neighbour search per structure, then the cut of all their pairs
+        at once: a small cell's cut is a few dozen numpy calls, whose
+        overhead, not the arithmetic, was most of its graph's time. The
+        graphs are those :meth:`_build` makes one at a time.
+
+        Parameters
+        ----------
+        arrays_list : list of tuple
+            :func:`_structure_arrays` of each structure (lattice checked).
+        on_pairs : list of callable or None, optional
+            Per structure, as for :meth:`build_arrays`.
+
+        Returns
+        -------
+        list of CrystalGraph, Exception or None
+            Per structure, its graph; the ``ValueError``/``TypeError`` its
+            ``on_pairs`` raised; or None where :meth:`_build` must run (an
+            atom with too few neighbours: an error, or a grown radius).
+        """
+        if len(arrays_list) > _BATCH:
+            return [g for j in range(0, len(arrays_list), _BATCH) for g in self._build_many(
+                arrays_list[j:j + _BATCH], None if on_pairs is None else on_pairs[j:j + _BATCH])]
+        out = [None] * len(arrays_list)
+        if not arrays_list:
             return out
         radius = float(self.radius)
-        done, arrays_list, pairs_list = [], [], []
-        for j, kw in enumerate(items):
-            try:
-                arrays = _input_arrays(kw["numbers"], kw["frac_coords"], kw["lattice"])
-                pairs = _neighbor_pairs(arrays, radius)
-                if kw.get("on_pairs") is not None:
-                    kw["on_pairs"](pairs[3], radius)
-            except (ValueError, TypeError) as exc:
-                out[j] = exc
-                continue
-            done.append(j)
-            arrays_list.append(arrays)
-            pairs_list.append(pairs)
-        if done:
-            graphs = _reference_graphs(arrays_list, pairs_list, int(self.max_neighbors), radius)
-            for j, graph in zip(done, graphs):
-                out[j] = graph
+        pairs = _Pairs.search(arrays_list, radius)
+        ok = pairs.sizes > 0
+        if on_pairs is not None:
+            for j, ((lo, hi), check) in enumerate(zip(pairs.pair_slices(), on_pairs)):
+                if check is None:
+                    continue
+                try:
+                    check(pairs.dist[lo:hi], radius)
+                except (ValueError, TypeError) as exc:
+                    out[j], ok[j] = exc, False
+        k = self.max_neighbors
+        if self.neighbor_mode != "reference" and ok.any():
+            need = 1 if (k is None or not self.grow_radius) else k
+            counts = np.bincount(pairs.global_center, minlength=int(pairs.sizes.sum()))
+            fewest = np.minimum.reduceat(counts, np.minimum(pairs.first_atom, len(counts) - 1))
+            ok &= fewest >= need
+        done = np.flatnonzero(ok)
+        if not len(done):
+            return out
+        if len(done) < len(arrays_list):
+            arrays_list = [arrays_list[j] for j in done]
+            pairs = pairs.take(done)
+        if self.neighbor_mode == "reference":
+            graphs = _reference_graphs(arrays_list, pairs, int(k), radius)
+        else:
+            graphs = _keep_ties_graphs(arrays_list, pairs, k, self.tie_tol, radius)
+            if self.symmetrize is not None:
+                graphs = [symmetrize_graph(g, mode=self.symmetrize) for g in graphs]
+        for j, graph in zip(done.tolist(), graphs):
+            out[j] = graph
         return out
 
     def _build(self, arrays, where, formula, specie, on_pairs=None):
@@ -275,14 +332,14 @@ class GraphBuilder:
         n_atoms = len(arrays[0])
         radius = float(self.radius)
         k = self.max_neighbors
-        pairs = _neighbor_pairs(arrays, radius)
+        pairs = _Pairs.search([arrays], radius)
         if on_pairs is not None:
-            on_pairs(pairs[3], radius)
+            on_pairs(pairs.dist, radius)
         if self.neighbor_mode == "reference":
-            return _reference_graph(arrays, pairs, int(k), radius)
+            return _reference_graphs([arrays], pairs, int(k), radius)[0]
         need = 1 if (k is None or not self.grow_radius) else k
         while True:
-            counts = np.bincount(pairs[0], minlength=n_atoms)
+            counts = np.bincount(pairs.center, minlength=n_atoms)
             if counts.min() >= need:
                 break
             if not self.grow_radius:
@@ -301,8 +358,8 @@ class GraphBuilder:
                     f"fewer than max_neighbors={need}: an isolated atom in "
                     "vacuum? Lower max_neighbors or check the structure")
             radius = min(radius * self._growth, MAX_RADIUS)
-            pairs = _neighbor_pairs(arrays, radius)
-        graph = _graph_from_pairs(arrays, pairs, counts, k, self.tie_tol, radius)
+            pairs = _Pairs.search([arrays], radius)
+        graph = _keep_ties_graphs([arrays], pairs, k, self.tie_tol, radius)[0]
         if self.symmetrize is not None:
             graph = symmetrize_graph(graph, mode=self.symmetrize)
         return graph
@@ -330,76 +387,209 @@ def _input_arrays(numbers, frac_coords, lattice):
             lattice, np.ones(3, dtype=np.int64))
 
 
-def _neighbor_pairs(arrays, radius, numerical_tol=1e-8):
-    """All (centre, neighbour, image, distance) pairs within ``radius``, self excluded.
-
-    Calls pymatgen's Cython ``find_points_in_spheres`` on the arrays directly
-    (what ``Structure.get_neighbor_list`` wraps, minus its per-call Python
-    overhead, which dominated for small cells).
-    """
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
-    _, _, cart, lattice, pbc = arrays
-    center, neighbor, images, dist = find_points_in_spheres(
-        cart, cart, r=radius, pbc=pbc, lattice=lattice, tol=numerical_tol)
-    # the zero-distance pair of each atom with itself (periodic images of
-    # itself are kept)
-    sel = np.flatnonzero((center != neighbor) | (dist > numerical_tol))
-    return (center[sel].astype(np.int64), neighbor[sel].astype(np.int64),
-            images[sel], dist[sel])
-
-
 def _starts(counts):
-    """Index of each atom's first pair in centre-sorted pairs."""
+    """Index of each group's first item, given the group sizes."""
     starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     return starts
 
 
-def _graph_from_pairs(arrays, pairs, counts, k, tie_tol, radius):
-    center, neighbor, images, dist = pairs
-    # one argsort of a centre-major, distance-minor key (cheaper than lexsort)
-    order = np.argsort(center * (2.0 * radius + 1.0) + dist, kind="stable")
-    if k is not None and len(center):
-        sorted_dist = dist[order]
-        # distance of each atom's k-th nearest neighbour (or its farthest)
-        kth = sorted_dist[_starts(counts) + np.minimum(counts, k) - 1]
-        order = order[sorted_dist <= kth[center[order]] + tie_tol]
-    images = np.round(images[order]).astype(np.int64)
-    return _graph(arrays, center[order], neighbor[order], dist[order], images, radius)
+class _Pairs:
+    """The neighbour pairs of several structures, concatenated.
+
+    Attributes
+    ----------
+    sizes : array of int, shape (n_structures,)
+        Atoms of each structure.
+    first_atom : array of int, shape (n_structures,)
+        Offset of each structure's atoms in the concatenated atoms.
+    center, neighbor : array of int, shape (n_pairs,)
+        Atom indices within the pair's own structure.
+    images : array of float, shape (n_pairs, 3)
+        Lattice translation of the neighbour (whole numbers).
+    dist : array of float, shape (n_pairs,)
+        Distance, Å.
+    owner : array of int, shape (n_pairs,)
+        The pair's structure.
+    """
+
+    __slots__ = ("sizes", "center", "neighbor", "images", "dist", "owner")
+
+    def __init__(self, sizes, center, neighbor, images, dist, owner):
+        self.sizes = sizes
+        self.center, self.neighbor, self.images, self.dist = center, neighbor, images, dist
+        self.owner = owner
+
+    @property
+    def first_atom(self):
+        return _starts(self.sizes)
+
+    @classmethod
+    def concat(cls, arrays_list, found, numerical_tol=1e-8):
+        """The pairs of ``found[j] = (center, neighbor, images, dist)``, the
+        search's output for ``arrays_list[j]``, without the zero-distance
+        pair of each atom with itself (its periodic images are kept)."""
+        sizes = np.array([len(a[0]) for a in arrays_list], dtype=np.int64)
+        if len(found) == 1:
+            center, neighbor, images, dist = found[0]
+            owner = None
+        else:
+            center, neighbor, images, dist = (np.concatenate(p) for p in zip(*found))
+            owner = np.repeat(np.arange(len(found), dtype=np.int64),
+                              [len(f[0]) for f in found])
+        keep = np.flatnonzero((center != neighbor) | (dist > numerical_tol))
+        owner = np.zeros(len(keep), dtype=np.int64) if owner is None else owner[keep]
+        return cls(sizes, center[keep].astype(np.int64, copy=False),
+                   neighbor[keep].astype(np.int64, copy=False), images[keep], dist[keep], owner)
+
+    @classmethod
+    def search(cls, arrays_list, radius, numerical_tol=1e-8):
+        """All pairs within ``radius`` Å of each structure of ``arrays_list``
+        (see :func:`_structure_arrays`), self excluded.
+
+        Calls pymatgen's Cython ``find_points_in_spheres`` on the arrays
+        directly (what ``Structure.get_neighbor_list`` wraps, minus its
+        per-call Python overhead, which dominated for small cells).
+        """
+        from pymatgen.optimization.neighbors import find_points_in_spheres
+
+        found = [find_points_in_spheres(a[2], a[2], r=radius, pbc=a[4], lattice=a[3],
+                                        tol=numerical_tol) for a in arrays_list]
+        return cls.concat(arrays_list, found, numerical_tol)
+
+    @property
+    def global_center(self):
+        """Centre indices in the concatenated atoms."""
+        return self.center + self.first_atom[self.owner] if len(self.sizes) > 1 \
+            else self.center
+
+    def pair_slices(self):
+        """(start, stop) of each structure's pairs (they are grouped by structure)."""
+        stops = np.cumsum(np.bincount(self.owner, minlength=len(self.sizes))).tolist()
+        return zip([0] + stops[:-1], stops)
+
+    def grouped(self):
+        """These pairs grouped by (global) centre, each centre's in their order."""
+        center = self.global_center
+        if len(center) < 2 or (center[1:] >= center[:-1]).all():
+            return self  # as the search lists them
+        order = np.argsort(center, kind="stable")
+        return _Pairs(self.sizes, self.center[order], self.neighbor[order],
+                      self.images[order], self.dist[order], self.owner[order])
+
+    def take(self, structures):
+        """The pairs of the structures at positions ``structures`` (ascending)."""
+        new = np.full(len(self.sizes), -1, dtype=np.int64)
+        new[structures] = np.arange(len(structures))
+        keep = np.flatnonzero(new[self.owner] >= 0)
+        return _Pairs(self.sizes[structures], self.center[keep], self.neighbor[keep],
+                      self.images[keep], self.dist[keep], new[self.owner[keep]])
 
 
-def _reference_graph(arrays, pairs, k, radius):
-    """Exactly ``k`` neighbours per atom in the reference CGCNN order, padded
-    (:func:`_reference_graphs` of one structure)."""
-    return _reference_graphs([arrays], [pairs], k, radius)[0]
+def _graphs_of_edges(arrays_list, pairs, order, radius):
+    """One CrystalGraph per structure from the pairs at ``order`` (grouped by
+    structure, each structure's edges in graph order)."""
+    center, neighbor = pairs.center[order], pairs.neighbor[order]
+    dist = pairs.dist[order]
+    images = np.round(pairs.images[order]).astype(np.int64)
+    stops = [len(order)] if len(arrays_list) == 1 else \
+        np.cumsum(np.bincount(pairs.owner[order], minlength=len(arrays_list))).tolist()
+    graphs, lo = [], 0
+    for arrays, hi in zip(arrays_list, stops):
+        graphs.append(_graph(arrays, center[lo:hi], neighbor[lo:hi], dist[lo:hi],
+                             images[lo:hi], radius))
+        lo = hi
+    return graphs
 
 
-# table cells (atoms x the most pairs of any atom) of one pass of
-# _reference_graphs; a larger batch is cut in halves (8 bytes a cell)
+def _keep_ties_graphs(arrays_list, pairs, k, tie_tol, radius):
+    """The graphs of the ``k`` nearest neighbours of each atom plus those tied
+    with the ``k``-th, for all the structures of a batch in one pass.
+
+    Each atom's edges are in order of ``own centre index * (2 radius + 1) +
+    distance``, ties in search order: the order of the graphs built before
+    the cut was batched (the key's rounding merges distances a few 1e-15 Å
+    apart; keeping it keeps those graphs, and their caches, bit for bit),
+    and the same whatever batch a structure is cut in. Every atom must have
+    a pair.
+    """
+    if len(arrays_list) == 1:
+        # one structure: one argsort of all its pairs is fewer numpy calls
+        # than the partition below (the k-th in key order is the k-th
+        # nearest, to the key's rounding)
+        order = np.argsort(pairs.center * (2.0 * radius + 1.0) + pairs.dist, kind="stable")
+        if k is not None and len(order):
+            counts = np.bincount(pairs.center, minlength=int(pairs.sizes[0]))
+            sorted_dist = pairs.dist[order]
+            kth = sorted_dist[_starts(counts) + np.minimum(counts, k) - 1]
+            order = order[sorted_dist <= kth[pairs.center[order]] + tie_tol]
+        return _graphs_of_edges(arrays_list, pairs, order, radius)
+    # many: sort only the pairs up to each atom's tied shell
+    pairs = pairs.grouped()
+    center, dist = pairs.global_center, pairs.dist
+    if k is None:
+        cand = np.arange(len(dist))
+    else:
+        counts = np.bincount(center, minlength=int(pairs.sizes.sum()))
+        cand = np.flatnonzero(dist <= _kth_smallest(center, dist, counts, k)[center] + tie_tol)
+    key = pairs.center[cand] * (2.0 * radius + 1.0) + dist[cand]
+    return _graphs_of_edges(arrays_list, pairs, cand[np.lexsort((key, center[cand]))], radius)
+
+
+# table cells (atoms x the most pairs of any atom) of one partition in
+# _kth_smallest; more atoms are done in blocks (8 bytes a cell)
 _TABLE_CELLS = 2 ** 22
 
 
-def _reference_graphs(arrays_list, pairs_list, k, radius):
+def _kth_smallest(center, dist, counts, k):
+    """Each atom's ``k``-th smallest pair distance, Å (inf where it has at most
+    ``k`` pairs, so that all of them are kept).
+
+    Parameters
+    ----------
+    center : array of int, shape (n_pairs,)
+        Pair centres, grouped (non-decreasing).
+    dist : array of float, shape (n_pairs,)
+    counts : array of int, shape (n_atoms,)
+        Pairs of each atom.
+    k : int
+    """
+    n = len(counts)
+    kth = np.full(n, np.inf)
+    width = int(counts.max(initial=0))
+    if width <= k:
+        return kth
+    starts = _starts(counts)
+    rank = np.arange(len(center)) - starts[center]
+    step = max(1, _TABLE_CELLS // width)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        p0, p1 = int(starts[lo]), (int(starts[hi]) if hi < n else len(center))
+        table = np.full((hi - lo, width), np.inf)
+        table[center[p0:p1] - lo, rank[p0:p1]] = dist[p0:p1]
+        kth[lo:hi] = np.partition(table, k - 1, axis=1)[:, k - 1]
+    return kth
+
+
+def _reference_graphs(arrays_list, pairs, k, radius):
     """The reference graphs of several structures, the cut in one pass.
 
     The reference sorts each atom's neighbour list (in the order of
-    pymatgen's neighbour search, which ``_neighbor_pairs`` returns
-    unchanged) with Python's stable ``sorted`` by distance and keeps the
-    first ``k``, compared on exact distances. Here each atom's ``k``-th
-    smallest distance is found by a partition, and only the pairs up to it
-    are sorted (a stable lexsort on centre and distance): the same ``k``
-    pairs in the same order, for all the structures of a batch at once,
-    because numpy's per-call overhead, not the arithmetic, was most of a
-    small cell's cut. Atoms with fewer than ``k`` pairs are padded with
-    edges to atom 0 at ``radius + 1`` Å.
+    pymatgen's neighbour search, which :class:`_Pairs` keeps) with Python's
+    stable ``sorted`` by distance and keeps the first ``k``, compared on
+    exact distances. Here each atom's ``k``-th smallest distance is found by
+    a partition, and only the pairs up to it are sorted (a stable lexsort on
+    centre and distance): the same ``k`` pairs in the same order, for all
+    the structures of a batch at once, because numpy's per-call overhead,
+    not the arithmetic, was most of a small cell's cut. Atoms with fewer
+    than ``k`` pairs are padded with edges to atom 0 at ``radius + 1`` Å.
 
     Parameters
     ----------
     arrays_list : list of tuple
         :func:`_structure_arrays` of each structure.
-    pairs_list : list of tuple
-        :func:`_neighbor_pairs` of each, within ``radius``.
+    pairs : _Pairs
+        Their pairs within ``radius``.
     k : int
     radius : float
 
@@ -407,30 +597,12 @@ def _reference_graphs(arrays_list, pairs_list, k, radius):
     -------
     list of CrystalGraph
     """
-    sizes = np.array([len(a[0]) for a in arrays_list], dtype=np.int64)
+    pairs = pairs.grouped()
+    sizes, first_atom = pairs.sizes, pairs.first_atom
     n = int(sizes.sum())
-    n_pairs = np.array([len(p[0]) for p in pairs_list], dtype=np.int64)
-    first_atom = _starts(sizes)
-    center = np.concatenate([p[0] for p in pairs_list]) + np.repeat(first_atom, n_pairs)
+    center, dist = pairs.global_center, pairs.dist
     counts = np.bincount(center, minlength=n)
-    width = max(int(counts.max(initial=0)), k)
-    if n * width > _TABLE_CELLS and len(arrays_list) > 1:
-        half = len(arrays_list) // 2
-        return (_reference_graphs(arrays_list[:half], pairs_list[:half], k, radius)
-                + _reference_graphs(arrays_list[half:], pairs_list[half:], k, radius))
-    dist = np.concatenate([p[3] for p in pairs_list])
-    starts = _starts(counts)
-    # each atom's pairs in search order: the search lists them atom by atom
-    if len(center) > 1 and not (center[1:] >= center[:-1]).all():
-        by_center = np.argsort(center, kind="stable")
-        rank = np.empty_like(center)
-        rank[by_center] = np.arange(len(center)) - starts[center[by_center]]
-    else:
-        rank = np.arange(len(center)) - starts[center]
-    table = np.full((n, width), np.inf)
-    table[center, rank] = dist
-    kth = np.partition(table, k - 1, axis=1)[:, k - 1]  # inf with fewer than k
-    cand = np.flatnonzero(dist <= kth[center])
+    cand = np.flatnonzero(dist <= _kth_smallest(center, dist, counts, k)[center])
     cand = cand[np.lexsort((dist[cand], center[cand]))]
     rank = np.arange(len(cand)) - _starts(np.bincount(center[cand], minlength=n))[center[cand]]
     cand, rank = cand[rank < k], rank[rank < k]
@@ -438,9 +610,9 @@ def _reference_graphs(arrays_list, pairs_list, k, radius):
     # slot reads the extra last row: atom 0, radius + 1 Å, image (0, 0, 0)
     slot = np.full(n * k, len(dist), dtype=np.int64)
     slot[center[cand] * k + rank] = cand
-    neighbor = np.concatenate([p[1] for p in pairs_list] + [np.zeros(1, np.int64)])[slot]
+    neighbor = np.append(pairs.neighbor, 0)[slot]
     dist = np.append(dist, radius + 1.0)[slot]
-    images = np.concatenate([p[2] for p in pairs_list] + [np.zeros((1, 3))])[slot]
+    images = np.concatenate([pairs.images, np.zeros((1, 3))])[slot]
     images = np.round(images).astype(np.int64)
     local = np.repeat(np.arange(n, dtype=np.int64) - np.repeat(first_atom, sizes), k)
     graphs = []

@@ -56,7 +56,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .._parallel import imap_chunks_shared, shared_processes
-from .._validation import _check_lattice_arrays, check_n_jobs, structure_key
+from .._validation import (_arrays_key, _check_lattice_arrays, _lattices_pass, check_n_jobs,
+                           structure_key)
 from .builder import _structure_arrays, check_builder
 from .graph import CrystalGraph
 
@@ -541,13 +542,16 @@ class _StructureChunk:
     and what this process builds itself is never converted.
     """
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "read")
 
-    def __init__(self, items):
+    def __init__(self, items, read=None):
         self.items = items
+        self.read = read
 
     def __reduce__(self):
-        return _StructureChunk, ([(i, _arrays_or_structure(s)) for i, s in self.items],)
+        read = self.read or [None] * len(self.items)
+        return _StructureChunk, ([(i, _arrays_or_structure(s) if a is None else a)
+                                  for (i, s), a in zip(self.items, read)],)
 
 
 def _arrays_or_structure(s):
@@ -559,24 +563,52 @@ def _arrays_or_structure(s):
         return s
 
 
-def _build_chunk(chunk, builder):
+def _build_chunk(chunk, builder, read=None):
     """Graphs of ``(index, Structure)`` pairs (a list or a :class:`_StructureChunk`).
 
-    A structure that arrives as arrays (in a worker) and whose graph fails
-    gives None: the caller then builds it from the ``Structure``, whose
-    error names it as :meth:`GraphBuilder.build` does.
+    The chunk's graphs are cut in one pass (:meth:`GraphBuilder._build_many`).
+    ``read`` (or the chunk's own) holds each structure's arrays where the
+    caller has already read them (:func:`~skcrystal.graphs.builder._structure_arrays`),
+    else None. A structure that arrives as arrays (in a worker) and whose
+    graph fails gives None: the caller then builds it from the
+    ``Structure``, whose error names it as :meth:`GraphBuilder.build` does.
     """
-    out = []
-    for i, s in getattr(chunk, "items", chunk):
-        if not isinstance(s, tuple):
-            out.append(builder.build(s, index=i))
-            continue
+    items = getattr(chunk, "items", chunk)
+    read = getattr(chunk, "read", None) if read is None else read
+    arrays_list, where = [], []
+    for j, (_, s) in enumerate(items):
         try:
-            # build()'s own guard, on the same arrays
-            _check_lattice_arrays(s[3], s[1], s[4], "")
-            out.append(builder._build(s, "", str, str))
+            arrays_list.append(s if isinstance(s, tuple) else
+                               read[j] if read is not None and read[j] is not None else
+                               _structure_arrays(s))
+        except Exception:  # noqa: BLE001 - build() below names what is wrong
+            continue
+        where.append(j)
+    # build()'s own guard, on the same arrays, for the whole chunk at once
+    passed = _lattices_pass(arrays_list)
+    for j in np.flatnonzero(~passed).tolist():
+        try:
+            _check_lattice_arrays(arrays_list[j][3], arrays_list[j][1], arrays_list[j][4], "")
         except ValueError:
-            out.append(None)
+            continue
+        passed[j] = True
+    arrays_list = [a for a, p in zip(arrays_list, passed.tolist()) if p]
+    where = [j for j, p in zip(where, passed.tolist()) if p]
+    out = [None] * len(items)
+    for j, graph in zip(where, builder._build_many(arrays_list)):
+        out[j] = graph
+    guarded = set(where)
+    for j, (i, s) in enumerate(items):
+        if out[j] is not None:
+            continue
+        if not isinstance(s, tuple):
+            # in input order: the first failing structure is the one named
+            out[j] = builder.build(s, index=i)
+        elif j in guarded:
+            try:  # a grown radius, or the error the caller then names
+                out[j] = builder._build(s, "", str, str)
+            except ValueError:
+                pass
     return out
 
 
@@ -611,7 +643,17 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     check_builder(builder)
     check_n_jobs(n_jobs)
     pkey = builder.key()
-    keys = [(structure_key(s), pkey) for s in structures]
+    # each structure read once, for its key and, if it must be built, its graph
+    read, keys = [], []
+    for s in structures:
+        try:
+            arrays = _structure_arrays(s)
+        except Exception:  # noqa: BLE001 - structure_key names what is wrong
+            arrays = None
+        read.append(arrays)
+        keys.append((structure_key(s) if arrays is None else
+                     _arrays_key(len(arrays[0]), arrays[3], arrays[4], arrays[0], arrays[1]),
+                     pkey))
     graphs = [cache.get(k) for k in keys]
     missing = [i for i, g in enumerate(graphs) if g is None]
     with cache._lock:
@@ -649,6 +691,7 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     todo = list(first.values())
     label = (lambda i: i) if indices is None else (lambda i: indices[i])
     items = [(label(i), structures[i]) for i in todo]
+    read = [read[i] for i in todo]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -658,18 +701,19 @@ def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,
     try:
         if n_processes == 1 or len(items) < 64:
             if bar is None:
-                built = _build_chunk(items, builder)
+                built = _build_chunk(items, builder, read)
             else:
                 built = []
                 for j in range(0, len(items), 16):
-                    built += _build_chunk(items[j:j + 16], builder)
+                    built += _build_chunk(items[j:j + 16], builder, read[j:j + 16])
                     bar.update(len(items[j:j + 16]))
         else:
             # this process builds its share beside n_jobs - 1 workers: what
             # it builds needs no pickling, and it would otherwise only wait
             # on its workers (see benchmarks/bench_graph_jobs.py)
             size = min(max(len(items) // (8 * n_processes), 16), 256)
-            chunks = [_StructureChunk(items[j:j + size]) for j in range(0, len(items), size)]
+            chunks = [_StructureChunk(items[j:j + size], read[j:j + size])
+                      for j in range(0, len(items), size)]
             built = []
             for result in imap_chunks_shared(_build_chunk, chunks, n_jobs, builder=builder):
                 built += result
