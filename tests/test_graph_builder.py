@@ -329,6 +329,10 @@ def test_worker_chunks_travel_as_arrays_and_build_the_same_graphs():
     assert all(isinstance(s, tuple) for _, s in sent.items)
     built = _build_chunk(sent, builder)
     assert built[3] is None  # the caller rebuilds it from the Structure, which names it
+    # the graphs go back as one array per field, and arrive equal
+    back = pickle.loads(pickle.dumps(built))
+    assert back[3] is None and all(
+        graphs_equal(g, h) for g, h in zip(back, built) if g is not None)
     for (i, s), g in zip(items, built):
         if g is not None:
             assert graphs_equal(g, builder.build(s, index=i))

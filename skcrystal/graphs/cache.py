@@ -59,6 +59,7 @@ from .._parallel import imap_chunks_shared, shared_processes
 from .._validation import (_arrays_key, _check_lattice_arrays, _lattices_pass, check_n_jobs,
                            structure_key)
 from .builder import _structure_arrays, check_builder
+from .collate import pack_records, unpack_records
 from .graph import CrystalGraph
 
 __all__ = ["structure_key", "GraphCache", "get_graphs", "attach_extras", "clear_cache",
@@ -536,10 +537,11 @@ _entry_key = entry_key
 class _StructureChunk:
     """(index, Structure) pairs whose graphs a worker builds.
 
-    Pickled (to go to a worker) as each structure's arrays rather than the
+    Pickled (to go to a worker) as the structures' arrays rather than the
     ``Structure``: pickling and unpickling a ``Structure`` costs more than
     building its graph from the arrays (figures in ``benchmarks/RESULTS.md``),
-    and what this process builds itself is never converted.
+    and what this process builds itself is never converted. The arrays of
+    the whole chunk go as one array per field (:func:`pack_records`).
     """
 
     __slots__ = ("items", "read")
@@ -550,8 +552,18 @@ class _StructureChunk:
 
     def __reduce__(self):
         read = self.read or [None] * len(self.items)
-        return _StructureChunk, ([(i, _arrays_or_structure(s) if a is None else a)
-                                  for (i, s), a in zip(self.items, read)],)
+        sent = [_arrays_or_structure(s) if a is None else a
+                for (_, s), a in zip(self.items, read)]
+        # a structure whose arrays could not be read goes whole
+        whole = {j: s for j, s in enumerate(sent) if not isinstance(s, tuple)}
+        packed = pack_records([None if j in whole else s for j, s in enumerate(sent)])
+        return _unpacked_chunk, ([i for i, _ in self.items], packed, whole)
+
+
+def _unpacked_chunk(indices, packed, whole):
+    arrays = unpack_records(*packed)
+    return _StructureChunk([(i, whole[j] if j in whole else a)
+                            for j, (i, a) in enumerate(zip(indices, arrays))])
 
 
 def _arrays_or_structure(s):
@@ -561,6 +573,24 @@ def _arrays_or_structure(s):
         return _structure_arrays(s)
     except Exception:  # noqa: BLE001 - pickled whole: build() names what is wrong
         return s
+
+
+class _BuiltGraphs(list):
+    """The graphs a worker built for a chunk (None where one failed), sent
+    back as one array per field (:func:`pack_records`): one by one, their
+    unpickling cost this process ~70 µs a graph, about what building it does."""
+
+    def __reduce__(self):
+        records = [None if g is None else
+                   (g.atomic_numbers, g.positions, g.lattice, g.center, g.neighbor,
+                    g.distances, g.offsets, g.vectors) for g in self]
+        return _unpacked_graphs, (pack_records(records),
+                                  [None if g is None else g.radius for g in self])
+
+
+def _unpacked_graphs(packed, radii):
+    return [None if r is None else CrystalGraph(*r, radius=radius)
+            for r, radius in zip(unpack_records(*packed), radii)]
 
 
 def _build_chunk(chunk, builder, read=None):
@@ -609,7 +639,7 @@ def _build_chunk(chunk, builder, read=None):
                 out[j] = builder._build(s, "", str, str)
             except ValueError:
                 pass
-    return out
+    return _BuiltGraphs(out)
 
 
 def get_graphs(structures, builder, n_jobs=None, cache_dir=None, cache=None,

@@ -31,7 +31,8 @@ import warnings
 import numpy as np
 
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice,
-                           _check_overlaps_arrays, check_structures, first_line)
+                           _check_overlaps_arrays, _lattices_pass, check_structures,
+                           first_line)
 from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
                              _pymatgen_parse)
 from ..datasets._io import _fast_poscar_arrays, _parse_poscar
@@ -42,6 +43,8 @@ __all__ = ["read_file_graphs", "file_chunk_graphs", "collate_file_chunk", "file_
            "start_file_chunks", "prepare_worker"]
 
 _X0 = re.compile(r"^X\[0\]\s*")
+# what the fast readers return is periodic in all three directions
+_PERIODIC = np.ones(3, dtype=np.int64)
 _NUMBERS = {}
 
 
@@ -104,23 +107,30 @@ def _cif_arrays(text):
     return symbols, matrix, frac
 
 
-def _fast_build_args(text, supported, cif=True):
-    """The :meth:`GraphBuilder.build_arrays` arguments of a CifWriter-layout
-    CIF or a plain POSCAR, read without a Structure (the graphs of a chunk
-    are then built together); None when the fast reader declines the file
-    (the caller then uses pymatgen)."""
+def _fast_arrays(text, cif=True):
+    """(symbols, lattice rows in Å, fractional coordinates) of a
+    CifWriter-layout CIF or a plain POSCAR, read without a Structure; None
+    when the fast reader declines the file (the caller then uses pymatgen)."""
     try:
-        symbols, matrix, frac = (_cif_arrays if cif else _fast_poscar_arrays)(text)
+        return (_cif_arrays if cif else _fast_poscar_arrays)(text)
     except Exception:  # _NotSimple, malformed numbers...: pymatgen judges
         return None
-    pbc = (True, True, True)
+
+
+def _fast_build_args(symbols, matrix, frac, supported, lattice_passed=False):
+    """The :meth:`GraphBuilder.build_arrays` arguments of what
+    :func:`_fast_arrays` read, after the checks of ``check_structures`` that
+    can fail for it; ``lattice_passed``: the lattice checks have passed
+    (:func:`~skcrystal._validation._lattices_pass` on a whole chunk)."""
+    pbc = _PERIODIC
 
     def where():
         return f"({_formula(symbols)})"
 
     # the checks of check_structures that can fail for an ordered, periodic
     # structure of real elements (what the fast reader returns)
-    _check_lattice(matrix, frac, pbc, where)
+    if not lattice_passed:
+        _check_lattice(matrix, frac, pbc, where)
     numbers = np.fromiter((_atomic_number(s) for s in symbols), dtype=np.int64,
                           count=len(symbols))
     if supported is not None:
@@ -200,18 +210,28 @@ def read_file_graphs(paths, builder_params, supported=None):
                     raise FileError(path, "is empty", parse=True) from None
                 except ValueError as exc:  # a CSV cell of another column
                     raise FileError(path, str(exc), parse=True) from None
-                args = _fast_build_args(text, supported, cif)
-                if args is None:
+                read = _fast_arrays(text, cif)
+                if read is None:
                     out.append((_slow_graph(path, text, builder, supported, cif), None))
                 else:
-                    fast.append((len(out), path, args))
+                    fast.append((len(out), path, read))
                     out.append(None)
             except FileError as exc:
                 out.append((None, exc))
             except (ValueError, TypeError) as exc:
                 out.append((None, _file_error(path, exc)))
-        built = builder._build_arrays_many([args for *_, args in fast])
-    for (j, path, _), graph in zip(fast, built):
+        # the lattice checks of the whole chunk at once; a file they fail is
+        # checked again alone, for the error naming what is wrong
+        passed = _lattices_pass([(None, frac, frac @ matrix, matrix, _PERIODIC)
+                                 for *_, (_, matrix, frac) in fast]).tolist()
+        checked = []
+        for (j, path, read), ok in zip(fast, passed):
+            try:
+                checked.append((j, path, _fast_build_args(*read, supported, ok)))
+            except (ValueError, TypeError) as exc:
+                out[j] = (None, _file_error(path, exc))
+        built = builder._build_arrays_many([args for *_, args in checked])
+    for (j, path, _), graph in zip(checked, built):
         out[j] = (None, _file_error(path, graph)) if isinstance(graph, Exception) \
             else (graph, None)
     return out
