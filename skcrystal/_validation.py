@@ -484,7 +484,7 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
         two sites closer than :data:`MIN_INTERATOMIC_DISTANCE` Å. The
         message names the item: ``X[i] (formula, file ...)``.
     """
-    from pymatgen.core import DummySpecies, IStructure, Structure
+    from pymatgen.core import Structure
 
     items = as_structure_list(X, name)
     if len(items) == 0:
@@ -494,61 +494,158 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
         if len(sources) != len(items):
             raise ValueError(f"sources has {len(sources)} entries but {name} has "
                              f"{len(items)} structures")
+    # the checks of all structures at once, in a few numpy calls; the ones
+    # it cannot clear are checked one by one, in order, so the first error is
+    # the one the loop below would raise alone (with its message)
+    for i in np.flatnonzero(~_quick_pass(items, supported_elements)).tolist():
+        _check_one(items, i, name, supported_elements, sources)
     for i, s in enumerate(items):
-        if not isinstance(s, IStructure):
-            hint = ""
-            if isinstance(s, str):
-                hint = (" (a string: parse CIFs first, e.g. with "
-                        "skcrystal.datasets.structures_from_cif)")
-            elif any(c.__name__ == "Atoms" and c.__module__.split(".")[0] == "ase"
-                     for c in type(s).__mro__):
-                hint = (" (an ASE Atoms: convert it with pymatgen's "
-                        "AseAtomsAdaptor.get_structure(atoms), from pymatgen.io.ase)")
-            elif type(s).__name__ in ("Molecule", "IMolecule"):
-                hint = (" (a Molecule has no lattice; these models take periodic crystals: "
-                        "put it in a box with Molecule.get_boxed_structure)")
-            src = "" if sources is None else f" (file {str(sources[i])!r})"
-            kind = type(s).__name__
-            article = "an" if kind[:1].upper() in "AEIOU" else "a"
-            raise TypeError(
-                f"{name}[{i}]{src} is {article} {kind}, not a pymatgen "
-                f"Structure{hint}: {_describe(s)}")
-        if len(s) == 0:
-            raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "
-                             "(no sites)")
-
-        def where(i=i, s=s):
-            # the formula costs as much as the checks: made for an error only
-            return _item(name, i, s, sources)
-
-        kind = type(s).__name__
-        if any(c.__name__ in _SURFACE_CLASSES for c in type(s).__mro__):
-            raise ValueError(
-                f"{where()} is a pymatgen {kind}: its vacuum gap and surface would be "
-                "read as one bulk crystal (density, symmetry, graph). To do that "
-                f"on purpose, pass Structure.from_sites({kind.lower()})")
-        species = _site_species(s, where)
-        j = next((j for j, sp in enumerate(species) if isinstance(sp, DummySpecies)), None)
-        if j is not None:
-            raise ValueError(
-                f"{where()} has a dummy species {species[j]} (site {j}), which is "
-                "not an element; replace it with a real element or remove it")
-        # read once for both checks (frac_coords walks the sites each time)
-        lattice = s.lattice
-        matrix, frac, pbc = lattice.matrix, s.frac_coords, lattice.pbc
-        _check_lattice(matrix, frac, pbc, where)
-        if supported_elements is not None:
-            zs = {sp.Z for sp in species}
-            missing = zs.difference(supported_elements)
-            if missing:
-                from pymatgen.core import Element
-                names = ", ".join(Element.from_Z(z).symbol for z in sorted(missing))
-                raise ValueError(
-                    f"{where()} contains element(s) with no atom features: {names}")
-        _check_overlaps_arrays(matrix, frac, pbc, where, species.__getitem__)
         if not isinstance(s, Structure):
             items[i] = Structure.from_sites(s, properties=s.properties)
     return items
+
+
+def _quick_pass(items, supported_elements=None):
+    """Per structure, True where every check of :func:`check_structures`
+    surely passes, for all the structures at once.
+
+    The per-structure reads stay in Python (types, species); the lattice
+    and overlap checks run as a few numpy calls for all of them
+    (:func:`_lattices_pass`, :func:`_no_close_pairs`), where one at a time
+    numpy's per-call overhead cost more than the arithmetic. False means
+    "check it alone" (:func:`_check_one`), which decides and names the
+    problem: a structure this cannot clear may still pass.
+
+    Returns
+    -------
+    array of bool, shape (len(items),)
+    """
+    from pymatgen.core import DummySpecies, IStructure
+
+    ok = np.zeros(len(items), dtype=bool)
+    arrays, where = [], []
+    for i, s in enumerate(items):
+        if not isinstance(s, IStructure) or len(s) == 0 or any(
+                c.__name__ in _SURFACE_CLASSES for c in type(s).__mro__):
+            continue
+        try:
+            species = _site_species(s, "")
+        except ValueError:
+            continue
+        if any(isinstance(sp, DummySpecies) for sp in species) or (
+                supported_elements is not None
+                and not all(sp.Z in supported_elements for sp in species)):
+            continue
+        lattice = s.lattice
+        matrix, frac = lattice.matrix, s.frac_coords
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: checked alone
+            arrays.append((None, frac, frac @ matrix, matrix, np.asarray(lattice.pbc)))
+        where.append(i)
+    if arrays:
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok[where] = _lattices_pass(arrays) & _no_close_pairs(arrays)
+    return ok
+
+
+def _no_close_pairs(arrays_list):
+    """:func:`_no_close_pair` of many structures, in a few numpy calls per
+    site count: True where no two sites are closer than the minimum
+    distance, checked by direct distances; False where there may be one.
+
+    Parameters
+    ----------
+    arrays_list : list of tuple
+        ``(numbers, frac, cart, lattice, pbc)`` of each structure (see
+        :func:`_lattices_pass`; lattices finite).
+    """
+    out = np.zeros(len(arrays_list), dtype=bool)
+    sizes = np.array([len(a[1]) for a in arrays_list])
+    periodic = np.stack([np.asarray(a[4], dtype=bool) for a in arrays_list]).all(axis=1)
+    for n in np.unique(sizes[(sizes <= _DIRECT_OVERLAP_SITES) & periodic]).tolist():
+        group = np.flatnonzero((sizes == n) & periodic)
+        # at most ~1e6 distances per pass
+        step = max(1, 2 ** 20 // (27 * n * n))
+        for lo in range(0, len(group), step):
+            idx = group[lo:lo + step]
+            matrix = np.stack([arrays_list[j][3] for j in idx]).astype(np.float64)
+            frac = np.stack([arrays_list[j][1] for j in idx]).astype(np.float64)
+            frac = frac - np.floor(frac)
+            # interplanar spacings (volume / face area) above the minimum:
+            # a close pair then lies within one cell of each other
+            a, b, c = matrix[:, 0], matrix[:, 1], matrix[:, 2]
+            faces = np.stack([np.cross(b, c), np.cross(c, a), np.cross(a, b)], axis=1)
+            areas = np.sqrt((faces ** 2).sum(axis=2))
+            volume = np.abs((a * faces[:, 0]).sum(axis=1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                thick = (areas.min(axis=1) > 0) & (
+                    (volume[:, None] / areas).min(axis=1) > MIN_INTERATOMIC_DISTANCE + 1e-6)
+            diff = (frac[:, None, :, :] - frac[:, :, None, :])[:, None] \
+                + _CELL_OFFSETS[None, :, None, None, :]
+            vec = diff.reshape(len(idx), -1, 3) @ matrix
+            d2 = np.einsum("mki,mki->mk", vec, vec).reshape(len(idx), 27, n, n)
+            d2[:, 13, np.arange(n), np.arange(n)] = np.inf  # a site and itself
+            far = d2.reshape(len(idx), -1).min(axis=1) > (MIN_INTERATOMIC_DISTANCE + 1e-9) ** 2
+            out[idx] = thick & far
+    return out
+
+
+def _check_one(items, i, name, supported_elements, sources):
+    """The checks of :func:`check_structures` on ``items[i]``, raising the
+    first that fails, its message naming the item."""
+    from pymatgen.core import DummySpecies, IStructure
+
+    s = items[i]
+    if not isinstance(s, IStructure):
+        hint = ""
+        if isinstance(s, str):
+            hint = (" (a string: parse CIFs first, e.g. with "
+                    "skcrystal.datasets.structures_from_cif)")
+        elif any(c.__name__ == "Atoms" and c.__module__.split(".")[0] == "ase"
+                 for c in type(s).__mro__):
+            hint = (" (an ASE Atoms: convert it with pymatgen's "
+                    "AseAtomsAdaptor.get_structure(atoms), from pymatgen.io.ase)")
+        elif type(s).__name__ in ("Molecule", "IMolecule"):
+            hint = (" (a Molecule has no lattice; these models take periodic crystals: "
+                    "put it in a box with Molecule.get_boxed_structure)")
+        src = "" if sources is None else f" (file {str(sources[i])!r})"
+        kind = type(s).__name__
+        article = "an" if kind[:1].upper() in "AEIOU" else "a"
+        raise TypeError(
+            f"{name}[{i}]{src} is {article} {kind}, not a pymatgen "
+            f"Structure{hint}: {_describe(s)}")
+    if len(s) == 0:
+        raise ValueError(f"{_item(name, i, None, sources)} is an empty structure "
+                         "(no sites)")
+
+    def where(i=i, s=s):
+        # the formula costs as much as the checks: made for an error only
+        return _item(name, i, s, sources)
+
+    kind = type(s).__name__
+    if any(c.__name__ in _SURFACE_CLASSES for c in type(s).__mro__):
+        raise ValueError(
+            f"{where()} is a pymatgen {kind}: its vacuum gap and surface would be "
+            "read as one bulk crystal (density, symmetry, graph). To do that "
+            f"on purpose, pass Structure.from_sites({kind.lower()})")
+    species = _site_species(s, where)
+    j = next((j for j, sp in enumerate(species) if isinstance(sp, DummySpecies)), None)
+    if j is not None:
+        raise ValueError(
+            f"{where()} has a dummy species {species[j]} (site {j}), which is "
+            "not an element; replace it with a real element or remove it")
+    # read once for both checks (frac_coords walks the sites each time)
+    lattice = s.lattice
+    matrix, frac, pbc = lattice.matrix, s.frac_coords, lattice.pbc
+    _check_lattice(matrix, frac, pbc, where)
+    if supported_elements is not None:
+        zs = {sp.Z for sp in species}
+        missing = zs.difference(supported_elements)
+        if missing:
+            from pymatgen.core import Element
+            names = ", ".join(Element.from_Z(z).symbol for z in sorted(missing))
+            raise ValueError(
+                f"{where()} contains element(s) with no atom features: {names}")
+    _check_overlaps_arrays(matrix, frac, pbc, where, species.__getitem__)
 
 
 def check_targets(y, n_samples=None, name="y", allow_nan=False, classification=False):

@@ -80,6 +80,28 @@ def test_non_physical_structure_named_by_index_formula_and_file(case):
         check_structures(X, sources=files)
 
 
+def test_the_first_bad_structure_is_named_whatever_the_others_hold():
+    """check_structures clears most structures in one batched pass and checks
+    the rest one by one, in order: the error is the first bad structure's,
+    as a loop over the structures would raise it."""
+    bad = _bad_cases()
+    for first, second in (("overlap", "nan_lattice"), ("coplanar", "dummy"),
+                          ("own_image", "collapsed"), ("far_site", "overlap")):
+        X = [_nacl(), bad[first][0], _nacl(6.0), bad[second][0]]
+        with pytest.raises(ValueError, match=rf"^X\[1\] .*{bad[first][1]}"):
+            check_structures(X)
+    disordered = _nacl()
+    disordered.replace(1, {"Cl": 0.5, "Br": 0.5})
+    with pytest.raises(ValueError, match=r"^X\[1\] .*disordered"):
+        check_structures([_nacl(), disordered, bad["overlap"][0]])
+    sodium = Structure(Lattice.cubic(4.2), ["Na", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    close = Structure(Lattice.cubic(5), ["Na", "Na"], [[0, 0, 0], [0.02, 0, 0]])
+    with pytest.raises(ValueError, match=r"^X\[1\] .*0.100 Å apart"):
+        check_structures([sodium, close, _nacl()], supported_elements={11})
+    with pytest.raises(ValueError, match=r"^X\[2\] .*no atom features: Cl"):
+        check_structures([sodium, sodium, _nacl(), close], supported_elements={11})
+
+
 def test_poscar_with_duplicated_line_names_the_two_sites(tmp_path):
     poscar = textwrap.dedent("""\
         NaCl
@@ -227,6 +249,22 @@ def test_direct_overlap_check_agrees_with_the_neighbour_search(monkeypatch):
     # the direct check cleared many cells itself (not all: thin cells, close pairs)
     cleared = sum(V._no_close_pair(m, f - np.floor(f), np.ones(3, bool)) for m, f in cases)
     assert 50 < cleared < direct.count("clear")
+    # the same direct check for all the cells at once (check_structures' first
+    # pass) clears exactly the cells it clears one at a time
+    arrays = [(None, f, f @ m, m, np.ones(3, bool)) for m, f in cases]
+    together = V._no_close_pairs(arrays)
+    assert together.tolist() == [
+        V._no_close_pair(m, f - np.floor(f), np.ones(3, bool)) for m, f in cases]
+    # and check_structures gives each cell the neighbour search's verdict
+    lattice_ok = V._lattices_pass(arrays)
+    for j in np.flatnonzero(lattice_ok)[:120].tolist():
+        s = Structure(Lattice(cases[j][0]), ["Na"] * len(cases[j][1]), cases[j][1],
+                      to_unit_cell=False)
+        if direct[j] == "clear":
+            V.check_structures([s])
+        else:
+            with pytest.raises(ValueError, match=r"X\[0\] .* Å (apart|from its own)"):
+                V.check_structures([s])
     monkeypatch.setattr(V, "_no_close_pair", lambda *a: False)
     assert direct == [verdict(m, f) for m, f in cases]
 
