@@ -543,7 +543,17 @@ def _quick_pass(items, supported_elements=None):
         where.append(i)
     if arrays:
         with np.errstate(invalid="ignore", over="ignore"):
-            ok[where] = _lattices_pass(arrays) & _no_close_pairs(arrays)
+            lattice_ok = _lattices_pass(arrays)
+            clear = _no_close_pairs(arrays)
+        for j in np.flatnonzero(lattice_ok & ~clear).tolist():
+            # a cell the direct check cannot clear (more than 32 sites, thin,
+            # or a close pair): the neighbour search decides, unnamed here
+            try:
+                _check_overlaps_arrays(arrays[j][3], arrays[j][1], arrays[j][4], "", str)
+            except ValueError:
+                continue
+            clear[j] = True
+        ok[where] = lattice_ok & clear
     return ok
 
 
