@@ -438,9 +438,11 @@ class _Pairs:
             owner = np.repeat(np.arange(len(found), dtype=np.int64),
                               [len(f[0]) for f in found])
         keep = np.flatnonzero((center != neighbor) | (dist > numerical_tol))
-        owner = np.zeros(len(keep), dtype=np.int64) if owner is None else owner[keep]
-        return cls(sizes, center[keep].astype(np.int64, copy=False),
-                   neighbor[keep].astype(np.int64, copy=False), images[keep], dist[keep], owner)
+        owner = np.zeros(len(keep), dtype=np.int64) if owner is None else owner.take(keep)
+        # take: faster than fancy indexing on small arrays, the same values
+        return cls(sizes, center.take(keep).astype(np.int64, copy=False),
+                   neighbor.take(keep).astype(np.int64, copy=False), images.take(keep, axis=0),
+                   dist.take(keep), owner)
 
     @classmethod
     def search(cls, arrays_list, radius, numerical_tol=1e-8):
@@ -489,9 +491,9 @@ class _Pairs:
 def _graphs_of_edges(arrays_list, pairs, order, radius):
     """One CrystalGraph per structure from the pairs at ``order`` (grouped by
     structure, each structure's edges in graph order)."""
-    center, neighbor = pairs.center[order], pairs.neighbor[order]
-    dist = pairs.dist[order]
-    images = np.round(pairs.images[order]).astype(np.int64)
+    center, neighbor = pairs.center.take(order), pairs.neighbor.take(order)
+    dist = pairs.dist.take(order)
+    images = np.rint(pairs.images.take(order, axis=0))  # whole numbers, as floats
     stops = [len(order)] if len(arrays_list) == 1 else \
         np.cumsum(np.bincount(pairs.owner[order], minlength=len(arrays_list))).tolist()
     graphs, lo = [], 0
@@ -612,8 +614,7 @@ def _reference_graphs(arrays_list, pairs, k, radius):
     slot[center[cand] * k + rank] = cand
     neighbor = np.append(pairs.neighbor, 0)[slot]
     dist = np.append(dist, radius + 1.0)[slot]
-    images = np.concatenate([pairs.images, np.zeros((1, 3))])[slot]
-    images = np.round(images).astype(np.int64)
+    images = np.rint(np.concatenate([pairs.images, np.zeros((1, 3))]).take(slot, axis=0))
     local = np.repeat(np.arange(n, dtype=np.int64) - np.repeat(first_atom, sizes), k)
     graphs = []
     for arrays, lo, hi in zip(arrays_list, (first_atom * k).tolist(),
@@ -624,12 +625,15 @@ def _reference_graphs(arrays_list, pairs, k, radius):
 
 
 def _graph(arrays, center, neighbor, dist, images, radius):
-    """The CrystalGraph of the chosen (centre, neighbour, distance, image) edges."""
+    """The CrystalGraph of the chosen (centre, neighbour, distance, image) edges;
+    ``images`` are the lattice translations as whole-number floats (kept as
+    floats for the vectors: adding an int64 array to a float one is several
+    times slower, with the same values)."""
     numbers, frac, cart, lattice, _ = arrays
-    vectors = (frac[neighbor] + images) @ lattice - cart[center]
+    vectors = (frac.take(neighbor, axis=0) + images) @ lattice - cart.take(center, axis=0)
     return CrystalGraph(atomic_numbers=numbers, positions=cart, lattice=lattice,
                         center=center, neighbor=neighbor,
-                        distances=dist.astype(np.float64), offsets=images,
+                        distances=dist.astype(np.float64), offsets=images.astype(np.int64),
                         vectors=vectors, radius=radius)
 
 
