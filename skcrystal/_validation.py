@@ -317,13 +317,20 @@ def _lattices_pass(arrays_list):
     """
     if not arrays_list:
         return np.zeros(0, dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN/inf fail
+        return _lattices_pass_unguarded(arrays_list)
+
+
+def _lattices_pass_unguarded(arrays_list):
+    """:func:`_lattices_pass` of a non-empty list, numpy's warnings left as set."""
     matrix = np.stack([a[3] for a in arrays_list])
     pbc = np.stack([a[4] for a in arrays_list]).astype(bool)
     n_sites = np.array([len(a[1]) for a in arrays_list])
     ok = np.isfinite(matrix).all(axis=(1, 2)) & (n_sites > 0)
     if not ok.all():  # the rest need a finite lattice and a site
         good = np.flatnonzero(ok)
-        ok[good] = _lattices_pass([arrays_list[j] for j in good])
+        if len(good):
+            ok[good] = _lattices_pass_unguarded([arrays_list[j] for j in good])
         return ok
     first = np.zeros(len(n_sites), dtype=np.int64)
     np.cumsum(n_sites[:-1], out=first[1:])
@@ -542,8 +549,8 @@ def _quick_pass(items, supported_elements=None):
             arrays.append((None, frac, frac @ matrix, matrix, np.asarray(lattice.pbc)))
         where.append(i)
     if arrays:
-        with np.errstate(invalid="ignore", over="ignore"):
-            lattice_ok = _lattices_pass(arrays)
+        lattice_ok = _lattices_pass(arrays)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: not cleared
             clear = _no_close_pairs(arrays)
         for j in np.flatnonzero(lattice_ok & ~clear).tolist():
             # a cell the direct check cannot clear (more than 32 sites, thin,
