@@ -314,6 +314,28 @@ def test_a_chunk_cut_in_one_pass_gives_each_structures_own_graph(params, monkeyp
     assert all(graphs_equal(g, h) for g, h in zip(sent, built))
 
 
+def test_files_cut_together_keep_each_files_own_error():
+    """The files path cuts a chunk's graphs together: an item that fails (its
+    arrays, its close-atom check, an isolated atom) gets its own error and
+    the others the graphs build_arrays gives each alone."""
+    builder = GraphBuilder(radius=6.0).validate()
+    nacl = dict(numbers=[11, 17], frac_coords=[[0, 0, 0], [.5, .5, .5]],
+                lattice=np.eye(3) * 5.64)
+    lone = dict(numbers=[29], frac_coords=[[0, 0, 0]], lattice=np.eye(3) * 14.0,
+                where="structure 2", formula="Cu")
+    wrong_shape = dict(nacl, frac_coords=[[0, 0], [.5, .5]])
+
+    def refuse(distances, radius):
+        raise ValueError("refused by its own check")
+
+    items = [nacl, wrong_shape, lone, dict(nacl, on_pairs=refuse), nacl]
+    out = builder._build_arrays_many(items)
+    assert [type(o).__name__ for o in out] == ["CrystalGraph", "ValueError", "ValueError",
+                                               "ValueError", "CrystalGraph"]
+    assert "structure 2 (Cu): atom 0" in str(out[2]) and "refused" in str(out[3])
+    assert graphs_equal(out[0], builder.build_arrays(**nacl)) and graphs_equal(out[4], out[0])
+
+
 def test_worker_chunks_travel_as_arrays_and_build_the_same_graphs():
     import pickle
 

@@ -254,9 +254,18 @@ class GraphBuilder:
             raised. The cut of all of them runs as one pass
             (:meth:`_build_many`).
         """
-        arrays_list = [_input_arrays(kw["numbers"], kw["frac_coords"], kw["lattice"])
-                       for kw in items]
-        out = self._build_many(arrays_list, [kw.get("on_pairs") for kw in items])
+        arrays_list, where = [], []
+        for j, kw in enumerate(items):
+            try:
+                arrays_list.append(_input_arrays(kw["numbers"], kw["frac_coords"],
+                                                 kw["lattice"]))
+            except (ValueError, TypeError):  # build_arrays below gives its error
+                continue
+            where.append(j)
+        out = [None] * len(items)
+        built = self._build_many(arrays_list, [items[j].get("on_pairs") for j in where])
+        for j, graph in zip(where, built):
+            out[j] = graph
         for j, kw in enumerate(items):
             if out[j] is None:  # grown, or the error naming it
                 try:
