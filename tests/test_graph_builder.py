@@ -360,6 +360,15 @@ def test_worker_chunks_travel_as_arrays_and_build_the_same_graphs():
             assert graphs_equal(g, builder.build(s, index=i))
     with pytest.raises(ValueError, match="structure 13 .*no neighbour within"):
         _build_chunk(items, builder)
+    # a structure whose arrays cannot be read travels whole, between packed ones,
+    # and its error names it
+    disordered = structures[0].copy()
+    disordered.replace(1, {"Cu": 0.5, "Au": 0.5})
+    mixed = [(10, structures[0]), (11, disordered), (12, structures[1])]
+    sent = pickle.loads(pickle.dumps(_StructureChunk(mixed)))
+    assert [type(s).__name__ for _, s in sent.items] == ["tuple", "Structure", "tuple"]
+    with pytest.raises(ValueError, match="structure 11 is disordered: site 1"):
+        _build_chunk(sent, builder)
 
 
 def test_parallel_names_the_structure_whose_graph_fails():
