@@ -502,8 +502,9 @@ def check_structures(X, name="X", supported_elements=None, sources=None):
             raise ValueError(f"sources has {len(sources)} entries but {name} has "
                              f"{len(items)} structures")
     # the checks of all structures at once, in a few numpy calls; the ones
-    # it cannot clear are checked one by one, in order, so the first error is
-    # the one the loop below would raise alone (with its message)
+    # that cannot be cleared so are checked one by one, in order: the first
+    # error raised is the one checking every structure with _check_one would
+    # raise, with its message
     for i in np.flatnonzero(~_quick_pass(items, supported_elements)).tolist():
         _check_one(items, i, name, supported_elements, sources)
     for i, s in enumerate(items):
