@@ -315,7 +315,7 @@ class GraphBuilder:
                     out[j], ok[j] = exc, False
         k = self.max_neighbors
         if self.neighbor_mode != "reference" and ok.any():
-            need = 1 if (k is None or not self.grow_radius) else k
+            need = self._min_neighbors()
             counts = np.bincount(pairs.global_center, minlength=int(pairs.sizes.sum()))
             fewest = np.minimum.reduceat(counts, np.minimum(pairs.first_atom, len(counts) - 1))
             ok &= fewest >= need
@@ -335,6 +335,12 @@ class GraphBuilder:
             out[j] = graph
         return out
 
+    def _min_neighbors(self):
+        """Neighbours every atom needs within the radius: ``max_neighbors``
+        where the radius grows to reach them, else one."""
+        k = self.max_neighbors
+        return 1 if (k is None or not self.grow_radius) else k
+
     def _build(self, arrays, where, formula, specie, on_pairs=None):
         """The graph of ``arrays`` (see :func:`_structure_arrays`); ``formula()``
         and ``specie(atom)`` name the structure and an atom in errors."""
@@ -346,7 +352,7 @@ class GraphBuilder:
             on_pairs(pairs.dist, radius)
         if self.neighbor_mode == "reference":
             return _reference_graphs([arrays], pairs, int(k), radius)[0]
-        need = 1 if (k is None or not self.grow_radius) else k
+        need = self._min_neighbors()
         while True:
             counts = np.bincount(pairs.center, minlength=n_atoms)
             if counts.min() >= need:

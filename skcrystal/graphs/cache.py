@@ -56,8 +56,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._parallel import imap_chunks_shared, shared_processes
-from .._validation import (_arrays_key, _check_lattice_arrays, _lattices_pass, check_n_jobs,
-                           structure_key)
+from .._validation import _arrays_key, _lattices_pass, check_n_jobs, structure_key
 from .builder import _structure_arrays, check_builder
 from .collate import pack_records, unpack_records
 from .graph import CrystalGraph
@@ -616,12 +615,6 @@ def _build_chunk(chunk, builder, read=None):
         where.append(j)
     # build()'s own guard, on the same arrays, for the whole chunk at once
     passed = _lattices_pass(arrays_list)
-    for j in np.flatnonzero(~passed).tolist():
-        try:
-            _check_lattice_arrays(arrays_list[j][3], arrays_list[j][1], arrays_list[j][4], "")
-        except ValueError:
-            continue
-        passed[j] = True
     arrays_list = [a for a, p in zip(arrays_list, passed.tolist()) if p]
     where = [j for j, p in zip(where, passed.tolist()) if p]
     out = [None] * len(items)

@@ -228,11 +228,11 @@ def unpack_records(fields, lengths, narrowed, missing, n_records):
     view of one array, int64 fields int64 again, None where a record was
     missing."""
     fields = [a.astype(np.int64) if f in narrowed else a for f, a in enumerate(fields)]
-    stops = np.cumsum(lengths, axis=0).tolist()
-    out, lo = [], [0] * len(fields)
-    for hi in stops:
-        out.append(tuple(a[s:e] for a, s, e in zip(fields, lo, hi)))
+    out = [None] * n_records
+    skip = set(missing)
+    present = (i for i in range(n_records) if i not in skip)
+    lo = [0] * len(fields)
+    for i, hi in zip(present, np.cumsum(lengths, axis=0).tolist()):
+        out[i] = tuple(a[s:e] for a, s, e in zip(fields, lo, hi))
         lo = hi
-    for i in missing:  # ascending: each goes in at its final position
-        out.insert(i, None)
     return out
