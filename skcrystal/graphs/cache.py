@@ -580,15 +580,14 @@ class _BuiltGraphs(list):
     unpickling cost this process ~70 µs a graph, about what building it does."""
 
     def __reduce__(self):
-        records = [None if g is None else
-                   (g.atomic_numbers, g.positions, g.lattice, g.center, g.neighbor,
-                    g.distances, g.offsets, g.vectors) for g in self]
+        records = [None if g is None else tuple(getattr(g, name) for name in _ARRAY_FIELDS)
+                   for g in self]
         return _unpacked_graphs, (pack_records(records),
                                   [None if g is None else g.radius for g in self])
 
 
 def _unpacked_graphs(packed, radii):
-    return [None if r is None else CrystalGraph(*r, radius=radius)
+    return [None if r is None else CrystalGraph(**dict(zip(_ARRAY_FIELDS, r)), radius=radius)
             for r, radius in zip(unpack_records(*packed), radii)]
 
 
