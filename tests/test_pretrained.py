@@ -142,19 +142,97 @@ def test_tie_cut_depends_on_coordinates_below_cif_precision(models, alignn_sampl
     assert abs(est.predict([poscar])[0] - expected) > 0.05
 
 
+def _assert_reference_lists(g, s):
+    """``g`` holds CIFData's neighbour lists of ``s``: get_all_neighbors,
+    sorted(by distance)[:12]."""
+    lists = [sorted(nbrs, key=lambda x: x[1])[:12]
+             for nbrs in s.get_all_neighbors(8.0, include_index=True)]
+    for atom, nbrs in enumerate(lists):
+        mine = np.flatnonzero(g.center == atom)
+        assert len(mine) == 12
+        assert g.neighbor[mine].tolist() == [nb.index for nb in nbrs], atom
+        assert np.array_equal(g.distances[mine], [nb.nn_distance for nb in nbrs])
+        assert [tuple(o) for o in g.offsets[mine]] == [tuple(nb.image) for nb in nbrs]
+
+
 def test_reference_graph_is_pymatgen_list_sorted_and_cut(cgcnn_sample, perovskites):
     """neighbor_mode='reference' == CIFData: get_all_neighbors, sorted(by distance)[:12]."""
     builder = GraphBuilder(8.0, 12, neighbor_mode="reference")
     for s in cgcnn_sample[1][:4] + perovskites[1][:3]:
-        g = builder.build(s)
-        lists = [sorted(nbrs, key=lambda x: x[1])[:12]
-                 for nbrs in s.get_all_neighbors(8.0, include_index=True)]
-        for atom, nbrs in enumerate(lists):
-            mine = np.flatnonzero(g.center == atom)
-            assert len(mine) == 12
-            assert g.neighbor[mine].tolist() == [nb.index for nb in nbrs]
-            assert np.array_equal(g.distances[mine], [nb.nn_distance for nb in nbrs])
-            assert [tuple(o) for o in g.offsets[mine]] == [tuple(nb.image) for nb in nbrs]
+        _assert_reference_lists(builder.build(s), s)
+
+
+# a jdft2d monolayer written by pymatgen's CifWriter: the 12th and 13th
+# neighbours of atoms 2 and 3 are 4e-16 Å apart, so the reference cut
+# depends on the last bit of every distance
+_TIED_SHELL_CIF = """data_InAg(PS3)2
+_symmetry_space_group_name_H-M   'P 1'
+_cell_length_a   6.22226626
+_cell_length_b   6.22226678
+_cell_length_c   28.36996600
+_cell_angle_alpha   90.00000000
+_cell_angle_beta   90.00000000
+_cell_angle_gamma   120.00000247
+_symmetry_Int_Tables_number   1
+loop_
+ _symmetry_equiv_pos_site_id
+ _symmetry_equiv_pos_as_xyz
+  1  'x, y, z'
+loop_
+ _atom_site_type_symbol
+ _atom_site_label
+ _atom_site_symmetry_multiplicity
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_occupancy
+  In  In0  1  0.00000000  0.00000000  0.12663000  1.0
+  Ag  Ag1  1  0.66666667  0.33333333  0.12663000  1.0
+  P  P2  1  0.33333333  0.66666667  0.08660673  1.0
+  P  P3  1  0.33333333  0.66666667  0.16665327  1.0
+  S  S4  1  0.02539108  0.68104870  0.06639823  1.0
+  S  S5  1  0.65565862  0.97460892  0.06639823  1.0
+  S  S6  1  0.31895130  0.34434138  0.06639823  1.0
+  S  S7  1  0.31895130  0.97460892  0.18686177  1.0
+  S  S8  1  0.02539108  0.34434138  0.18686177  1.0
+  S  S9  1  0.65565862  0.68104870  0.18686177  1.0
+"""
+
+
+def test_reference_cut_of_an_exactly_tied_shell_is_the_reference_codes(tmp_path):
+    """Distances are pymatgen's to the bit, so an exactly tied 12th neighbour is
+    the one CIFData keeps: from a Structure, one at a time and in a chunk, and
+    from the file. A Cartesian product that rounded differently (BLAS on some
+    CPUs) kept another S atom here and moved the checkpoint's prediction by
+    4e-4 eV/atom."""
+    from skcrystal.graphs.builder import _structure_arrays
+    from skcrystal.graphs.files import _builder_params, read_file_graphs
+
+    path = tmp_path / "InAg(PS3)2.cif"
+    path.write_text(_TIED_SHELL_CIF)
+    s = _quiet_read(path=str(path))
+    builder = GraphBuilder(8.0, 12, neighbor_mode="reference").validate()
+    _assert_reference_lists(builder.build(s), s)
+    others = [s.copy().perturb(0.05, seed=seed) for seed in range(3)]
+    _assert_reference_lists(builder._build_many(
+        [_structure_arrays(x) for x in others + [s]])[-1], s)
+    (graph, err), = read_file_graphs([str(path)], _builder_params(builder))
+    assert err is None
+    _assert_reference_lists(graph, s)
+
+
+def test_cartesian_coordinates_are_pymatgens_to_the_bit():
+    """The neighbour search's input equals pymatgen's cart_coords bit for bit
+    in random triclinic cells, whatever the CPU's matrix product does."""
+    from pymatgen.core import Lattice, Structure
+
+    from skcrystal.graphs.builder import _structure_arrays
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        lattice = Lattice(rng.normal(size=(3, 3)) * 4 + np.eye(3) * 12)
+        s = Structure(lattice, ["Si"] * n, rng.uniform(size=(n, 3)))
+        assert np.array_equal(_structure_arrays(s)[2], s.cart_coords)
 
 
 def test_keep_ties_is_not_the_reference_graph(models, perovskites):

