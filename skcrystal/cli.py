@@ -758,13 +758,13 @@ def _early_file_chunks(args, n_jobs, kind, progress):
 
 def _quick_files(folder, kind):
     """The structure files of a folder of ``kind`` listed without pandas
-    (~0.2 s of imports; see :func:`skcrystal.datasets._files._id_prop_ids_quick`),
+    (~0.3 s of imports; see :func:`skcrystal.datasets._files._id_prop_quick`),
     the files :func:`_file_listing` lists; None where it must judge."""
     from skcrystal.datasets import _files
 
     if kind == "files":
         return _files._folder_structure_files(folder)
-    quick = _files._id_prop_ids_quick(folder) if kind in ("cgcnn", "alignn") else None
+    quick = _files._id_prop_quick(folder) if kind in ("cgcnn", "alignn") else None
     if quick is None:
         return None
     try:
@@ -1046,13 +1046,13 @@ def _check_resume(ckdir, record, partial=False):
                        "with the same data and options, or start anew without --resume")
 
 
-def _predictions_frame(ids, names, truth, pred, est=None, proba=None):
+def _prediction_columns(ids, names, truth, pred, est=None, proba=None):
+    """The columns of a predictions CSV by name: id, the true targets where
+    known, the predictions, the class probabilities."""
     import numpy as np
-    import pandas as pd
 
-    out = pd.DataFrame({"id": ids})
-    for name, values in truth.items():
-        out[name] = values
+    out = {"id": ids}
+    out.update(truth)
     pred = np.asarray(pred)
     if pred.ndim == 1:
         out["prediction"] = pred
@@ -1064,6 +1064,51 @@ def _predictions_frame(ids, names, truth, pred, est=None, proba=None):
         for k, cls in enumerate(est.classes_):
             out[f"proba_{cls}"] = proba[:, k]
     return out
+
+
+def _write_csv(columns, out):
+    """``pandas.DataFrame(columns).to_csv(out, index=False)``, byte for byte.
+
+    Where every column is float64 (written as pandas writes them: the
+    shortest repr, NaN as an empty cell) or text and whole numbers (their
+    ``str``), the file is written with the csv module as pandas does, so
+    ``skcrystal predict`` never imports pandas (~0.3 s); other columns
+    (booleans, objects...) go through pandas.
+
+    Parameters
+    ----------
+    columns : dict
+        Column name -> values (a list or an array), all of one length.
+    out : str, Path or text stream
+    """
+    import csv
+    import os
+
+    import numpy as np
+
+    def plain(values):
+        if isinstance(values, np.ndarray):
+            return values.dtype == np.float64 or (values.dtype.kind == "U")
+        return all(type(v) is str or type(v) is int for v in values)
+
+    if not all(plain(v) for v in columns.values()):
+        import pandas as pd
+        pd.DataFrame(columns).to_csv(out, index=False)
+        return
+    cells = []
+    for values in columns.values():
+        if isinstance(values, np.ndarray) and values.dtype == np.float64:
+            text = values.astype(str)  # pandas' own conversion
+            text[np.isnan(values)] = ""
+            cells.append(text.tolist())
+        else:
+            cells.append([str(v) for v in values])
+    with contextlib.ExitStack() as stack:
+        fh = out if hasattr(out, "write") else stack.enter_context(
+            open(out, "w", newline="", encoding="utf-8"))
+        writer = csv.writer(fh, lineterminator=os.linesep)
+        writer.writerow([str(name) for name in columns])
+        writer.writerows(zip(*cells))
 
 
 def _strip_cif(ids):
@@ -1155,12 +1200,12 @@ def cmd_fit(args, progress):
         _, test_value = _score_line(args.task, y[test], pred)
         test_base, _ = _baseline(args.task, y_train, y[test])
         truth = {n: (y[test] if y.ndim == 1 else y[test][:, k]) for k, n in enumerate(names)}
-        frame = _predictions_frame(_strip_cif([data.ids[i] for i in test]), names, truth,
-                                   pred, est, proba)
+        columns = _prediction_columns(_strip_cif([data.ids[i] for i in test]), names, truth,
+                                      pred, est, proba)
         test_out = Path(args.test_out) if args.test_out else \
             Path(args.out).with_name(Path(args.out).stem + "_test_predictions.csv")
-        frame.to_csv(test_out, index=False)
-        progress.say(f"wrote {len(frame)} held-out predictions to {test_out}")
+        _write_csv(columns, test_out)
+        progress.say(f"wrote {len(test)} held-out predictions to {test_out}")
         test_part = f"; test {metric} {test_value:.4g} ({base_name} {test_base:.4g})"
         extra = {"test_" + metric.lower(): test_value, "n_test": int(len(test)),
                  "test_predictions": str(test_out)}
@@ -1264,20 +1309,22 @@ def _cmd_predict(args, progress, stack):
         # a folder of structure files or a CSV of CIFs: parse, build graphs
         # and predict in chunks (workers with --n-jobs), no pymatgen
         # Structure kept
-        frame, files, describe = listing
+        columns, files, describe = listing
         if args.n_jobs is None and getattr(est, "n_jobs", None) is None:
             # a large CSV: its rows are counted only now (workers that start
             # late cost little, this process predicts meanwhile)
             est.n_jobs = _auto_n_jobs(args.data, n_items=len(files))
         keep, pred, proba = _predict_files(est, files, describe, args, progress, skipped,
                                            is_clf, started)
-        frame = frame.iloc[keep].reset_index(drop=True)
+        columns = {name: ([values[k] for k in keep] if isinstance(values, list)
+                          else values[keep]) for name, values in columns.items()}
+        n_rows = len(keep)
         skipped.report(_error_log_path(args), len(files))
     else:
         data = _read_data(args.data, args, progress, skipped)
         data, _ = _screen(est, data, progress, skipped, args.on_error)
         skipped.report(_error_log_path(args), len(data) + len(skipped.items))
-        frame = data.frame
+        columns, n_rows = data.frame, len(data.frame)
         structures = data.structures
         with progress.stage(f"predicting {len(structures)} structures"), \
                 _stdout_to_stderr(), _files_in_errors(data.describe):
@@ -1285,16 +1332,16 @@ def _cmd_predict(args, progress, stack):
             proba = est.predict_proba(structures) if is_clf and \
                 hasattr(est, "predict_proba") else None
     # the reference predict.py names a structure by its CIF file without .cif
-    ids = _strip_cif(frame["id"].tolist())
+    ids = _strip_cif(list(columns["id"]))
     # the true targets, when the data has them (reference predict.py does this)
     names = meta.get("targets") or []
-    truth = _truth_columns(frame, names, args, len(ids))
-    out = _predictions_frame(ids, names, truth, pred, est, proba)
+    truth = _truth_columns(columns, n_rows, names, args, len(ids))
+    out = _prediction_columns(ids, names, truth, pred, est, proba)
     if args.out in (None, "-"):
-        out.to_csv(sys.stdout, index=False)
+        _write_csv(out, sys.stdout)
     else:
-        out.to_csv(args.out, index=False)
-        progress.say(f"wrote {len(out)} rows to {args.out}")
+        _write_csv(out, args.out)
+        progress.say(f"wrote {len(ids)} rows to {args.out}")
     if truth and len(truth) == (1 if pred.ndim == 1 else pred.shape[1]):
         y_true = np.column_stack(list(truth.values()))
         y_true = y_true[:, 0] if pred.ndim == 1 else y_true
@@ -1334,13 +1381,17 @@ def _streamed_kind(path):
 
 
 def _file_listing(args, progress, kind):
-    """(frame of ids and value columns, items, describe) of a folder of
-    structure files (items: the files) or of a CSV of CIF texts (items:
-    ``(row name, CIF text)``), or None for the other inputs (read by
-    _read_data); ``kind`` is :func:`_streamed_kind` of the data."""
-    import warnings
+    """(columns, items, describe) of a folder of structure files (items: the
+    files) or of a CSV of CIF texts (items: ``(row name, CIF text)``), or
+    None for the other inputs (read by _read_data); ``kind`` is
+    :func:`_streamed_kind` of the data. ``columns``: "id" (a list) and the
+    value columns (arrays), by name.
 
-    import pandas as pd
+    A folder is listed without pandas where its id_prop.csv is plain
+    (:func:`skcrystal.datasets._files._id_prop_quick`), with the ids and
+    targets pandas reads.
+    """
+    import warnings
 
     from skcrystal.datasets import _files
 
@@ -1355,15 +1406,18 @@ def _file_listing(args, progress, kind):
                  for i, ident in enumerate(ids)]
         values = {c: df[c].to_numpy() for c in df.columns
                   if c not in (args.cif_column, id_name, "id", "structure")}
-        frame = pd.DataFrame({"id": ids, **values})
-        return frame, list(zip(names, df[args.cif_column].tolist())), names.__getitem__
+        return ({"id": ids, **values}, list(zip(names, df[args.cif_column].tolist())),
+                names.__getitem__)
     if kind in ("cgcnn", "alignn"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            id_prop, ids, y = _files._read_id_prop(path, targets=False)
-        for w in caught:  # a header row in id_prop.csv...
-            if not issubclass(w.category, DeprecationWarning):
-                progress.say(f"  note: {w.message}")
+        read = _files._id_prop_quick(path)
+        if read is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                read = _files._read_id_prop(path, targets=False)
+            for w in caught:  # a header row in id_prop.csv...
+                if not issubclass(w.category, DeprecationWarning):
+                    progress.say(f"  note: {w.message}")
+        id_prop, ids, y = read
         files = _files._folder_files(path, kind, ids, id_prop)
         if y is not None:
             y2 = y.reshape(len(ids), -1)
@@ -1373,8 +1427,7 @@ def _file_listing(args, progress, kind):
         ids = [f.name for f in files]
     if not files:
         return None
-    frame = pd.DataFrame({"id": ids, **values})
-    return frame, files, lambda i: str(files[i])
+    return {"id": ids, **values}, files, lambda i: str(files[i])
 
 
 def _predict_files(est, files, describe, args, progress, skipped, is_clf, started=None):
@@ -1460,22 +1513,29 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf, starte
     return keep, pred, proba
 
 
-def _truth_columns(frame, names, args, n):
-    """Target columns present in the prediction data, by name."""
-    if frame is None or len(frame) != n:
+def _truth_columns(columns, n_rows, names, args, n):
+    """Target columns present in the prediction data, by name.
+
+    ``columns``: the data's columns by name (a DataFrame or a dict of
+    arrays) and ``n_rows`` their length; ``n`` the number of predictions.
+    """
+    import numpy as np
+
+    if columns is None or n_rows != n:
         return {}
+    present = list(columns)
     if args.target:
-        missing = [t for t in args.target if t not in frame.columns]
+        missing = [t for t in args.target if t not in present]
         if missing:
             raise CLIError(f"--target {missing[0]!r} is not a column of {args.data}; "
-                           f"columns: {[c for c in frame.columns if c != 'structure']}")
-        return {t: frame[t].to_numpy() for t in args.target}
-    found = {t: frame[t].to_numpy() for t in names if t in frame.columns}
+                           f"columns: {[c for c in present if c != 'structure']}")
+        return {t: np.asarray(columns[t]) for t in args.target}
+    found = {t: np.asarray(columns[t]) for t in names if t in present}
     if len(found) == len(names) and found:
         return found
     # folder formats name their targets target / target_k
-    generic = [c for c in frame.columns if c == "target" or re.fullmatch(r"target_\d+", str(c))]
-    return {c: frame[c].to_numpy() for c in generic}
+    generic = [c for c in present if c == "target" or re.fullmatch(r"target_\d+", str(c))]
+    return {c: np.asarray(columns[c]) for c in generic}
 
 
 def cmd_cv(args, progress):

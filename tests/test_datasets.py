@@ -781,18 +781,55 @@ def test_fast_cif_reader_leaves_degenerate_cells_to_pymatgen(cell, declined):
 ])
 def test_id_prop_read_without_pandas_gives_the_ids_pandas_gives(tmp_path, text, answered):
     """``skcrystal predict`` lists a folder before pandas is imported: the
-    quick reader answers only where the ids are those of the pandas reader,
-    and leaves every other file to it."""
-    from skcrystal.datasets._files import _id_prop_ids_quick, _read_id_prop
+    quick reader answers only where the ids and targets are those of the
+    pandas reader, and leaves every other file to it."""
+    from skcrystal.datasets._files import _id_prop_quick, _read_id_prop
 
     (tmp_path / "id_prop.csv").write_bytes(text.encode())
-    quick = _id_prop_ids_quick(tmp_path)
+    quick = _id_prop_quick(tmp_path)
     assert (quick is not None) == answered
     if quick is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert quick[1] == _read_id_prop(tmp_path, targets=False)[1]
-    # the shared samples are read quickly, with pandas' ids
+            _assert_same_id_prop(quick, _read_id_prop(tmp_path, targets=False))
+    # the shared samples are read quickly, as pandas reads them
     for name in ("cgcnn_sample", "alignn_sample"):
         folder = shared_path(name)
-        assert _id_prop_ids_quick(folder)[1] == _read_id_prop(folder)[1]
+        _assert_same_id_prop(_id_prop_quick(folder), _read_id_prop(folder))
+
+
+def _assert_same_id_prop(quick, read):
+    assert quick[0] == read[0] and quick[1] == read[1]
+    if read[2] is None:
+        assert quick[2] is None
+    else:  # the same doubles, bit for bit
+        assert quick[2].dtype == read[2].dtype and quick[2].shape == read[2].shape
+        assert quick[2].tobytes() == read[2].tobytes()
+
+
+def test_id_prop_targets_read_without_pandas_are_pandas_doubles(tmp_path):
+    """Targets of every length and scale, as a user's id_prop.csv may write
+    them: where the quick reader takes a number, it is the double pandas
+    reads, to the bit; numbers pandas may round otherwise are left to it."""
+    from skcrystal.datasets._files import _id_prop_quick, _read_id_prop
+
+    rng = np.random.default_rng(0)
+    cells = []
+    for _ in range(4000):
+        x = float(rng.normal() * 10.0 ** rng.integers(-25, 25))
+        fmt = str(rng.choice(["{!r}", "{:.3f}", "{:.15g}", "{:.17g}", "{:.6e}", "{:.20f}", "{:d}"]))
+        cells.append(fmt.format(int(x) if fmt == "{:d}" else x))
+    cells += ["0.1", "-0.0", "5.", ".5", "+.5e-3", "1e22", "1e-22", "9007199254740993",
+              "123456789012345", "0.000000000000001234"]
+    (tmp_path / "id_prop.csv").write_text("".join(f"m{i},{c}\n" for i, c in enumerate(cells)))
+    read = _read_id_prop(tmp_path, targets=False)
+    quick = _id_prop_quick(tmp_path)
+    assert quick is None  # some cells are left to pandas: the whole file is
+    from skcrystal.datasets._files import _plain_float
+    taken = 0
+    for c, value in zip(cells, read[2]):
+        mine = _plain_float(c)
+        if mine is not None:
+            taken += 1
+            assert np.float64(mine).tobytes() == value.tobytes(), c
+    assert taken > 1500  # the everyday numbers are read here

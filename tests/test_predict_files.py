@@ -501,7 +501,7 @@ def test_checkpoint_without_estimator_writes_the_estimator_paths_csv(cif_folder,
     assert _cli_csv(["predict", str(path), str(folder)], tmp_path / "path.csv") == expected
 
 
-def test_checkpoint_predict_imports_no_sklearn(cif_folder, tmp_path):
+def test_checkpoint_predict_imports_no_sklearn_nor_pandas(cif_folder, tmp_path):
     # (scipy may come with pymatgen's CIF parser, which reads the sample's
     # CIFs with symmetry operations)
     import subprocess
@@ -510,7 +510,7 @@ def test_checkpoint_predict_imports_no_sklearn(cif_folder, tmp_path):
     out = tmp_path / "p.csv"
     code = ("import sys; from skcrystal.cli import main; "
             f"code = main(['predict', {CHECKPOINT!r}, {str(cif_folder)!r}, '-o', {str(out)!r}]); "
-            "print(code, sorted(m for m in ('sklearn', 'skorch') if m in sys.modules))")
+            "print(code, sorted(m for m in ('sklearn', 'skorch', 'pandas') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert proc.stdout.strip() == "0 []", proc.stderr
@@ -642,3 +642,55 @@ def test_models_with_graph_extras_predict_files_like_the_estimator(name, tmp_pat
             paths, est._builder(), predictor, est.module_.supported_elements, n_jobs,
             chunk_size=8)])
         assert np.array_equal(got, expected), n_jobs
+
+
+def test_predictions_csv_is_pandas_csv_byte_for_byte(tmp_path):
+    """The CSV written without pandas is the one pandas writes: floats of
+    every scale (shortest repr, -0.0, inf, NaN as an empty cell), ids that
+    need quoting, whole-number ids; other columns go through pandas."""
+    import io
+
+    from skcrystal.cli import _write_csv
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = rng.normal(size=n) * 10.0 ** rng.integers(-30, 30, size=n)
+    x[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e16, 1e-5, 5e-324]
+    ids = [f"mp-{i}" for i in range(n)]
+    ids[:4] = ['a,b', 'say "hi"', "", "line\nbreak"]
+    cases = [
+        {"id": ids, "target": x, "prediction": rng.normal(size=n)},
+        {"id": list(range(n)), "prediction": x.astype(np.float32).astype(np.float64)},
+        {"id": ids, "prediction": x, "flag": np.arange(n) % 2 == 0},      # pandas' way
+        {"id": ids, "target": np.arange(n), "prediction": x},             # int64: pandas'
+    ]
+    for k, columns in enumerate(cases):
+        expected = pd.DataFrame(columns).to_csv(index=False)
+        path = tmp_path / f"{k}.csv"
+        _write_csv(columns, path)
+        assert path.read_bytes() == pd.DataFrame(columns).to_csv(index=False).encode(), k
+        stream = io.StringIO()
+        _write_csv(columns, stream)
+        assert stream.getvalue() == expected, k
+
+
+def test_cli_predict_folder_read_without_pandas_writes_pandas_csv(
+        cif_folder, tmp_path, monkeypatch):
+    """A folder whose id_prop.csv the quick reader takes and the same folder
+    read by pandas give the same CSV, byte for byte."""
+    from skcrystal.datasets import _files
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    rows = []
+    for i, f in enumerate(sorted(cif_folder.glob("p*.cif"))[:6]):
+        shutil.copy(f, folder / f.name)
+        rows.append(f"{f.stem},{0.1 * i - 0.25:.15g}")
+    shutil.copy(shared_path("cgcnn_sample") / "atom_init.json", folder)
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    assert _files._id_prop_quick(folder) is not None
+    quick = _cli_csv(["predict", CHECKPOINT, str(folder)], tmp_path / "quick.csv")
+    monkeypatch.setattr(_files, "_id_prop_quick", lambda folder: None)
+    read = _cli_csv(["predict", CHECKPOINT, str(folder)], tmp_path / "pandas.csv")
+    assert quick == read
+    assert quick.splitlines()[0] == b"id,target,prediction"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 
 import numpy as np
 
@@ -173,32 +174,49 @@ def _read_id_prop(folder, targets=True):
     return id_prop, ids, (y[:, 0] if y.shape[1] == 1 else y)
 
 
-# the target cells _id_prop_ids_quick answers for: plain decimal numbers,
-# which pandas reads as numbers too (no spaces, "1_000", "inf", "1.5(2)")
-_PLAIN_NUMBER = None
+# the target cells _id_prop_quick answers for: plain decimal numbers, which
+# pandas reads as numbers too (no spaces, "1_000", "inf", "1.5(2)"); groups:
+# integer digits, fraction digits, exponent
+_PLAIN_NUMBER = re.compile(r"[+-]?(?=\.?\d)(\d*)\.?(\d*)(?:[eE]([+-]?\d+))?\Z")
 # the cells pandas.read_csv reads as missing by default (its STR_NA_VALUES)
 _PANDAS_NA = frozenset((
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
 
 
-def _id_prop_ids_quick(folder):
-    """(id_prop path, ids) of a plain id_prop.csv, read without pandas; None
-    where :func:`_read_id_prop` must judge.
+def _plain_float(cell):
+    """``cell`` as the float pandas.read_csv reads from it, or None where that
+    is not certain to be ``float(cell)``.
 
-    ``skcrystal predict`` detects a folder's layout and hands its first
-    files to the workers before importing pandas (~0.2 s, which the workers
-    would spend waiting). The ids returned are those :func:`_read_id_prop`
-    returns: only a file whose every row has the same number of cells,
-    with no quote, no blank-looking id, no cell pandas reads as missing
-    and, past the id, plain decimal numbers only (so no header row) is
-    answered; anything else is None.
+    pandas' default converter gathers up to 17 digits into a double and
+    scales it by one power of ten. While the digits hold at most 15
+    significant figures (an exact integer) and the power is at most
+    1e22 (exact), that is one correctly rounded operation: ``float``'s
+    value. Longer or more extreme numbers are left to pandas.
     """
-    import re
+    match = _PLAIN_NUMBER.match(cell)
+    if match is None:
+        return None
+    whole, frac, exp = match.groups()
+    digits = whole + frac
+    scale = (int(exp) if exp else 0) - len(frac)
+    if len(digits) > 17 or len(digits.lstrip("0")) > 15 or not -22 <= scale <= 22:
+        return None
+    return float(cell)
 
-    global _PLAIN_NUMBER
-    if _PLAIN_NUMBER is None:
-        _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+def _id_prop_quick(folder):
+    """``_read_id_prop(folder, targets=False)`` of a plain id_prop.csv, read
+    without pandas: (id_prop path, ids, y); None where :func:`_read_id_prop`
+    must judge.
+
+    ``skcrystal predict`` reads a folder without importing pandas (~0.3 s
+    beside torch). Only a file whose every row has the same number of
+    cells, with no quote, no blank-looking id, no cell pandas reads as
+    missing and, past the id, plain decimal numbers whose value pandas
+    reads exactly (:func:`_plain_float`; so no header row) is answered;
+    anything else is None.
+    """
     id_prop = folder / "id_prop.csv"
     try:
         with open(id_prop, encoding="utf-8-sig") as fh:
@@ -207,7 +225,7 @@ def _id_prop_ids_quick(folder):
         return None
     if '"' in text or "'" in text:
         return None
-    ids, width = [], None
+    ids, values, width = [], [], None
     for line in text.split("\n"):
         line = line[:-1] if line.endswith("\r") else line
         if not line:
@@ -217,11 +235,19 @@ def _id_prop_ids_quick(folder):
             width = len(cells)
         ident = cells[0].strip()
         if (len(cells) != width or "\r" in line or not ident or ident in _PANDAS_NA
-                or cells[0] in _PANDAS_NA
-                or not all(_PLAIN_NUMBER.match(c) for c in cells[1:])):
+                or cells[0] in _PANDAS_NA):
+            return None
+        row = [_plain_float(c) for c in cells[1:]]
+        if None in row:
             return None
         ids.append(ident)
-    return (id_prop, ids) if ids else None
+        values.append(row)
+    if not ids:
+        return None
+    if width == 1:
+        return id_prop, ids, None
+    y = np.array(values, dtype=float)
+    return id_prop, ids, (y[:, 0] if width == 2 else y)
 
 
 def _drop_header_row(table, id_prop):
@@ -503,9 +529,9 @@ def load_mlearn(path, per_atom=True, as_frame=False):
 def _folder_kind(folder):
     """'cgcnn' or 'alignn', from where id_prop.csv's first column points."""
     import warnings
-    quick = _id_prop_ids_quick(folder)
+    quick = _id_prop_quick(folder)
     if quick is not None:
-        id_prop, ids = quick
+        id_prop, ids, _ = quick
     else:
         with warnings.catch_warnings():  # a header row is reported once, by the reader
             warnings.simplefilter("ignore")
