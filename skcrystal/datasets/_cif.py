@@ -15,6 +15,7 @@ the common case faster, never parse a different file differently.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import warnings
@@ -126,6 +127,133 @@ def _fast_parse_arrays(text):
     _NotSimple
         Anything outside the layout handled (see :func:`_fast_parse`).
     """
+    read = _fast_parse_arrays_many([text])[0]
+    if isinstance(read, Exception):
+        raise read
+    return read
+
+
+# the most (structures x sites^2) of one batched overlap check (8 bytes x 3
+# a cell)
+_OVERLAP_CELLS = 2 ** 16
+
+
+def _fast_parse_arrays_many(texts):
+    """:func:`_fast_parse_arrays` of several CIF texts.
+
+    Each text's lines are read on their own; the numbers of all of them
+    are then converted, snapped, wrapped and checked for overlapping sites
+    in a few numpy calls (numpy's per-call cost, not the arithmetic, was
+    most of a small cell's read). Those steps are elementwise, so every
+    result is the one-text result to the bit; each lattice is still built
+    on its own, with the calls ``Lattice.from_parameters`` makes.
+
+    Returns
+    -------
+    list
+        Per text, ``(symbols, labels, matrix, frac)`` or the exception
+        that declines it (``_NotSimple``, or an error of a malformed text).
+    """
+    out = [None] * len(texts)
+    read = []  # (position, symbols, labels, params, coordinate strings)
+    for i, text in enumerate(texts):
+        try:
+            read.append((i, *_read_cif_text(text)))
+        except Exception as exc:  # noqa: BLE001 - the caller's to judge
+            out[i] = exc
+    if not read:
+        return out
+    counts = [len(r[1]) for r in read]
+    try:
+        frac = np.array([c for r in read for c in r[4]], dtype=float).reshape(-1, 3)
+    except ValueError:  # a malformed number: convert text by text to know whose
+        frac, kept = [], []
+        for r, n in zip(read, counts):
+            try:
+                frac.append(np.array(r[4], dtype=float).reshape(n, 3))
+                kept.append(r)
+            except ValueError as exc:  # uncertainties "1.23(4)", '?' ...
+                out[r[0]] = _NotSimple(str(exc))
+        if not kept:
+            return out
+        read, counts = kept, [len(r[1]) for r in kept]
+        frac = np.concatenate(frac)
+    # CifParser snaps coordinates within 1e-4 (relative) of 1/3 or 2/3 to the
+    # exact value, then wraps into [0, 1); do the same so both paths agree.
+    for ideal in (1 / 3, 2 / 3):
+        frac[np.abs(frac / ideal - 1) <= _FRAC_TOL] = ideal
+    frac -= np.floor(frac)
+    starts = [0, *itertools.accumulate(counts)]
+    cells = []  # (record, matrix, its coordinates)
+    for r, lo, hi in zip(read, starts[:-1], starts[1:]):
+        try:
+            matrix = _lattice_matrix(*r[3])
+            # CifParser refuses a lattice thinner than _MIN_THICKNESS (its
+            # interplanar spacings d_100, d_010, d_001: the volume over the
+            # area of each face); NaN passes here as there, for the checks
+            # after
+            faces, volume = _faces(matrix.tolist())
+            for fx, fy, fz in faces:
+                area = math.sqrt(fx * fx + fy * fy + fz * fz)
+                if area == 0.0 or volume / area < _MIN_THICKNESS:
+                    raise _NotSimple("degenerate lattice")
+        except Exception as exc:  # noqa: BLE001 - _NotSimple, overflow...: declined
+            out[r[0]] = exc
+            continue
+        cells.append((r, matrix, frac[lo:hi]))
+    overlapping = _overlapping_sites([c[2] for c in cells])
+    plain = _plain_elements()
+    for (r, matrix, coords), overlap in zip(cells, overlapping):
+        i, symbols, labels = r[:3]
+        if overlap:
+            # CifParser merges sites closer than site_tolerance (fractional,
+            # periodic) into one disordered site; leave such files to it.
+            out[i] = _NotSimple("overlapping sites")
+            continue
+        # CifParser returns sites sorted as pymatgen's Site.__lt__ orders
+        # them (electronegativity, then symbol; stable, so file order within
+        # an element). Sorting here builds the Structure once instead of
+        # twice.
+        x = [plain[sym] for sym in symbols]
+        if not all(math.isfinite(v) for v in x):
+            # NaN electronegativity (noble gases...) makes the order depend
+            # on CifParser's internals: leave such files to it
+            out[i] = _NotSimple("element without electronegativity")
+            continue
+        order = sorted(range(len(symbols)), key=lambda k: (x[k], symbols[k]))
+        out[i] = ([symbols[k] for k in order], [labels[k] for k in order], matrix,
+                  coords[order])
+    return out
+
+
+def _overlapping_sites(fracs):
+    """Per fractional-coordinate array, whether two of its sites lie within
+    ``_SITE_TOL`` of each other in every coordinate (periodically); the
+    arrays of one site count are checked together."""
+    result = [False] * len(fracs)
+    by_count = {}
+    for j, f in enumerate(fracs):
+        if len(f) > 1:
+            by_count.setdefault(len(f), []).append(j)
+    for n, which in by_count.items():
+        step = max(1, _OVERLAP_CELLS // (n * n))
+        for lo in range(0, len(which), step):
+            block = which[lo:lo + step]
+            f = fracs[block[0]][None] if len(block) == 1 else np.stack([fracs[j] for j in block])
+            d = f[:, :, None, :] - f[:, None, :, :]
+            d -= np.round(d)
+            # every site is close to itself: more than n close pairs means
+            # two sites overlap
+            close = np.count_nonzero((np.abs(d) < _SITE_TOL + 1e-12).all(axis=-1), axis=(1, 2))
+            for j, c in zip(block, close.tolist()):
+                result[j] = c > n
+    return result
+
+
+def _read_cif_text(text):
+    """The lines of a CIF in the layout :func:`_fast_parse` handles: (symbols,
+    labels, the six cell parameters as floats, the fractional coordinates as
+    strings, three per site); ``_NotSimple`` for anything else."""
     cell = {}
     loops = []  # list of (headers, rows)
     n_blocks = 0
@@ -222,45 +350,9 @@ def _fast_parse_arrays(text):
         coords += (tok[k_xyz[0]], tok[k_xyz[1]], tok[k_xyz[2]])
     try:
         params = [float(cell[k]) for k in _CELL_KEYS]
-        frac = np.array(coords, dtype=float).reshape(len(symbols), 3)
     except ValueError as exc:  # uncertainties "1.23(4)", '?' ...
         raise _NotSimple(str(exc)) from None
-
-    # CifParser snaps coordinates within 1e-4 (relative) of 1/3 or 2/3 to the
-    # exact value, then wraps into [0, 1); do the same so both paths agree.
-    for ideal in (1 / 3, 2 / 3):
-        frac[np.abs(frac / ideal - 1) <= _FRAC_TOL] = ideal
-    frac -= np.floor(frac)
-
-    matrix = _lattice_matrix(*params)
-    # CifParser refuses a lattice thinner than _MIN_THICKNESS (its
-    # interplanar spacings d_100, d_010, d_001: the volume over the area of
-    # each face); NaN passes here as there, for the checks after
-    faces, volume = _faces(matrix.tolist())
-    for fx, fy, fz in faces:
-        area = math.sqrt(fx * fx + fy * fy + fz * fz)
-        if area == 0.0 or volume / area < _MIN_THICKNESS:
-            raise _NotSimple("degenerate lattice")
-    if len(frac) > 1:
-        # CifParser merges sites closer than site_tolerance (fractional,
-        # periodic) into one disordered site; leave such files to it.
-        d = frac[:, None, :] - frac[None, :, :]
-        d -= np.round(d)
-        # every site is close to itself: more than len(frac) close pairs
-        # means two sites overlap
-        if np.count_nonzero((np.abs(d) < _SITE_TOL + 1e-12).all(axis=-1)) > len(frac):
-            raise _NotSimple("overlapping sites")
-    # CifParser returns sites sorted as pymatgen's Site.__lt__ orders them
-    # (electronegativity, then symbol; stable, so file order within an
-    # element). Sorting here builds the Structure once instead of twice.
-    x = [plain[sym] for sym in symbols]
-    if not all(math.isfinite(v) for v in x):
-        # NaN electronegativity (noble gases...) makes the order depend on
-        # CifParser's internals: leave such files to it
-        raise _NotSimple("element without electronegativity")
-    order = sorted(range(len(symbols)), key=lambda k: (x[k], symbols[k]))
-    return ([symbols[k] for k in order], [labels[k] for k in order], matrix,
-            frac[order])
+    return symbols, labels, params, coords
 
 
 def _lattice_matrix(a, b, c, alpha, beta, gamma):
@@ -401,6 +493,10 @@ def _not_cif_hint(text):
     return ""
 
 
+# texts whose numbers the fast path converts and checks together
+_FAST_BATCH = 256
+
+
 def _parse_many(texts, n_jobs=None, parser="auto"):
     """Parse CIF strings; returns (list of Structure or None, list of error or None)."""
     texts = list(texts)
@@ -414,16 +510,23 @@ def _parse_many(texts, n_jobs=None, parser="auto"):
         # worker process costs (pickling), so it always runs here; only the
         # CIFs it declines (pymatgen's CifParser, ~2 ms each) are worth
         # spreading over workers.
-        slow = []
+        from pymatgen.core import Structure
+
+        strings = [i for i, text in enumerate(texts) if isinstance(text, str)]
+        slow = [i for i, text in enumerate(texts) if not isinstance(text, str)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for i, text in enumerate(texts):
-                try:
-                    if not isinstance(text, str):
-                        raise _NotSimple("not a string")
-                    structures[i] = _fast_parse(text)
-                except Exception:  # _NotSimple, malformed numbers...: CifParser judges
-                    slow.append(i)
+            for lo in range(0, len(strings), _FAST_BATCH):
+                batch = strings[lo:lo + _FAST_BATCH]
+                for i, read in zip(batch, _fast_parse_arrays_many([texts[i] for i in batch])):
+                    try:
+                        if isinstance(read, Exception):
+                            raise read
+                        symbols, labels, matrix, frac = read
+                        structures[i] = Structure(matrix, symbols, frac, labels=labels)
+                    except Exception:  # _NotSimple, malformed numbers...: CifParser judges
+                        slow.append(i)
+            slow.sort()
     if not slow:
         return structures, errors
     parsed = map_chunks(partial(_parse_pairs, parser="pymatgen"),

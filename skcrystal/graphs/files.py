@@ -33,7 +33,7 @@ import numpy as np
 from .._validation import (MIN_INTERATOMIC_DISTANCE, _check_lattice,
                            _check_overlaps_arrays, _lattices_pass, check_structures,
                            first_line)
-from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays, _not_cif_hint,
+from ..datasets._cif import (_check_cif_cell, _fast_parse_arrays_many, _not_cif_hint,
                              _pymatgen_parse)
 from ..datasets._io import _fast_poscar_arrays, _parse_poscar
 from .builder import GraphBuilder
@@ -102,19 +102,25 @@ def _is_cif(path):
     return str(path).lower().endswith((".cif", ".cif.gz"))
 
 
-def _cif_arrays(text):
-    symbols, _, matrix, frac = _fast_parse_arrays(text)
-    return symbols, matrix, frac
-
-
-def _fast_arrays(text, cif=True):
-    """(symbols, lattice rows in Å, fractional coordinates) of a
-    CifWriter-layout CIF or a plain POSCAR, read without a Structure; None
-    when the fast reader declines the file (the caller then uses pymatgen)."""
-    try:
-        return (_cif_arrays if cif else _fast_poscar_arrays)(text)
-    except Exception:  # _NotSimple, malformed numbers...: pymatgen judges
-        return None
+def _fast_arrays_many(texts, cif):
+    """Per text, (symbols, lattice rows in Å, fractional coordinates) of a
+    CifWriter-layout CIF or a plain POSCAR (``cif[k]`` says which), read
+    without a Structure; None where the fast readers decline the text (the
+    caller then uses pymatgen). The CIFs are read together
+    (:func:`~skcrystal.datasets._cif._fast_parse_arrays_many`)."""
+    out = [None] * len(texts)
+    cifs = [k for k, c in enumerate(cif) if c]
+    for k, read in zip(cifs, _fast_parse_arrays_many([texts[k] for k in cifs])):
+        if not isinstance(read, Exception):  # _NotSimple, malformed numbers...
+            symbols, _, matrix, frac = read
+            out[k] = symbols, matrix, frac
+    for k, c in enumerate(cif):
+        if not c:
+            try:
+                out[k] = _fast_poscar_arrays(texts[k])
+            except Exception:  # noqa: BLE001 - pymatgen judges
+                pass
+    return out
 
 
 def _fast_build_args(symbols, matrix, frac, supported, lattice_passed=False):
@@ -195,6 +201,7 @@ def read_file_graphs(paths, builder_params, supported=None):
         # pymatgen's per-file warnings (rounded coordinates, stoichiometry)
         # say nothing actionable for graph models
         warnings.simplefilter("ignore")
+        texts = []  # (position in out, path, text, whether a CIF)
         for item in paths:
             path, text = item if isinstance(item, tuple) else (item, None)
             cif = text is not None or _is_cif(path)
@@ -210,16 +217,23 @@ def read_file_graphs(paths, builder_params, supported=None):
                     raise FileError(path, "is empty", parse=True) from None
                 except ValueError as exc:  # a CSV cell of another column
                     raise FileError(path, str(exc), parse=True) from None
-                read = _fast_arrays(text, cif)
-                if read is None:
-                    out.append((_slow_graph(path, text, builder, supported, cif), None))
-                else:
-                    fast.append((len(out), path, read))
-                    out.append(None)
+                texts.append((len(out), path, text, cif))
+                out.append(None)
             except FileError as exc:
                 out.append((None, exc))
             except (ValueError, TypeError) as exc:
                 out.append((None, _file_error(path, exc)))
+        reads = _fast_arrays_many([t[2] for t in texts], [t[3] for t in texts])
+        for (j, path, text, cif), read in zip(texts, reads):
+            if read is not None:
+                fast.append((j, path, read))
+                continue
+            try:
+                out[j] = (_slow_graph(path, text, builder, supported, cif), None)
+            except FileError as exc:
+                out[j] = (None, exc)
+            except (ValueError, TypeError) as exc:
+                out[j] = (None, _file_error(path, exc))
         # the lattice checks of the whole chunk at once; a file they fail is
         # checked again alone, for the error naming what is wrong
         passed = _lattices_pass([(None, frac, frac @ matrix, matrix, _PERIODIC)
