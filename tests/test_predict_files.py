@@ -694,3 +694,23 @@ def test_cli_predict_folder_read_without_pandas_writes_pandas_csv(
     read = _cli_csv(["predict", CHECKPOINT, str(folder)], tmp_path / "pandas.csv")
     assert quick == read
     assert quick.splitlines()[0] == b"id,target,prediction"
+
+
+def test_structure_files_read_as_text_mode_reads_them(tmp_path):
+    """Files are decoded from bytes in one go: the text a text-mode read
+    gives, for CRLF and lone CR newlines, undecodable bytes, a byte-order
+    mark, a multi-byte character, and gzip-compressed files."""
+    import gzip
+
+    from skcrystal.graphs.files import _read_text
+
+    samples = [b"data_x\r\n_cell_length_a 3\r\n", b"a\rb\r\rc\n\r\n", b"caf\xe9 \xff\xfe ok\n",
+               b"\xef\xbb\xbfdata_bom\n", "Å ü\r\n".encode() * 3000, b"", b"\r"]
+    for k, data in enumerate(samples):
+        for name, write in ((f"{k}.cif", Path.write_bytes),
+                            (f"{k}.cif.gz", lambda p, d: p.write_bytes(gzip.compress(d)))):
+            path = tmp_path / name
+            write(path, data)
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+                assert _read_text(path) == fh.read(), (k, name)
