@@ -1310,6 +1310,7 @@ def _cmd_predict(args, progress, stack):
         # and predict in chunks (workers with --n-jobs), no pymatgen
         # Structure kept
         columns, files, describe = listing
+        _check_target_names(columns, args)  # before the files are read
         if args.n_jobs is None and getattr(est, "n_jobs", None) is None:
             # a large CSV: its rows are counted only now (workers that start
             # late cost little, this process predicts meanwhile)
@@ -1322,6 +1323,7 @@ def _cmd_predict(args, progress, stack):
         skipped.report(_error_log_path(args), len(files))
     else:
         data = _read_data(args.data, args, progress, skipped)
+        _check_target_names(data.frame, args)  # before the structures are predicted
         data, _ = _screen(est, data, progress, skipped, args.on_error)
         skipped.report(_error_log_path(args), len(data) + len(skipped.items))
         columns, n_rows = data.frame, len(data.frame)
@@ -1513,6 +1515,16 @@ def _predict_files(est, files, describe, args, progress, skipped, is_clf, starte
     return keep, pred, proba
 
 
+def _check_target_names(columns, args):
+    """A CLIError naming the first ``--target`` that is not one of
+    ``columns`` (a DataFrame or a dict of columns, by name)."""
+    present = list(columns)
+    missing = [t for t in args.target or () if t not in present]
+    if missing:
+        raise CLIError(f"--target {missing[0]!r} is not a column of {args.data}; "
+                       f"columns: {[c for c in present if c != 'structure']}")
+
+
 def _truth_columns(columns, n_rows, names, args, n):
     """Target columns present in the prediction data, by name.
 
@@ -1525,10 +1537,7 @@ def _truth_columns(columns, n_rows, names, args, n):
         return {}
     present = list(columns)
     if args.target:
-        missing = [t for t in args.target if t not in present]
-        if missing:
-            raise CLIError(f"--target {missing[0]!r} is not a column of {args.data}; "
-                           f"columns: {[c for c in present if c != 'structure']}")
+        _check_target_names(columns, args)
         return {t: np.asarray(columns[t]) for t in args.target}
     found = {t: np.asarray(columns[t]) for t in names if t in present}
     if len(found) == len(names) and found:

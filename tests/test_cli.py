@@ -87,6 +87,20 @@ def test_predict_to_stdout_with_truth(fitted, data, capsys):
     assert "reading 40 CIFs" in captured.err and "MAE against the targets" in captured.err
 
 
+def test_predict_names_a_missing_target_column_before_predicting(fitted, data, tmp_path,
+                                                                 capsys):
+    """--target that the data lacks fails at once, naming the columns there
+    are, before any structure is read or predicted (folder and CSV)."""
+    for model, source in (("formation-energy-per-atom", shared_path("cgcnn_sample")),
+                          (str(fitted[0]), data["csv"])):
+        out = tmp_path / "never.csv"
+        assert main(["predict", model, str(source), "-o", str(out), "--target", "gap"]) == 2
+        err = capsys.readouterr().err
+        assert f"--target 'gap' is not a column of {source}; columns: ['id'" in err
+        assert "structures/s" not in err and "predicting" not in err
+        assert not out.exists()
+
+
 def test_predict_folder(fitted, tmp_path):
     folder = shared_path("cgcnn_sample")
     out = tmp_path / "pred.csv"
