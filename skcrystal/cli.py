@@ -1892,10 +1892,12 @@ def main(argv=None):
 def run(argv=None):
     """The ``skcrystal`` command as a process: :func:`main`, then exit.
 
-    A finished command stops its worker processes without waiting for their
-    own teardown, and the interpreter's teardown skips the garbage
-    collector's passes over everything loaded (``gc.freeze``): with torch
-    loaded, the two took longer than predicting a few thousand files (see
+    A finished command lets its worker processes finish and exit (they are
+    killed after an error or an interrupt, dropping queued work), and the
+    interpreter's teardown skips the garbage collector's passes over
+    everything loaded (``gc.freeze``; the workers freeze what they import,
+    see :func:`skcrystal.graphs.files.prepare_worker`): with torch loaded,
+    the teardowns took longer than predicting a few thousand files (see
     ``benchmarks/RESULTS.md``). Exit handlers still run, so output streams,
     logs and the workers' shared resources are closed as usual.
 
@@ -1909,7 +1911,7 @@ def run(argv=None):
 
     from ._parallel import stop_workers
 
-    stop_workers()
+    stop_workers(kill=code != 0)
     gc.disable()
     gc.freeze()
     sys.exit(code)

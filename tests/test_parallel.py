@@ -1,6 +1,8 @@
 """map_chunks: the library's one joblib pattern keeps order and runs small work here."""
 import os
 
+import pytest
+
 from skcrystal._parallel import map_chunks
 
 
@@ -69,13 +71,14 @@ def test_shared_chunks_run_here_and_in_the_started_workers_in_order():
     assert [v for v, _ in squares] == [k * k for k in range(12) for _ in range(3)]
 
 
-def test_stopped_workers_are_gone_and_the_next_call_starts_new_ones():
+@pytest.mark.parametrize("kill", [True, False])
+def test_stopped_workers_are_gone_and_the_next_call_starts_new_ones(kill):
     import time
 
     from skcrystal._parallel import stop_workers, start_workers
 
     old = set(start_workers(2, _pid)())
-    stop_workers()
+    stop_workers(kill=kill)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(old):
         time.sleep(0.05)
@@ -213,3 +216,20 @@ def test_then_runs_here_once_per_chunk_in_any_order_and_its_error_comes_in_turn(
                                             then=_fail_on_seven_in_then):
                 got.extend(chunk)
         assert got == [("then", k * k) for k in range(7)]
+
+
+def _freeze_count():
+    import gc
+    return gc.get_freeze_count()
+
+
+def test_a_prepared_worker_leaves_its_imports_to_no_collection():
+    """prepare_worker freezes what it loaded, so a worker that imported torch
+    exits (and collects during its chunks) without passing over it."""
+    from skcrystal._parallel import _shared_executor, start_workers, stop_workers
+    from skcrystal.graphs.files import prepare_worker
+
+    stop_workers()
+    start_workers(2, prepare_worker)()
+    assert _shared_executor(2).submit(_freeze_count).result() > 10_000
+    stop_workers(kill=False)
