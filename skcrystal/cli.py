@@ -1530,6 +1530,8 @@ def _truth_columns(columns, n_rows, names, args, n):
 
     ``columns``: the data's columns by name (a DataFrame or a dict of
     arrays) and ``n_rows`` their length; ``n`` the number of predictions.
+    ``--target`` names were checked against them before predicting
+    (:func:`_check_target_names`).
     """
     import numpy as np
 
@@ -1537,7 +1539,6 @@ def _truth_columns(columns, n_rows, names, args, n):
         return {}
     present = list(columns)
     if args.target:
-        _check_target_names(columns, args)
         return {t: np.asarray(columns[t]) for t in args.target}
     found = {t: np.asarray(columns[t]) for t in names if t in present}
     if len(found) == len(names) and found:
