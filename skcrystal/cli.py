@@ -729,9 +729,9 @@ def _early_file_chunks(args, n_jobs, kind, progress):
     imports torch and loads the weights (about a second and a half, which
     the workers would otherwise spend waiting). ``predict_files`` uses them
     where the loaded model asks for the same graphs and the same files, and
-    cancels them otherwise. ``listing``: :func:`_file_listing`'s, or None
-    where the folder was listed without pandas (:func:`_quick_files`; the
-    full listing then comes later, while the workers build).
+    cancels them otherwise. ``listing``: :func:`_file_listing`'s; a plain
+    folder (:func:`_quick_listing`) is listed once, the listing made after
+    the chunks are handed over.
     """
     from skcrystal import pretrained
 
@@ -744,31 +744,38 @@ def _early_file_chunks(args, n_jobs, kind, progress):
     from skcrystal.graphs.builder import GraphBuilder
     from skcrystal.graphs.files import _builder_params, start_file_chunks
 
-    listing, files = None, _quick_files(Path(args.data), kind)
-    if files is None:
+    quick = _quick_listing(Path(args.data), kind)
+    if quick is None:
         listing = _file_listing(args, progress, kind)
         if listing is None:
             return None, None
         files = listing[1]
+    else:
+        listing, files = None, quick[1]
     if not files:
         return None, None
     params = _builder_params(GraphBuilder(**needs[0]).validate())
-    return listing, start_file_chunks(files, params, needs[1], n_jobs)
+    started = start_file_chunks(files, params, needs[1], n_jobs)
+    if quick is not None:
+        listing = _file_listing(args, progress, kind, quick)
+    return listing, started
 
 
-def _quick_files(folder, kind):
-    """The structure files of a folder of ``kind`` listed without pandas
-    (~0.3 s of imports; see :func:`skcrystal.datasets._files._id_prop_quick`),
-    the files :func:`_file_listing` lists; None where it must judge."""
+def _quick_listing(folder, kind):
+    """(id_prop.csv read, structure files) of a folder of ``kind`` read
+    without pandas (~0.3 s of imports; see
+    :func:`skcrystal.datasets._files._id_prop_quick`; the read is None for a
+    folder without id_prop.csv): what :func:`_file_listing` reads; None
+    where it must judge."""
     from skcrystal.datasets import _files
 
     if kind == "files":
-        return _files._folder_structure_files(folder)
-    quick = _files._id_prop_quick(folder) if kind in ("cgcnn", "alignn") else None
-    if quick is None:
+        return None, _files._folder_structure_files(folder)
+    read = _files._id_prop_quick(folder) if kind in ("cgcnn", "alignn") else None
+    if read is None:
         return None
     try:
-        return _files._folder_files(folder, kind, quick[1], quick[0])
+        return read, _files._folder_files(folder, kind, read[1], read[0])
     except FileNotFoundError:  # _file_listing says which
         return None
 
@@ -1382,7 +1389,7 @@ def _streamed_kind(path):
     return kind if kind in _FILE_KINDS or kind == "csv" else None
 
 
-def _file_listing(args, progress, kind):
+def _file_listing(args, progress, kind, quick=None):
     """(columns, items, describe) of a folder of structure files (items: the
     files) or of a CSV of CIF texts (items: ``(row name, CIF text)``), or
     None for the other inputs (read by _read_data); ``kind`` is
@@ -1391,7 +1398,8 @@ def _file_listing(args, progress, kind):
 
     A folder is listed without pandas where its id_prop.csv is plain
     (:func:`skcrystal.datasets._files._id_prop_quick`), with the ids and
-    targets pandas reads.
+    targets pandas reads; ``quick``: :func:`_quick_listing` of the folder,
+    already read.
     """
     import warnings
 
@@ -1411,7 +1419,7 @@ def _file_listing(args, progress, kind):
         return ({"id": ids, **values}, list(zip(names, df[args.cif_column].tolist())),
                 names.__getitem__)
     if kind in ("cgcnn", "alignn"):
-        read = _files._id_prop_quick(path)
+        read = _files._id_prop_quick(path) if quick is None else quick[0]
         if read is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -1420,12 +1428,12 @@ def _file_listing(args, progress, kind):
                 if not issubclass(w.category, DeprecationWarning):
                     progress.say(f"  note: {w.message}")
         id_prop, ids, y = read
-        files = _files._folder_files(path, kind, ids, id_prop)
+        files = _files._folder_files(path, kind, ids, id_prop) if quick is None else quick[1]
         if y is not None:
             y2 = y.reshape(len(ids), -1)
             values = {name: y2[:, k] for k, name in enumerate(_files._target_names(y))}
     else:
-        files = _files._folder_structure_files(path)
+        files = _files._folder_structure_files(path) if quick is None else quick[1]
         ids = [f.name for f in files]
     if not files:
         return None
